@@ -1,0 +1,130 @@
+// Package app is sessiond's HTTP side: the Fiber app, its routes and
+// handlers, bearer authentication, problem+json errors, configuration and
+// start-up. It reaches Redis only through the sessions and users stores.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/users"
+)
+
+// BodyLimit is the largest request body accepted.
+const BodyLimit = 64 << 10
+
+// Deps are what the HTTP app is built on.
+type Deps struct {
+	Users    *users.Store
+	Sessions *sessions.Store
+	Tokens   *sessions.Tokens
+	// TrustedProxies may set the client IP with X-Forwarded-For.
+	TrustedProxies []netip.Prefix
+	// Ping answers whether Redis is reachable, for /readyz.
+	Ping func(context.Context) error
+	Log  *slog.Logger
+}
+
+type handlers struct {
+	Deps
+}
+
+// New builds the Fiber app.
+func New(d Deps) *fiber.App {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	h := &handlers{d}
+	f := fiber.New(fiber.Config{
+		AppName:               "sessiond",
+		BodyLimit:             BodyLimit,
+		ErrorHandler:          errorHandler(d.Log),
+		DisableStartupMessage: true,
+		// Fiber reuses request buffers; handlers keep strings past the request
+		// (session metadata, logs), so make them immutable.
+		Immutable: true,
+		// Slow clients must not hold connections open.
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 10 * time.Second,
+		IdleTimeout:  60 * time.Second,
+		JSONEncoder:  jsonMarshal,
+		JSONDecoder:  json.Unmarshal,
+	})
+	f.Use(h.requestMeta)
+
+	f.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	f.Get("/readyz", h.readyz)
+
+	v1 := f.Group("/v1")
+	v1.Post("/auth/login", h.login)
+	auth := v1.Group("", h.authenticate)
+	auth.Post("/auth/logout", h.logout)
+	auth.Post("/auth/logout-all", h.logoutAll)
+	auth.Get("/me", h.me)
+	auth.Put("/me/password", h.changePassword)
+	auth.Get("/sessions", h.listSessions)
+	auth.Delete("/sessions", h.revokeOtherSessions)
+	auth.Delete("/sessions/:id", h.revokeSession)
+
+	admin := auth.Group("/admin", h.requireAdmin)
+	admin.Post("/users", h.createUser)
+	admin.Get("/users", h.findUsers)
+	admin.Get("/users/:id", h.getUser)
+	admin.Patch("/users/:id", h.patchUser)
+	admin.Get("/users/:id/sessions", h.userSessions)
+	admin.Delete("/users/:id/sessions", h.forceLogout)
+	admin.Delete("/users/:id/sessions/:sid", h.forceLogoutOne)
+
+	f.Use(func(c *fiber.Ctx) error { return errNotFound })
+	return f
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// requestMeta gives every request an unguessable id, security headers and a
+// log line. Nothing logged carries a token, password or query string.
+func (h *handlers) requestMeta(c *fiber.Ctx) error {
+	id := uuid.NewString()
+	c.Locals(ridKey{}, id)
+	c.Set("X-Request-Id", id)
+	c.Set("Cache-Control", "no-store")
+	c.Set("X-Content-Type-Options", "nosniff")
+	c.Set("X-Frame-Options", "DENY")
+	c.Set("Referrer-Policy", "no-referrer")
+	c.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	start := time.Now()
+	err := c.Next()
+	if err != nil {
+		// Render now so the log line has the final status.
+		if herr := c.App().ErrorHandler(c, err); herr != nil {
+			return herr
+		}
+	}
+	h.Log.Info("request", "request_id", id, "method", c.Method(), "path", c.Path(),
+		"status", c.Response().StatusCode(), "duration_ms", time.Since(start).Milliseconds(), "ip", h.clientIP(c))
+	return nil
+}
+
+type ridKey struct{}
+
+func requestID(c *fiber.Ctx) string {
+	id, _ := c.Locals(ridKey{}).(string)
+	return id
+}
+
+func (h *handlers) readyz(c *fiber.Ctx) error {
+	if h.Ping == nil {
+		return c.JSON(fiber.Map{"status": "ready"})
+	}
+	if err := h.Ping(c.UserContext()); err != nil {
+		return errUnavailable
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}

@@ -1,0 +1,117 @@
+package app
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/users"
+)
+
+// caller is who an authenticated request comes from.
+type caller struct {
+	UserID    string
+	SessionID string
+}
+
+type callerKey struct{}
+
+func callerOf(c *fiber.Ctx) caller {
+	cl, _ := c.Locals(callerKey{}).(caller)
+	return cl
+}
+
+// maxTokenLen bounds what is handed to the JWT parser; ours are ~300 bytes.
+const maxTokenLen = 4096
+
+// bearerToken takes the token from "Authorization: Bearer <token>" and from
+// nowhere else: tokens in URLs or cookies leak into logs and proxies. The
+// scheme name is case-insensitive (RFC 9110).
+func bearerToken(header string) (token string, ok bool) {
+	scheme, rest, found := strings.Cut(strings.TrimSpace(header), " ")
+	if !found || !strings.EqualFold(scheme, "bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(rest)
+	if token == "" || len(token) > maxTokenLen || strings.ContainsAny(token, " \t") {
+		return "", false
+	}
+	return token, true
+}
+
+// authenticate requires a valid token whose session is live in Redis. A good
+// signature alone is never enough: revocation bites on the next request.
+func (h *handlers) authenticate(c *fiber.Ctx) error {
+	header := c.Get(fiber.HeaderAuthorization)
+	if header == "" {
+		return unauthorized("this needs an Authorization: Bearer token", false)
+	}
+	token, ok := bearerToken(header)
+	if !ok {
+		return unauthorized("the Authorization header must be: Bearer <token>", true)
+	}
+	claims, err := h.Tokens.Verify(token)
+	if err != nil {
+		return unauthorized("the token is invalid or expired", true)
+	}
+	if _, err := h.Sessions.Check(c.UserContext(), claims.UserID, claims.SessionID, h.clientIP(c)); err != nil {
+		if errors.Is(err, sessions.ErrNotFound) {
+			return unauthorized("the session has ended (signed out, revoked or expired)", true)
+		}
+		return err
+	}
+	c.Locals(callerKey{}, caller{UserID: claims.UserID, SessionID: claims.SessionID})
+	return c.Next()
+}
+
+// requireAdmin reads the caller's role from the account as it is now, not from
+// the token, so a demoted or disabled admin loses access on the next request.
+func (h *handlers) requireAdmin(c *fiber.Ctx) error {
+	u, err := h.Users.Get(c.UserContext(), callerOf(c).UserID)
+	if errors.Is(err, users.ErrNotFound) {
+		return errForbidden
+	}
+	if err != nil {
+		return err
+	}
+	if u.Role != users.RoleAdmin || u.Disabled {
+		return errForbidden
+	}
+	return c.Next()
+}
+
+// clientIP is the socket's address, unless that is a trusted proxy: then the
+// nearest address in X-Forwarded-For that is not itself a trusted proxy.
+// A client cannot spoof its address by sending the header itself.
+func (h *handlers) clientIP(c *fiber.Ctx) string {
+	remote, _ := netip.AddrFromSlice(c.Context().RemoteIP())
+	remote = remote.Unmap()
+	if !h.trusted(remote) {
+		return remote.String()
+	}
+	hops := strings.Split(c.Get(fiber.HeaderXForwardedFor), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		a = a.Unmap()
+		if !h.trusted(a) {
+			return a.String()
+		}
+		remote = a
+	}
+	return remote.String()
+}
+
+func (h *handlers) trusted(a netip.Addr) bool {
+	for _, p := range h.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,183 @@
+package app
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/sessions"
+)
+
+// Config is the service's configuration, read from the environment.
+type Config struct {
+	ListenAddr         string
+	RedisURL           string // "" runs the embedded in-memory store
+	JWTSecret          []byte
+	SecretGenerated    bool // JWT_SECRET was unset in embedded mode
+	JWTIssuer          string
+	JWTAudience        string
+	AdminUsername      string
+	AdminPassword      string
+	IdleTimeout        time.Duration
+	MaxLifetime        time.Duration
+	MaxSessionsPerUser int
+	LoginMaxFailures   int
+	LoginFailureWindow time.Duration
+	BcryptCost         int
+	KeyPrefix          string
+	TrustedProxies     []netip.Prefix
+	// RedisTimeout bounds every Redis call, so no request hangs while Redis is down.
+	RedisTimeout time.Duration
+	// ClientCacheMB bounds the client-side cache of each Redis connection.
+	ClientCacheMB int
+	// ShutdownTimeout is how long in-flight requests get to finish on SIGTERM.
+	ShutdownTimeout time.Duration
+}
+
+// ConfigError names the variable whose value is bad.
+type ConfigError struct {
+	Var    string
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return e.Var + ": " + e.Reason }
+
+// LoadConfig reads the configuration through getenv (os.Getenv in main). The
+// first bad value is returned as a *ConfigError.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	c := Config{
+		ListenAddr:         p.str("LISTEN_ADDR", ":3000"),
+		RedisURL:           getenv("REDIS_URL"),
+		JWTIssuer:          p.str("JWT_ISSUER", "sessiond"),
+		JWTAudience:        p.str("JWT_AUDIENCE", "sessiond"),
+		AdminUsername:      getenv("ADMIN_USERNAME"),
+		AdminPassword:      getenv("ADMIN_PASSWORD"),
+		IdleTimeout:        p.duration("SESSION_IDLE_TIMEOUT", 720*time.Hour),
+		MaxLifetime:        p.duration("SESSION_MAX_LIFETIME", 2160*time.Hour),
+		MaxSessionsPerUser: p.integer("MAX_SESSIONS_PER_USER", 50, 0, 1_000_000),
+		LoginMaxFailures:   p.integer("LOGIN_MAX_FAILURES", 10, 1, 1_000_000),
+		LoginFailureWindow: p.duration("LOGIN_FAILURE_WINDOW", 15*time.Minute),
+		BcryptCost:         p.integer("BCRYPT_COST", 12, 10, 14),
+		KeyPrefix:          p.str("REDIS_KEY_PREFIX", "sd:"),
+		TrustedProxies:     p.prefixes("TRUSTED_PROXIES"),
+		RedisTimeout:       p.duration("REDIS_TIMEOUT", 2*time.Second),
+		ClientCacheMB:      p.integer("CLIENT_CACHE_MB", 64, 1, 1<<20),
+		ShutdownTimeout:    p.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+	}
+	if p.err != nil {
+		return Config{}, p.err
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		return Config{}, &ConfigError{"LISTEN_ADDR", "want host:port or :port, got " + strconv.Quote(c.ListenAddr)}
+	}
+	if c.RedisURL != "" {
+		if _, err := rueidis.ParseURL(c.RedisURL); err != nil {
+			// The URL may hold a password: say what is wrong, not what it was.
+			return Config{}, &ConfigError{"REDIS_URL", "want redis://[user:pass@]host:port/db or rediss://…; " + redactURLError(err, c.RedisURL)}
+		}
+	}
+	secret := getenv("JWT_SECRET")
+	switch {
+	case secret == "" && c.RedisURL != "":
+		return Config{}, &ConfigError{"JWT_SECRET", "required when REDIS_URL is set (at least 32 random bytes)"}
+	case secret == "":
+		c.JWTSecret, c.SecretGenerated = make([]byte, 32), true
+		_, _ = rand.Read(c.JWTSecret)
+	case len(secret) < sessions.MinSecretLen:
+		return Config{}, &ConfigError{"JWT_SECRET", fmt.Sprintf("must be at least %d bytes, got %d", sessions.MinSecretLen, len(secret))}
+	default:
+		c.JWTSecret = []byte(secret)
+	}
+	if (c.AdminUsername == "") != (c.AdminPassword == "") {
+		v := "ADMIN_PASSWORD"
+		if c.AdminUsername == "" {
+			v = "ADMIN_USERNAME"
+		}
+		return Config{}, &ConfigError{v, "ADMIN_USERNAME and ADMIN_PASSWORD go together"}
+	}
+	return c, nil
+}
+
+func redactURLError(err error, url string) string {
+	// net/url quotes the whole URL in its errors, password included.
+	return strings.ReplaceAll(err.Error(), url, "REDIS_URL")
+}
+
+// parser keeps the first error so LoadConfig reads as a list of variables.
+type parser struct {
+	getenv func(string) string
+	err    error
+}
+
+func (p *parser) fail(name, reason string) {
+	if p.err == nil {
+		p.err = &ConfigError{name, reason}
+	}
+}
+
+func (p *parser) str(name, def string) string {
+	if v := p.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) duration(name string, def time.Duration) time.Duration {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.fail(name, fmt.Sprintf("want a positive Go duration such as 15m or 720h, got %q", v))
+		return def
+	}
+	return d
+}
+
+func (p *parser) integer(name string, def, lo, hi int) int {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(name, fmt.Sprintf("want a whole number from %d to %d, got %q", lo, hi, v))
+		return def
+	}
+	return n
+}
+
+func (p *parser) prefixes(name string) []netip.Prefix {
+	v := p.getenv(name)
+	if v == "" {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if pr, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, pr.Masked())
+			continue
+		}
+		// A bare address trusts just that host.
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			p.fail(name, fmt.Sprintf("want comma-separated CIDRs such as 10.0.0.0/8, got %q", s))
+			return nil
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out
+}

@@ -1,0 +1,444 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/users"
+)
+
+// Caps on what a client may store in its session. user_agent is what the
+// server saw, so it is cut rather than refused.
+const (
+	maxDeviceName = 128
+	maxPlatform   = 32
+	maxUserAgent  = 512
+)
+
+// Wire shapes (API.md → Objects).
+type sessionJSON struct {
+	ID         string `json:"id"`
+	DeviceName string `json:"device_name"`
+	Platform   string `json:"platform"`
+	UserAgent  string `json:"user_agent"`
+	IP         string `json:"ip"`
+	CreatedAt  string `json:"created_at"`
+	LastSeenAt string `json:"last_seen_at"`
+	ExpiresAt  string `json:"expires_at"`
+	Current    bool   `json:"current"`
+}
+
+type userJSON struct {
+	ID        string `json:"id"`
+	Username  string `json:"username"`
+	Role      string `json:"role"`
+	Disabled  bool   `json:"disabled"`
+	CreatedAt string `json:"created_at"`
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func toSessionJSON(s sessions.Session, currentID string) sessionJSON {
+	return sessionJSON{ID: s.ID, DeviceName: s.DeviceName, Platform: s.Platform, UserAgent: s.UserAgent,
+		IP: s.IP, CreatedAt: rfc3339(s.CreatedAt), LastSeenAt: rfc3339(s.LastSeenAt),
+		ExpiresAt: rfc3339(s.ExpiresAt), Current: currentID != "" && s.ID == currentID}
+}
+
+func toSessionsJSON(list []sessions.Session, currentID string) fiber.Map {
+	out := make([]sessionJSON, len(list))
+	for i, s := range list {
+		out[i] = toSessionJSON(s, currentID)
+	}
+	return fiber.Map{"sessions": out}
+}
+
+func toUserJSON(u users.User) userJSON {
+	return userJSON{ID: u.ID, Username: u.Username, Role: u.Role, Disabled: u.Disabled, CreatedAt: rfc3339(u.CreatedAt)}
+}
+
+// decodeBody reads a JSON object into v, answering 400 with the field at fault.
+// Unknown fields are ignored so older servers accept newer clients.
+func decodeBody(c *fiber.Ctx, v any) error {
+	mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
+	if err != nil || mt != fiber.MIMEApplicationJSON {
+		return invalid("Content-Type must be application/json")
+	}
+	body := c.Body()
+	if len(bytes.TrimSpace(body)) == 0 {
+		return invalid("the request body is empty; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return invalid(fmt.Sprintf("%s: must be a %s", te.Field, jsonKind(te.Type.String())))
+		}
+		if errors.As(err, &te) {
+			return invalid("the request body must be a JSON object")
+		}
+		return invalid("the request body is not valid JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid("the request body must hold one JSON object and nothing after it")
+	}
+	return nil
+}
+
+func jsonKind(goType string) string {
+	switch goType {
+	case "string", "*string":
+		return "string"
+	case "bool", "*bool":
+		return "boolean"
+	}
+	return "JSON object"
+}
+
+func required(field string, v *string) error {
+	if v == nil || *v == "" {
+		return invalid(field + ": is required")
+	}
+	return nil
+}
+
+// passwordProblem names the field whose new password breaks a length rule.
+func passwordProblem(field string, err error) error {
+	if errors.Is(err, users.ErrPasswordTooShort) || errors.Is(err, users.ErrPasswordTooLong) {
+		return invalid(field + ": " + err.Error())
+	}
+	return err
+}
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// maxStaleRetries bounds re-checks of a login that raced with a credential change.
+const maxStaleRetries = 3
+
+func (h *handlers) login(c *fiber.Ctx) error {
+	var req struct {
+		Username *string `json:"username"`
+		Password *string `json:"password"`
+		Device   *struct {
+			Name     string `json:"name"`
+			Platform string `json:"platform"`
+		} `json:"device"`
+	}
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if err := required("username", req.Username); err != nil {
+		return err
+	}
+	if err := required("password", req.Password); err != nil {
+		return err
+	}
+	ip := h.clientIP(c)
+	meta := sessions.Meta{UserAgent: truncateUTF8(c.Get(fiber.HeaderUserAgent), maxUserAgent), IP: ip}
+	if req.Device != nil {
+		meta.DeviceName, meta.Platform = req.Device.Name, req.Device.Platform
+	}
+	if utf8.RuneCountInString(meta.DeviceName) > maxDeviceName || !utf8.ValidString(meta.DeviceName) {
+		return invalid(fmt.Sprintf("device.name: must be valid text of at most %d characters", maxDeviceName))
+	}
+	if utf8.RuneCountInString(meta.Platform) > maxPlatform || !utf8.ValidString(meta.Platform) {
+		return invalid(fmt.Sprintf("device.platform: must be valid text of at most %d characters", maxPlatform))
+	}
+
+	ctx := c.UserContext()
+	for range maxStaleRetries {
+		u, err := h.Users.Authenticate(ctx, *req.Username, *req.Password, ip)
+		if err != nil {
+			return err
+		}
+		sess, err := h.Sessions.Create(ctx, u.ID, u.CredentialVersion, meta)
+		switch {
+		case errors.Is(err, sessions.ErrStale):
+			// A password change, disable or force-logout landed between the
+			// password check and the session: check again against the new state.
+			continue
+		case errors.Is(err, sessions.ErrUserNotFound):
+			return errInvalidCredentials
+		case err != nil:
+			return err
+		}
+		token, err := h.Tokens.Sign(sess)
+		if err != nil {
+			return err
+		}
+		return c.Status(fiber.StatusCreated).JSON(fiber.Map{
+			"token": token, "token_type": "Bearer", "expires_at": rfc3339(sess.ExpiresAt),
+			"session": toSessionJSON(sess, sess.ID),
+		})
+	}
+	return errUnavailable
+}
+
+func (h *handlers) logout(c *fiber.Ctx) error {
+	cl := callerOf(c)
+	if err := h.Sessions.Revoke(c.UserContext(), cl.UserID, cl.SessionID); err != nil && !errors.Is(err, sessions.ErrNotFound) {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (h *handlers) logoutAll(c *fiber.Ctx) error {
+	n, err := h.Sessions.RevokeAll(c.UserContext(), callerOf(c).UserID, "")
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"revoked": n})
+}
+
+func (h *handlers) me(c *fiber.Ctx) error {
+	u, err := h.Users.GetCached(c.UserContext(), callerOf(c).UserID)
+	if errors.Is(err, users.ErrNotFound) {
+		return unauthorized("the account no longer exists", true)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(toUserJSON(u))
+}
+
+func (h *handlers) changePassword(c *fiber.Ctx) error {
+	var req struct {
+		Current *string `json:"current_password"`
+		New     *string `json:"new_password"`
+	}
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if err := required("current_password", req.Current); err != nil {
+		return err
+	}
+	if err := required("new_password", req.New); err != nil {
+		return err
+	}
+	cl := callerOf(c)
+	ctx := c.UserContext()
+	if _, err := h.Users.CheckPassword(ctx, cl.UserID, *req.Current); err != nil {
+		return err
+	}
+	fields, _, err := h.Users.Fields(users.Change{Password: req.New})
+	if err != nil {
+		return passwordProblem("new_password", err)
+	}
+	// The new hash and the revocation of every other session land together.
+	if _, err := h.Sessions.RevokeAll(ctx, cl.UserID, cl.SessionID, fields...); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (h *handlers) listSessions(c *fiber.Ctx) error {
+	cl := callerOf(c)
+	list, err := h.Sessions.List(c.UserContext(), cl.UserID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(toSessionsJSON(list, cl.SessionID))
+}
+
+func (h *handlers) revokeSession(c *fiber.Ctx) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	if err := h.Sessions.Revoke(c.UserContext(), callerOf(c).UserID, id); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (h *handlers) revokeOtherSessions(c *fiber.Ctx) error {
+	cl := callerOf(c)
+	n, err := h.Sessions.RevokeAll(c.UserContext(), cl.UserID, cl.SessionID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"revoked": n})
+}
+
+// pathID reads an id path parameter. Ids are UUIDs; anything else names
+// nothing (and must not reach a Redis key, where "}" would move a hash tag).
+func pathID(c *fiber.Ctx, name string) (string, error) {
+	id := c.Params(name)
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return "", errNotFound
+	}
+	return id, nil
+}
+
+// Administration.
+
+func (h *handlers) createUser(c *fiber.Ctx) error {
+	var req struct {
+		Username *string `json:"username"`
+		Password *string `json:"password"`
+		Role     string  `json:"role"`
+	}
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if err := required("username", req.Username); err != nil {
+		return err
+	}
+	if err := required("password", req.Password); err != nil {
+		return err
+	}
+	u, err := h.Users.Create(c.UserContext(), *req.Username, *req.Password, req.Role)
+	if err != nil {
+		return passwordProblem("password", err)
+	}
+	return c.Status(fiber.StatusCreated).JSON(toUserJSON(u))
+}
+
+func (h *handlers) findUsers(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	if c.Context().QueryArgs().Has("username") {
+		list := []userJSON{}
+		u, err := h.Users.FindByUsername(ctx, c.Query("username"))
+		switch {
+		case err == nil:
+			list = append(list, toUserJSON(u))
+		case !errors.Is(err, users.ErrNotFound):
+			return err
+		}
+		return c.JSON(fiber.Map{"users": list})
+	}
+	limit := 50
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return invalid("limit: must be a whole number from 1 to 500")
+		}
+		limit = n
+	}
+	page, next, err := h.Users.List(ctx, c.Query("cursor"), limit)
+	if err != nil {
+		return err
+	}
+	list := make([]userJSON, len(page))
+	for i, u := range page {
+		list[i] = toUserJSON(u)
+	}
+	return c.JSON(fiber.Map{"users": list, "next_cursor": next})
+}
+
+func (h *handlers) getUser(c *fiber.Ctx) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	u, err := h.Users.Get(c.UserContext(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(toUserJSON(u))
+}
+
+func (h *handlers) patchUser(c *fiber.Ctx) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Disabled *bool   `json:"disabled"`
+		Role     *string `json:"role"`
+		Password *string `json:"password"`
+	}
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	fields, revoke, err := h.Users.Fields(users.Change{Role: req.Role, Disabled: req.Disabled, Password: req.Password})
+	if err != nil {
+		return passwordProblem("password", err)
+	}
+	ctx := c.UserContext()
+	if revoke {
+		// Disabling or a new password ends every session in the same step,
+		// this admin's own included when they reset their own password.
+		_, err = h.Sessions.RevokeAll(ctx, id, "", fields...)
+	} else {
+		err = h.Users.Apply(ctx, id, fields)
+	}
+	if err != nil {
+		return err
+	}
+	u, err := h.Users.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(toUserJSON(u))
+}
+
+// adminTarget is the user named in the path, which must exist.
+func (h *handlers) adminTarget(c *fiber.Ctx) (string, error) {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return "", err
+	}
+	if _, err := h.Users.Get(c.UserContext(), id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func (h *handlers) userSessions(c *fiber.Ctx) error {
+	id, err := h.adminTarget(c)
+	if err != nil {
+		return err
+	}
+	list, err := h.Sessions.List(c.UserContext(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(toSessionsJSON(list, ""))
+}
+
+func (h *handlers) forceLogout(c *fiber.Ctx) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	n, err := h.Sessions.RevokeAll(c.UserContext(), id, "")
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"revoked": n})
+}
+
+func (h *handlers) forceLogoutOne(c *fiber.Ctx) error {
+	id, err := h.adminTarget(c)
+	if err != nil {
+		return err
+	}
+	sid, err := pathID(c, "sid")
+	if err != nil {
+		return err
+	}
+	if err := h.Sessions.Revoke(c.UserContext(), id, sid); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}

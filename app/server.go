@@ -1,0 +1,210 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/gofiber/fiber/v2"
+	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/users"
+)
+
+// Server is a wired sessiond: its Redis client, stores and Fiber app.
+type Server struct {
+	Config   Config
+	Client   rueidis.Client
+	Users    *users.Store
+	Sessions *sessions.Store
+	App      *fiber.App
+	Log      *slog.Logger
+	// Console is where the generated embedded admin password is shown.
+	Console io.Writer
+
+	closers []func()
+}
+
+// OpenRedis connects to REDIS_URL, or starts the embedded store when it is
+// unset. The returned func releases it.
+func OpenRedis(cfg Config, log *slog.Logger) (rueidis.Client, func(), error) {
+	if cfg.RedisURL == "" {
+		return openEmbedded(log)
+	}
+	opt, err := rueidis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, &ConfigError{"REDIS_URL", redactURLError(err, cfg.RedisURL)}
+	}
+	opt.CacheSizeEachConn = cfg.ClientCacheMB << 20
+	// Detects a dead or wedged Redis: the connection (and its client-side
+	// cache) is dropped, so requests fail closed instead of reading stale data.
+	opt.ConnWriteTimeout = cfg.RedisTimeout
+	if opt.Dialer.Timeout == 0 {
+		opt.Dialer.Timeout = cfg.RedisTimeout
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to Redis: %w", err)
+	}
+	return c, c.Close, nil
+}
+
+// openEmbedded runs an in-process miniredis. Its keys expire only when its
+// clock is advanced, so a ticker advances it with the wall clock.
+func openEmbedded(log *slog.Logger) (rueidis.Client, func(), error) {
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, nil, fmt.Errorf("start embedded store: %w", err)
+	}
+	log.Warn("REDIS_URL is unset: using the embedded in-memory store; nothing survives a restart. Set REDIS_URL for any real deployment.")
+	c, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress: []string{m.Addr()},
+		// miniredis answers CLUSTER SLOTS and has no CLIENT TRACKING.
+		ForceSingleClient: true,
+		DisableCache:      true,
+	})
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("connect to embedded store: %w", err)
+	}
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				m.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return c, func() { close(stop); c.Close(); m.Close() }, nil
+}
+
+// Open wires a Server from cfg: Redis, stores, the admin bootstrap and the app.
+func Open(ctx context.Context, cfg Config, log *slog.Logger, console io.Writer) (*Server, error) {
+	client, closeRedis, err := OpenRedis(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Config: cfg, Client: client, Log: log, Console: console, closers: []func(){closeRedis}}
+	if err := s.wire(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) wire(ctx context.Context) error {
+	cfg := s.Config
+	var err error
+	s.Users, err = users.New(s.Client, users.Options{
+		Prefix: cfg.KeyPrefix, BcryptCost: cfg.BcryptCost, Timeout: cfg.RedisTimeout,
+		MaxFailures: cfg.LoginMaxFailures, FailureWindow: cfg.LoginFailureWindow,
+	})
+	if err != nil {
+		return err
+	}
+	s.Sessions = sessions.New(s.Client, sessions.Options{
+		Prefix: cfg.KeyPrefix, UserKey: s.Users.Key, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
+		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
+	})
+	tokens, err := sessions.NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience)
+	if err != nil {
+		return &ConfigError{"JWT_SECRET", err.Error()}
+	}
+	if err := s.bootstrapAdmin(ctx); err != nil {
+		return err
+	}
+	s.App = New(Deps{Users: s.Users, Sessions: s.Sessions, Tokens: tokens,
+		TrustedProxies: cfg.TrustedProxies, Ping: s.Sessions.Ping, Log: s.Log})
+	return nil
+}
+
+// bootstrapAdmin creates ADMIN_USERNAME if it does not exist yet. In embedded
+// mode with no admin configured it creates "admin" with a random password,
+// printed once: the only way in to a fresh embedded service.
+func (s *Server) bootstrapAdmin(ctx context.Context) error {
+	name, password := s.Config.AdminUsername, s.Config.AdminPassword
+	generated := false
+	if name == "" {
+		if s.Config.RedisURL != "" {
+			return nil
+		}
+		name, password, generated = "admin", randomPassword(), true
+	}
+	_, err := s.Users.FindByUsername(ctx, name)
+	if err == nil {
+		s.Log.Info("admin account exists", "username", name)
+		return nil
+	}
+	if !errors.Is(err, users.ErrNotFound) {
+		return fmt.Errorf("admin bootstrap: %w", err)
+	}
+	_, err = s.Users.Create(ctx, name, password, users.RoleAdmin)
+	switch {
+	case errors.Is(err, users.ErrUsernameTaken):
+		return nil // another replica created it first
+	case errors.Is(err, users.ErrInvalidUsername):
+		return &ConfigError{"ADMIN_USERNAME", err.Error()}
+	case errors.Is(err, users.ErrPasswordTooShort), errors.Is(err, users.ErrPasswordTooLong):
+		return &ConfigError{"ADMIN_PASSWORD", err.Error()}
+	case err != nil:
+		return fmt.Errorf("admin bootstrap: %w", err)
+	}
+	if generated {
+		// Shown once on the console, never through the log: there is no other
+		// way to learn it, and logs are kept and shipped.
+		fmt.Fprintf(s.Console, "\n  embedded mode: created admin account %q with password %s\n  (shown only now; it is gone when the process exits)\n\n", name, password)
+	} else {
+		s.Log.Info("created admin account", "username", name)
+	}
+	return nil
+}
+
+func randomPassword() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Run serves on ln until ctx ends, then stops taking connections and lets
+// in-flight requests finish for up to ShutdownTimeout.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.App.Listener(ln) }()
+	s.Log.Info("sessiond listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.Log.Info("shutting down: finishing in-flight requests", "timeout", s.Config.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.Config.ShutdownTimeout)
+	defer cancel()
+	if err := s.App.ShutdownWithContext(sctx); err != nil && !strings.Contains(err.Error(), "not running") {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return <-errc
+}
+
+// Close releases Redis.
+func (s *Server) Close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}

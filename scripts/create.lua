@@ -1,0 +1,46 @@
+-- Create a session, atomically with the checks that make it legitimate.
+-- KEYS[1] user hash, KEYS[2] the user's session index, KEYS[3] the new session hash
+-- ARGV[1] credential version the password was checked against
+-- ARGV[2] now (unix ms)   ARGV[3] session expiry (unix ms)   ARGV[4] max sessions (0 = no limit)
+-- ARGV[5] prefix of this user's session keys (the sid is appended)   ARGV[6] the new sid
+-- ARGV[7..] field, value pairs of the session hash
+-- Returns {'OK', evicted sid...} or {'NOUSER'} / {'DISABLED'} / {'STALE'} with nothing written.
+
+-- Validate first: a script that errors keeps its earlier writes.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOUSER'} end
+local st = redis.call('HMGET', KEYS[1], 'disabled', 'cv')
+if st[1] == '1' then return {'DISABLED'} end
+-- A disable, password change or force-logout since the password check bumped cv:
+-- this login must not outlive it.
+if (st[2] or '0') ~= ARGV[1] then return {'STALE'} end
+
+local now, expiry, max = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+
+local out = {'OK'}
+if max > 0 then
+  local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
+  local over = #ids - max + 1
+  if over > 0 then
+    -- Evict the least recently used. A member whose hash is missing sorts first.
+    local byUse = {}
+    for i, id in ipairs(ids) do
+      byUse[i] = {id, tonumber(redis.call('HGET', ARGV[5] .. id, 'last_seen_at') or '0')}
+    end
+    table.sort(byUse, function(a, b) return a[2] < b[2] end)
+    for i = 1, over do
+      local id = byUse[i][1]
+      redis.call('DEL', ARGV[5] .. id)
+      redis.call('ZREM', KEYS[2], id)
+      out[#out + 1] = id
+    end
+  end
+end
+
+redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+redis.call('PEXPIREAT', KEYS[3], expiry)
+redis.call('ZADD', KEYS[2], expiry, ARGV[6])
+-- The index lives as long as its longest-lived member.
+local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[2], top[2])
+return out

@@ -1,0 +1,40 @@
+-- Revoke every session of a user, optionally keeping one, and bump the user's
+-- credential version in the same step so that a login whose password check ran
+-- before this cannot create a session after it. Optional account changes
+-- (disable, new password hash) are applied in the same step too.
+-- KEYS[1] user hash, KEYS[2] the user's session index
+-- ARGV[1] sid to keep ('' for none)   ARGV[2] prefix of this user's session keys
+-- ARGV[3..] field, value pairs to set on the user hash
+-- Returns {revoked count, revoked sid...}, or {-1} with nothing written when the user does not exist.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+
+local keep = ARGV[1]
+local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
+local out = {0}
+local batch = {}
+local function flush()
+  if #batch > 0 then
+    out[1] = out[1] + redis.call('DEL', unpack(batch))
+    batch = {}
+  end
+end
+for _, id in ipairs(ids) do
+  if id ~= keep then
+    batch[#batch + 1] = ARGV[2] .. id
+    out[#out + 1] = id
+    -- unpack is bounded by the Lua stack; delete in chunks.
+    if #batch == 500 then flush() end
+  end
+end
+flush()
+
+local kept = keep ~= '' and redis.call('ZSCORE', KEYS[2], keep)
+redis.call('DEL', KEYS[2])
+if kept then
+  redis.call('ZADD', KEYS[2], kept, keep)
+  redis.call('PEXPIREAT', KEYS[2], kept)
+end
+
+redis.call('HINCRBY', KEYS[1], 'cv', 1)
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+return out

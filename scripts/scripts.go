@@ -1,0 +1,41 @@
+// Package scripts holds sessiond's Lua scripts. Every change that touches more
+// than one key runs as one of these, so no interleaving of requests can leave a
+// session alive that should be dead. Each script validates everything before its
+// first write: Redis keeps the writes a script made before it errored.
+package scripts
+
+import (
+	_ "embed"
+
+	"github.com/redis/rueidis"
+)
+
+var (
+	//go:embed create.lua
+	createSrc string
+	//go:embed touch.lua
+	touchSrc string
+	//go:embed revoke.lua
+	revokeSrc string
+	//go:embed revoke_all.lua
+	revokeAllSrc string
+	//go:embed fail.lua
+	failSrc string
+)
+
+// The scripts, loaded once per process. rueidis runs them by EVALSHA and falls
+// back to EVAL on NOSCRIPT, so they reload by themselves after a Redis restart.
+var (
+	// Create writes a new session hash and its index entry after checking the
+	// account is enabled and its credential version unchanged.
+	Create = rueidis.NewLuaScript(createSrc)
+	// Touch records use of a session and slides its idle expiry.
+	Touch = rueidis.NewLuaScript(touchSrc)
+	// Revoke deletes one session of one user.
+	Revoke = rueidis.NewLuaScript(revokeSrc)
+	// RevokeAll deletes a user's sessions (optionally keeping one), bumps the
+	// credential version and applies account changes in the same step.
+	RevokeAll = rueidis.NewLuaScript(revokeAllSrc)
+	// Fail counts a failed login in a fixed window.
+	Fail = rueidis.NewLuaScript(failSrc)
+)

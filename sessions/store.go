@@ -1,0 +1,376 @@
+// Package sessions owns sign-in sessions: their Redis layout, the Lua scripts
+// that change them atomically, the hot-path check of a token's session, and the
+// JWTs that name them. It knows nothing about HTTP.
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/scripts"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound means no such live session for that user.
+	ErrNotFound = errors.New("session not found")
+	// ErrAccountDisabled means the account was disabled before the session could be created.
+	ErrAccountDisabled = errors.New("account disabled")
+	// ErrUserNotFound means the account does not exist.
+	ErrUserNotFound = errors.New("user not found")
+	// ErrStale means the account's credentials changed (password change,
+	// disable, force-logout) after the password was checked: check it again.
+	ErrStale = errors.New("credentials changed since the password check")
+	// ErrUnavailable means Redis could not be reached or refused the command.
+	ErrUnavailable = errors.New("session store unavailable")
+)
+
+// Session is one sign-in of one user on one device.
+type Session struct {
+	ID         string
+	UserID     string
+	DeviceName string
+	Platform   string
+	UserAgent  string
+	IP         string
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	// ExpiresAt is the absolute end fixed at login; an idle session ends earlier.
+	ExpiresAt time.Time
+}
+
+// Meta is what is known about a new session's device and client.
+type Meta struct {
+	DeviceName string
+	Platform   string
+	UserAgent  string
+	IP         string
+}
+
+// Options configure a Store. Zero values take the defaults in the comments.
+type Options struct {
+	// Prefix is put before every key (default "sd:").
+	Prefix string
+	// UserKey names a user's account hash. Session scripts read its "disabled"
+	// and "cv" (credential version) fields and write account changes there, in
+	// the same step as revocations.
+	UserKey func(uid string) string
+	// IdleTimeout ends a session unused this long (default 720h).
+	IdleTimeout time.Duration
+	// MaxLifetime ends a session this long after login (default 2160h).
+	MaxLifetime time.Duration
+	// MaxPerUser evicts the least recently used session beyond it; 0 = no limit.
+	MaxPerUser int
+	// Timeout bounds every Redis call (default 2s): rueidis retries reads until
+	// the context ends, so without it a request would hang while Redis is down.
+	Timeout time.Duration
+	// CacheTTL bounds how long a session read may be served from the
+	// client-side cache (default 1m). Redis invalidates it sooner on any change.
+	CacheTTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Store keeps sessions in Redis.
+type Store struct {
+	c     rueidis.Client
+	o     Options
+	touch time.Duration
+
+	// revoked remembers sessions this process revoked for a few seconds. The
+	// client-side cache invalidation for a write can arrive after the write's
+	// reply, so without this the replica that revoked could still accept the
+	// token once. Other replicas rely on the invalidation push.
+	mu      sync.RWMutex
+	revoked map[string]time.Time
+}
+
+// tombstoneTTL is far longer than an invalidation push takes to arrive.
+const tombstoneTTL = 10 * time.Second
+
+// New returns a Store over a rueidis client.
+func New(c rueidis.Client, o Options) *Store {
+	if o.Prefix == "" {
+		o.Prefix = "sd:"
+	}
+	if o.UserKey == nil {
+		p := o.Prefix
+		o.UserKey = func(uid string) string { return p + "user:{" + uid + "}" }
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 720 * time.Hour
+	}
+	if o.MaxLifetime <= 0 {
+		o.MaxLifetime = 2160 * time.Hour
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.CacheTTL <= 0 {
+		o.CacheTTL = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Store{c: c, o: o, touch: TouchInterval(o.IdleTimeout), revoked: map[string]time.Time{}}
+}
+
+// TouchInterval is how often use of a session is written back: at most once a
+// minute, and often enough that a session in use never idles out.
+func TouchInterval(idle time.Duration) time.Duration {
+	return min(time.Minute, idle/4)
+}
+
+// Keys, all of one user under the hash tag {uid} so every script touches one
+// cluster slot.
+func (s *Store) indexKey(uid string) string     { return s.o.Prefix + "sessions:{" + uid + "}" }
+func (s *Store) sessPrefix(uid string) string   { return s.o.Prefix + "sess:{" + uid + "}:" }
+func (s *Store) sessKey(uid, sid string) string { return s.sessPrefix(uid) + sid }
+
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.o.Timeout)
+}
+
+// unavailable marks a Redis failure so callers can answer 503 without
+// knowing rueidis.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// Create starts a session for a user whose password was checked against
+// credential version cv. It fails with ErrStale when the account changed since,
+// ErrAccountDisabled or ErrUserNotFound, writing nothing. Beyond MaxPerUser it
+// evicts the user's least recently used sessions, in the same step.
+func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, error) {
+	now := s.o.Now().Truncate(time.Millisecond)
+	sess := Session{
+		ID: uuid.NewString(), UserID: uid,
+		DeviceName: m.DeviceName, Platform: m.Platform, UserAgent: m.UserAgent, IP: m.IP,
+		CreatedAt: now, LastSeenAt: now,
+		// JWT exp is whole seconds; the session must not outlive its token.
+		ExpiresAt: now.Add(s.o.MaxLifetime).Truncate(time.Second),
+	}
+	expiry := now.Add(s.o.IdleTimeout)
+	if sess.ExpiresAt.Before(expiry) {
+		expiry = sess.ExpiresAt
+	}
+	args := []string{cv, ms(now), ms(expiry), strconv.Itoa(s.o.MaxPerUser), s.sessPrefix(uid), sess.ID,
+		"sid", sess.ID, "uid", uid, "device_name", m.DeviceName, "platform", m.Platform,
+		"user_agent", m.UserAgent, "ip", m.IP,
+		"created_at", ms(now), "last_seen_at", ms(now), "expires_at", ms(sess.ExpiresAt)}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	res, err := scripts.Create.Exec(ctx, s.c, []string{s.o.UserKey(uid), s.indexKey(uid), s.sessKey(uid, sess.ID)}, args).AsStrSlice()
+	if err != nil {
+		return Session{}, unavailable("create session", err)
+	}
+	switch res[0] {
+	case "OK":
+		s.forget(res[1:])
+		return sess, nil
+	case "NOUSER":
+		return Session{}, ErrUserNotFound
+	case "DISABLED":
+		return Session{}, ErrAccountDisabled
+	case "STALE":
+		return Session{}, ErrStale
+	}
+	return Session{}, fmt.Errorf("create session: unexpected reply %q", res[0])
+}
+
+// Get returns a live session of a user, from the client-side cache when it
+// can. ErrNotFound when there is none.
+func (s *Store) Get(ctx context.Context, uid, sid string) (Session, error) {
+	if s.isRevoked(sid) {
+		return Session{}, ErrNotFound
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	h, err := s.c.DoCache(ctx, s.c.B().Hgetall().Key(s.sessKey(uid, sid)).Cache(), s.o.CacheTTL).AsStrMap()
+	if err != nil {
+		return Session{}, unavailable("read session", err)
+	}
+	sess, ok := s.decode(h)
+	if !ok || sess.UserID != uid || sess.ID != sid || !s.live(sess) {
+		return Session{}, ErrNotFound
+	}
+	return sess, nil
+}
+
+// Check is the hot path of every authenticated request: the session must
+// exist, belong to uid and be live. Use is written back at most once per touch
+// interval, so most requests write nothing and read from the client-side cache.
+func (s *Store) Check(ctx context.Context, uid, sid, ip string) (Session, error) {
+	sess, err := s.Get(ctx, uid, sid)
+	if err != nil {
+		return Session{}, err
+	}
+	now := s.o.Now()
+	if now.Sub(sess.LastSeenAt) < s.touch {
+		return sess, nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := scripts.Touch.Exec(ctx, s.c, []string{s.sessKey(uid, sid), s.indexKey(uid)},
+		[]string{ms(now), strconv.FormatInt(s.o.IdleTimeout.Milliseconds(), 10), ip, sid}).AsInt64()
+	if err != nil {
+		return Session{}, unavailable("touch session", err)
+	}
+	if n == 0 {
+		return Session{}, ErrNotFound
+	}
+	sess.LastSeenAt, sess.IP = now.Truncate(time.Millisecond), ip
+	return sess, nil
+}
+
+// List returns a user's live sessions, most recently used first.
+func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	now := s.o.Now()
+	ids, err := s.c.Do(ctx, s.c.B().Zrange().Key(s.indexKey(uid)).Min(ms(now)).Max("+inf").Byscore().Build()).AsStrSlice()
+	if err != nil {
+		return nil, unavailable("list sessions", err)
+	}
+	if len(ids) == 0 {
+		return []Session{}, nil
+	}
+	cmds := make(rueidis.Commands, len(ids))
+	for i, id := range ids {
+		cmds[i] = s.c.B().Hgetall().Key(s.sessKey(uid, id)).Build()
+	}
+	out := make([]Session, 0, len(ids))
+	for _, r := range s.c.DoMulti(ctx, cmds...) {
+		h, err := r.AsStrMap()
+		if err != nil {
+			return nil, unavailable("list sessions", err)
+		}
+		if sess, ok := s.decode(h); ok && sess.UserID == uid && s.live(sess) && !s.isRevoked(sess.ID) {
+			out = append(out, sess)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].LastSeenAt.Equal(out[j].LastSeenAt) {
+			return out[i].LastSeenAt.After(out[j].LastSeenAt)
+		}
+		return out[i].CreatedAt.After(out[j].CreatedAt)
+	})
+	return out, nil
+}
+
+// Revoke ends one session of one user. ErrNotFound when that user has no such
+// live session (including when the id is another user's).
+func (s *Store) Revoke(ctx context.Context, uid, sid string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := scripts.Revoke.Exec(ctx, s.c, []string{s.sessKey(uid, sid), s.indexKey(uid)}, []string{sid}).AsInt64()
+	if err != nil {
+		return unavailable("revoke session", err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	s.forget([]string{sid})
+	return nil
+}
+
+// RevokeAll ends every session of a user except keep ("" keeps none) and
+// returns how many live sessions it ended. In the same atomic step it bumps
+// the account's credential version, so a login whose password check ran
+// before cannot create a session after, and sets the given account fields
+// (field, value pairs, e.g. a disable or a new password hash), so the change
+// and the revocation cannot be separated by a fault. ErrUserNotFound when the
+// account does not exist; nothing is written then.
+func (s *Store) RevokeAll(ctx context.Context, uid, keep string, accountFields ...string) (int, error) {
+	if len(accountFields)%2 != 0 {
+		return 0, errors.New("revoke all: account fields must be field, value pairs")
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	args := append([]string{keep, s.sessPrefix(uid)}, accountFields...)
+	res, err := scripts.RevokeAll.Exec(ctx, s.c, []string{s.o.UserKey(uid), s.indexKey(uid)}, args).ToArray()
+	if err != nil {
+		return 0, unavailable("revoke sessions", err)
+	}
+	n, err := res[0].AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("revoke sessions: %w", err)
+	}
+	if n < 0 {
+		return 0, ErrUserNotFound
+	}
+	ids := make([]string, 0, len(res)-1)
+	for _, m := range res[1:] {
+		id, _ := m.ToString()
+		ids = append(ids, id)
+	}
+	s.forget(ids)
+	return int(n), nil
+}
+
+// live is true while neither the idle timeout nor the absolute end has
+// passed. Redis expires the key then too; this also covers a read served
+// from the client-side cache in the moment before the key's expiry.
+func (s *Store) live(sess Session) bool {
+	now := s.o.Now()
+	return now.Before(sess.ExpiresAt) && now.Before(sess.LastSeenAt.Add(s.o.IdleTimeout))
+}
+
+func (s *Store) decode(h map[string]string) (Session, bool) {
+	if len(h) == 0 {
+		return Session{}, false
+	}
+	t := func(f string) time.Time {
+		v, _ := strconv.ParseInt(h[f], 10, 64)
+		return time.UnixMilli(v).UTC()
+	}
+	return Session{
+		ID: h["sid"], UserID: h["uid"],
+		DeviceName: h["device_name"], Platform: h["platform"], UserAgent: h["user_agent"], IP: h["ip"],
+		CreatedAt: t("created_at"), LastSeenAt: t("last_seen_at"), ExpiresAt: t("expires_at"),
+	}, true
+}
+
+func (s *Store) forget(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, at := range s.revoked {
+		if now.Sub(at) > tombstoneTTL {
+			delete(s.revoked, id)
+		}
+	}
+	for _, id := range ids {
+		s.revoked[id] = now
+	}
+}
+
+func (s *Store) isRevoked(sid string) bool {
+	s.mu.RLock()
+	at, ok := s.revoked[sid]
+	s.mu.RUnlock()
+	return ok && time.Since(at) <= tombstoneTTL
+}
+
+// Ping reports whether Redis answers, within the store's timeout.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.c.Do(ctx, s.c.B().Ping().Build()).Error(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+package sessions
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// ErrInvalidToken means a token is malformed, badly signed, for another issuer
+// or audience, expired, or missing a required claim.
+var ErrInvalidToken = errors.New("invalid token")
+
+// MinSecretLen is the shortest HMAC key accepted: HS256 keys shorter than the
+// hash output weaken it.
+const MinSecretLen = 32
+
+// Tokens signs and verifies sessiond's JWTs. The algorithm is pinned to HS256:
+// a token naming any other algorithm (none, RS256 with the HMAC key as a public
+// key, …) is rejected before its signature is looked at.
+type Tokens struct {
+	secret   []byte
+	issuer   string
+	audience string
+	parser   *jwt.Parser
+}
+
+// Claims are what a verified token says: whose session, and which one.
+type Claims struct {
+	UserID    string
+	SessionID string
+	ExpiresAt time.Time
+}
+
+// NewTokens returns a signer/verifier for the given HMAC secret, issuer and audience.
+func NewTokens(secret []byte, issuer, audience string) (*Tokens, error) {
+	if len(secret) < MinSecretLen {
+		return nil, fmt.Errorf("JWT secret must be at least %d bytes", MinSecretLen)
+	}
+	return &Tokens{
+		secret:   append([]byte(nil), secret...),
+		issuer:   issuer,
+		audience: audience,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+			jwt.WithIssuer(issuer),
+			jwt.WithAudience(audience),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+		),
+	}, nil
+}
+
+// Sign issues the token for a session: sub is the user, jti the session, exp
+// the session's absolute end.
+func (t *Tokens) Sign(s Session) (string, error) {
+	claims := jwt.RegisteredClaims{
+		Issuer:    t.issuer,
+		Audience:  jwt.ClaimStrings{t.audience},
+		Subject:   s.UserID,
+		ID:        s.ID,
+		IssuedAt:  jwt.NewNumericDate(s.CreatedAt),
+		ExpiresAt: jwt.NewNumericDate(s.ExpiresAt),
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(t.secret)
+}
+
+// Verify checks a token's signature and claims. It says nothing about whether
+// the session still exists: that is Store.Check's job.
+func (t *Tokens) Verify(token string) (Claims, error) {
+	var rc jwt.RegisteredClaims
+	_, err := t.parser.ParseWithClaims(token, &rc, func(*jwt.Token) (any, error) { return t.secret, nil })
+	if err != nil {
+		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	if rc.Subject == "" || rc.ID == "" || rc.IssuedAt == nil {
+		return Claims{}, fmt.Errorf("%w: missing sub, jti or iat", ErrInvalidToken)
+	}
+	return Claims{UserID: rc.Subject, SessionID: rc.ID, ExpiresAt: rc.ExpiresAt.Time}, nil
+}
