@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,6 +137,20 @@ func (s *Server) Stop() {
 		_ = s.cmd.Wait()
 		s.cmd = nil
 	}
+}
+
+// Pause freezes redis-server (SIGSTOP): connections stay open but nothing
+// answers, as with a wedged or overloaded server.
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume undoes Pause.
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig os.Signal) error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return fmt.Errorf("no redis-server process")
+	}
+	return s.cmd.Process.Signal(sig)
 }
 
 // Miniredis is the embedded fallback, or nil on a real server.

@@ -1,0 +1,132 @@
+package app_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/internal/redistest"
+)
+
+// ownRedis starts a redis-server for one test, which may stop it without
+// disturbing the package's shared one.
+func ownRedis(t *testing.T) (*redistest.Server, rueidis.Client) {
+	t.Helper()
+	srv.RequireReal(t, "stops and restarts redis-server")
+	s, err := redistest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s, s.Client(t)
+}
+
+// eventually polls f every 20 ms until it is true or the limit passes.
+func eventually(t *testing.T, limit time.Duration, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func assertUnavailable(t *testing.T, r resp, what string) {
+	t.Helper()
+	if r.Status != 503 || r.Code(t) != "unavailable" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("%s with Redis down: status %d, Retry-After %q, body %s; want 503 unavailable with Retry-After",
+			what, r.Status, r.Header.Get("Retry-After"), r.Body)
+	}
+}
+
+// Redis killed: every endpoint that needs it answers 503 (never 200, never
+// 401, so clients keep their tokens), /healthz stays 200, and the service
+// recovers by itself once Redis is back.
+func TestRedisKilledFailsClosedAndRecovers(t *testing.T) {
+	t.Parallel()
+	rs, client := ownRedis(t)
+	e := newEnv(t, envOpts{Client: client, RedisTimeout: 300 * time.Millisecond})
+	_, admin := e.admin()
+	e.createUser("alice", "password123", "")
+	tok, sid := e.login("alice", "password123")
+
+	rs.Stop()
+	for _, c := range []struct{ method, path, token string }{
+		{"GET", "/v1/me", tok},
+		{"GET", "/v1/sessions", tok},
+		{"DELETE", "/v1/sessions/" + sid, tok},
+		{"POST", "/v1/auth/logout-all", tok},
+		{"GET", "/v1/admin/users?limit=5", admin},
+		{"GET", "/readyz", ""},
+	} {
+		start := time.Now()
+		r := e.do(c.method, c.path, c.token, nil)
+		assertUnavailable(t, r, c.method+" "+c.path)
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s %s took %s with Redis down; want the deadline to cut it short", c.method, c.path, d)
+		}
+	}
+	r := e.do("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "password123"})
+	assertUnavailable(t, r, "login")
+	if r := e.do("GET", "/healthz", "", nil); r.Status != 200 {
+		t.Fatalf("healthz with Redis down: %d", r.Status)
+	}
+
+	// Restarted without persistence: the service reconnects by itself, and a
+	// token whose session is gone is refused, never accepted.
+	if err := rs.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "readyz back to 200", func() bool { return e.do("GET", "/readyz", "", nil).Status == 200 })
+	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 401 || r.Code(t) != "unauthorized" {
+		t.Fatalf("token after Redis lost its data: %d %s; want 401", r.Status, r.Body)
+	}
+	e.createUser("alice", "password123", "")
+	tok, _ = e.login("alice", "password123")
+	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+		t.Fatalf("me after recovery: %d %s", r.Status, r.Body)
+	}
+}
+
+// Redis frozen (a paused process: the connection stays open, nothing
+// answers): requests end in 503 within the deadline instead of hanging, and
+// the same token works again once Redis answers.
+func TestRedisFrozenTimesOutThenRecovers(t *testing.T) {
+	t.Parallel()
+	rs, client := ownRedis(t)
+	e := newEnv(t, envOpts{Client: client, RedisTimeout: 300 * time.Millisecond})
+	e.createUser("bob", "password123", "")
+	tok, _ := e.login("bob", "password123")
+	if err := rs.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Resume() })
+
+	// The first requests may still be answered from the client-side cache
+	// until the connection is found dead (a cached entry is one Redis held a
+	// moment ago, and nothing can revoke while Redis is frozen); then 503.
+	var last resp
+	eventually(t, 5*time.Second, "503 while Redis is frozen", func() bool {
+		last = e.do("GET", "/v1/me", tok, nil)
+		if last.Status == 401 {
+			t.Fatalf("frozen Redis gave 401: a client would drop a valid token")
+		}
+		return last.Status == 503
+	})
+	assertUnavailable(t, last, "GET /v1/me")
+	start := time.Now()
+	assertUnavailable(t, e.do("POST", "/v1/auth/login", "", map[string]string{"username": "bob", "password": "password123"}), "login")
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("login took %s with Redis frozen; want about the 300ms deadline", d)
+	}
+
+	if err := rs.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the same token accepted again", func() bool {
+		return e.do("GET", "/v1/me", tok, nil).Status == 200
+	})
+}

@@ -1,0 +1,101 @@
+package app_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Two replicas on one Redis, each with its own client and client-side cache:
+// a revocation through one is refused by the replica that made it at once,
+// and by the other as soon as Redis's invalidation arrives.
+func TestRevocationReachesOtherReplica(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t, envOpts{})
+	b := newEnv(t, envOpts{Prefix: a.Prefix}) // same data, its own connection and cache
+	a.createUser("carol", "password123", "")
+
+	for _, c := range []struct {
+		name   string
+		revoke func(tok, sid string)
+	}{
+		{"logout", func(tok, sid string) { a.do("POST", "/v1/auth/logout", tok, nil) }},
+		{"logout-all", func(tok, sid string) { a.do("POST", "/v1/auth/logout-all", tok, nil) }},
+		{"revoke one", func(tok, sid string) {
+			other, _ := a.login("carol", "password123")
+			a.do("DELETE", "/v1/sessions/"+sid, other, nil)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tok, sid := a.login("carol", "password123")
+			// Warm both replicas' caches.
+			for _, e := range []*env{a, b, a, b} {
+				if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+					t.Fatalf("before revoke: %d %s", r.Status, r.Body)
+				}
+			}
+			c.revoke(tok, sid)
+			if r := a.do("GET", "/v1/me", tok, nil); r.Status != 401 {
+				t.Fatalf("revoking replica accepted the token right after: %d", r.Status)
+			}
+			start := time.Now()
+			eventually(t, time.Second, "other replica refuses the token", func() bool {
+				return b.do("GET", "/v1/me", tok, nil).Status == 401
+			})
+			t.Logf("seen by the other replica after %s", time.Since(start))
+		})
+	}
+}
+
+// A login whose password check raced with disabling the account, or with an
+// admin setting a new password, must never leave a live session.
+func TestLoginRacingAccountChangesLeavesNoZombie(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name  string
+		patch map[string]any
+	}{
+		{"disable", map[string]any{"disabled": true}},
+		{"password reset", map[string]any{"password": "brand-new-password"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOpts{MaxFailures: 1000})
+			_, admin := e.admin()
+			for i := range 15 {
+				name := fmt.Sprintf("u%d", i)
+				u := e.createUser(name, "old-password", "")
+				var wg sync.WaitGroup
+				tokens := make(chan string, 4)
+				for range 4 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						r := e.do("POST", "/v1/auth/login", "", map[string]string{"username": name, "password": "old-password"})
+						if r.Status == 201 {
+							tokens <- r.JSON(t)["token"].(string)
+						}
+					}()
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if r := e.do("PATCH", "/v1/admin/users/"+u.ID, admin, c.patch); r.Status != 200 {
+						t.Errorf("patch: %d %s", r.Status, r.Body)
+					}
+				}()
+				wg.Wait()
+				close(tokens)
+				for tok := range tokens {
+					if r := e.do("GET", "/v1/me", tok, nil); r.Status != 401 {
+						t.Fatalf("round %d: a login racing %s left a live session (status %d)", i, c.name, r.Status)
+					}
+				}
+				if r := e.do("GET", "/v1/admin/users/"+u.ID+"/sessions", admin, nil); len(r.JSON(t)["sessions"].([]any)) != 0 {
+					t.Fatalf("round %d: sessions listed after %s: %s", i, c.name, r.Body)
+				}
+			}
+		})
+	}
+}
