@@ -126,6 +126,13 @@ func (s *Server) wire(ctx context.Context) error {
 	if err != nil {
 		return &ConfigError{"JWT_SECRET", err.Error()}
 	}
+	if cfg.RedisURL != "" {
+		if _, err := s.Sessions.CheckEvictionPolicy(ctx); errors.Is(err, sessions.ErrEvictionPolicy) {
+			return fmt.Errorf("refusing to serve: %w", err)
+		} else if err != nil {
+			s.Log.Warn("could not read Redis maxmemory-policy (CONFIG not allowed?); make sure it is noeviction, or evictions may silently undo revocations", "err", err)
+		}
+	}
 	if err := s.bootstrapAdmin(ctx); err != nil {
 		return err
 	}

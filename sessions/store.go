@@ -374,3 +374,25 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ErrEvictionPolicy means Redis may evict keys under memory pressure.
+var ErrEvictionPolicy = errors.New("Redis maxmemory-policy must be noeviction")
+
+// CheckEvictionPolicy reads Redis's maxmemory-policy. Anything but noeviction
+// is ErrEvictionPolicy: an LRU/LFU policy silently drops session hashes or a
+// user's index, after which "log out everywhere" misses sessions (fail open).
+// Where CONFIG is not allowed (managed Redis) it returns the policy "" and
+// the CONFIG error, for the caller to warn about.
+func (s *Store) CheckEvictionPolicy(ctx context.Context) (string, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	kv, err := s.c.Do(ctx, s.c.B().ConfigGet().Parameter("maxmemory-policy").Build()).AsStrMap()
+	if err != nil {
+		return "", fmt.Errorf("read maxmemory-policy: %w", err)
+	}
+	policy := kv["maxmemory-policy"]
+	if policy != "noeviction" {
+		return policy, fmt.Errorf("%w (it is %q): set it with CONFIG SET maxmemory-policy noeviction or in redis.conf", ErrEvictionPolicy, policy)
+	}
+	return policy, nil
+}

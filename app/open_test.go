@@ -1,0 +1,69 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/sessions"
+)
+
+func openConfig(t *testing.T, redisAddr string, extra map[string]string) app.Config {
+	t.Helper()
+	vars := map[string]string{"REDIS_URL": "redis://" + redisAddr + "/0", "JWT_SECRET": string(testSecret),
+		"BCRYPT_COST": "10", "REDIS_KEY_PREFIX": "open:"}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	cfg, err := app.LoadConfig(getenv(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// Under an LRU/LFU policy Redis may evict a user's index and "log out
+// everywhere" would miss sessions: refuse to start rather than fail open.
+func TestOpenRefusesEvictingRedis(t *testing.T) {
+	t.Parallel()
+	rs, _ := ownRedis(t)
+	rs.Do(t, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+	_, err := app.Open(context.Background(), openConfig(t, rs.Addr, nil), slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+	if !errors.Is(err, sessions.ErrEvictionPolicy) || !strings.Contains(err.Error(), "allkeys-lru") {
+		t.Fatalf("Open on allkeys-lru: %v; want a refusal naming the policy", err)
+	}
+}
+
+// ADMIN_USERNAME/ADMIN_PASSWORD create the admin once; later starts (or
+// other replicas) leave it, and its password, as they are.
+func TestOpenBootstrapsAdminOnce(t *testing.T) {
+	t.Parallel()
+	rs, _ := ownRedis(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	first := openConfig(t, rs.Addr, map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_PASSWORD": "first-password"})
+	second := openConfig(t, rs.Addr, map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_PASSWORD": "other-password"})
+	for _, cfg := range []app.Config{first, second} {
+		s, err := app.Open(context.Background(), cfg, log, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	s, err := app.Open(context.Background(), first, log, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u, err := s.Users.Authenticate(context.Background(), "boss", "first-password", "127.0.0.1")
+	if err != nil || u.Role != "admin" {
+		t.Fatalf("bootstrapped admin: %+v, %v", u, err)
+	}
+	page, _, err := s.Users.List(context.Background(), "", 10)
+	if err != nil || len(page) != 1 {
+		t.Fatalf("users after three starts: %d (%v), want 1", len(page), err)
+	}
+}
