@@ -29,9 +29,15 @@ type Config struct {
 	MaxSessionsPerUser int
 	LoginMaxFailures   int
 	LoginFailureWindow time.Duration
-	BcryptCost         int
-	KeyPrefix          string
-	TrustedProxies     []netip.Prefix
+	// LoginMaxFailuresPerIP caps failed logins from one IP across accounts
+	// (credential stuffing); 0 disables it.
+	LoginMaxFailuresPerIP int
+	// LoginMaxFailuresPerAccount caps failed logins on one account from any IP
+	// (distributed guessing; NIST SP 800-63B allows at most 100); 0 disables it.
+	LoginMaxFailuresPerAccount int
+	BcryptCost                 int
+	KeyPrefix                  string
+	TrustedProxies             []netip.Prefix
 	// RedisTimeout bounds every Redis call, so no request hangs while Redis is down.
 	RedisTimeout time.Duration
 	// ClientCacheMB bounds the client-side cache of each Redis connection.
@@ -53,23 +59,25 @@ func (e *ConfigError) Error() string { return e.Var + ": " + e.Reason }
 func LoadConfig(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	c := Config{
-		ListenAddr:         p.str("LISTEN_ADDR", ":3000"),
-		RedisURL:           getenv("REDIS_URL"),
-		JWTIssuer:          p.str("JWT_ISSUER", "sessiond"),
-		JWTAudience:        p.str("JWT_AUDIENCE", "sessiond"),
-		AdminUsername:      getenv("ADMIN_USERNAME"),
-		AdminPassword:      getenv("ADMIN_PASSWORD"),
-		IdleTimeout:        p.duration("SESSION_IDLE_TIMEOUT", 720*time.Hour),
-		MaxLifetime:        p.duration("SESSION_MAX_LIFETIME", 2160*time.Hour),
-		MaxSessionsPerUser: p.integer("MAX_SESSIONS_PER_USER", 50, 0, 1_000_000),
-		LoginMaxFailures:   p.integer("LOGIN_MAX_FAILURES", 10, 1, 1_000_000),
-		LoginFailureWindow: p.duration("LOGIN_FAILURE_WINDOW", 15*time.Minute),
-		BcryptCost:         p.integer("BCRYPT_COST", 12, 10, 14),
-		KeyPrefix:          p.str("REDIS_KEY_PREFIX", "sd:"),
-		TrustedProxies:     p.prefixes("TRUSTED_PROXIES"),
-		RedisTimeout:       p.duration("REDIS_TIMEOUT", 2*time.Second),
-		ClientCacheMB:      p.integer("CLIENT_CACHE_MB", 64, 1, 1<<20),
-		ShutdownTimeout:    p.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+		ListenAddr:                 p.str("LISTEN_ADDR", ":3000"),
+		RedisURL:                   getenv("REDIS_URL"),
+		JWTIssuer:                  p.str("JWT_ISSUER", "sessiond"),
+		JWTAudience:                p.str("JWT_AUDIENCE", "sessiond"),
+		AdminUsername:              getenv("ADMIN_USERNAME"),
+		AdminPassword:              getenv("ADMIN_PASSWORD"),
+		IdleTimeout:                p.duration("SESSION_IDLE_TIMEOUT", 720*time.Hour),
+		MaxLifetime:                p.duration("SESSION_MAX_LIFETIME", 2160*time.Hour),
+		MaxSessionsPerUser:         p.integer("MAX_SESSIONS_PER_USER", 50, 0, 1_000_000),
+		LoginMaxFailures:           p.integer("LOGIN_MAX_FAILURES", 10, 1, 1_000_000),
+		LoginFailureWindow:         p.duration("LOGIN_FAILURE_WINDOW", 15*time.Minute),
+		LoginMaxFailuresPerIP:      p.integer("LOGIN_MAX_FAILURES_PER_IP", 100, 0, 1_000_000),
+		LoginMaxFailuresPerAccount: p.integer("LOGIN_MAX_FAILURES_PER_ACCOUNT", 100, 0, 100),
+		BcryptCost:                 p.integer("BCRYPT_COST", 12, 10, 14),
+		KeyPrefix:                  p.str("REDIS_KEY_PREFIX", "sd:"),
+		TrustedProxies:             p.prefixes("TRUSTED_PROXIES"),
+		RedisTimeout:               p.duration("REDIS_TIMEOUT", 2*time.Second),
+		ClientCacheMB:              p.integer("CLIENT_CACHE_MB", 64, 1, 1<<20),
+		ShutdownTimeout:            p.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 	}
 	if p.err != nil {
 		return Config{}, p.err

@@ -51,6 +51,8 @@ type envOpts struct {
 	MaxLifetime    time.Duration
 	MaxPerUser     int
 	MaxFailures    int
+	MaxPerIP       int // failed logins per IP; 0 = off
+	MaxPerAccount  int // failed logins per account; 0 = off
 	FailureWindow  time.Duration
 	TrustedProxies []netip.Prefix
 	RedisTimeout   time.Duration
@@ -73,7 +75,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 		o.MaxPerUser = 50
 	}
 	us, err := users.New(o.Client, users.Options{Prefix: o.Prefix, BcryptCost: 4, Timeout: o.RedisTimeout,
-		MaxFailures: o.MaxFailures, FailureWindow: o.FailureWindow})
+		MaxFailures: o.MaxFailures, FailureWindow: o.FailureWindow,
+		MaxFailuresPerIP: o.MaxPerIP, MaxFailuresPerAccount: o.MaxPerAccount})
 	if err != nil {
 		t.Fatal(err)
 	}

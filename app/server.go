@@ -114,6 +114,7 @@ func (s *Server) wire(ctx context.Context) error {
 	s.Users, err = users.New(s.Client, users.Options{
 		Prefix: cfg.KeyPrefix, BcryptCost: cfg.BcryptCost, Timeout: cfg.RedisTimeout,
 		MaxFailures: cfg.LoginMaxFailures, FailureWindow: cfg.LoginFailureWindow,
+		MaxFailuresPerIP: cfg.LoginMaxFailuresPerIP, MaxFailuresPerAccount: cfg.LoginMaxFailuresPerAccount,
 	})
 	if err != nil {
 		return err

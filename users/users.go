@@ -87,7 +87,13 @@ type Options struct {
 	// MaxFailures failed logins per (username, client IP) per FailureWindow
 	// lock that pair out until the window ends; 0 disables the limit.
 	MaxFailures int
-	// FailureWindow is the window of the limit above (default 15m).
+	// MaxFailuresPerIP failed logins from one client IP, across accounts, per
+	// FailureWindow lock that IP out (credential stuffing); 0 disables it.
+	MaxFailuresPerIP int
+	// MaxFailuresPerAccount failed logins on one username, from any IP, per
+	// FailureWindow lock that username out (distributed guessing); 0 disables it.
+	MaxFailuresPerAccount int
+	// FailureWindow is the window of the limits above (default 15m).
 	FailureWindow time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -140,10 +146,94 @@ func (s *Store) nameKey(lower string) string { return s.o.Prefix + "username:" +
 // ZRANGE BYLEX pages through users in username order.
 func (s *Store) listKey() string { return s.o.Prefix + "users" }
 
-func (s *Store) failKey(username, ip string) string {
-	// Hashed: the name at login is arbitrary input and must not shape keys.
+// limit is one failed-login counter and its cap.
+type limit struct {
+	key string
+	max int
+	// reset on a successful login: the pair's and the account's counters are
+	// the login's own. The IP's is not, or one valid account would let its
+	// owner clear the way for guessing at everyone else's.
+	reset bool
+}
+
+// limits are the counters a login from ip for username is subject to.
+func (s *Store) limits(username, ip string) []limit {
+	// The name is hashed: at login it is arbitrary input and must not shape keys.
 	sum := sha256.Sum256([]byte(strings.ToLower(username)))
-	return s.o.Prefix + "fail:" + hex.EncodeToString(sum[:16]) + ":" + ip
+	name := hex.EncodeToString(sum[:16])
+	all := []limit{
+		{s.o.Prefix + "fail:pair:" + name + ":" + ip, s.o.MaxFailures, true},
+		{s.o.Prefix + "fail:acct:" + name, s.o.MaxFailuresPerAccount, true},
+		{s.o.Prefix + "fail:ip:" + ip, s.o.MaxFailuresPerIP, false},
+	}
+	out := all[:0]
+	for _, l := range all {
+		if l.max > 0 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// checkLimits returns *TooManyAttemptsError when any counter is at its cap.
+func (s *Store) checkLimits(ctx context.Context, limits []limit) error {
+	if len(limits) == 0 {
+		return nil
+	}
+	cmds := make(rueidis.Commands, 0, 2*len(limits))
+	for _, l := range limits {
+		cmds = append(cmds, s.c.B().Get().Key(l.key).Build(), s.c.B().Pttl().Key(l.key).Build())
+	}
+	res := s.c.DoMulti(ctx, cmds...)
+	var wait time.Duration
+	for i, l := range limits {
+		n, err := res[2*i].AsInt64()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return unavailable("check login limit", err)
+		}
+		if n >= int64(l.max) {
+			ttl, _ := res[2*i+1].AsInt64()
+			wait = max(wait, retryAfter(ttl, s.o.FailureWindow))
+		}
+	}
+	if wait > 0 {
+		return &TooManyAttemptsError{RetryAfter: wait}
+	}
+	return nil
+}
+
+// countFailure adds one failed login to every counter.
+func (s *Store) countFailure(ctx context.Context, limits []limit) error {
+	if len(limits) == 0 {
+		return nil
+	}
+	window := []string{strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10)}
+	execs := make([]rueidis.LuaExec, len(limits))
+	for i, l := range limits {
+		execs[i] = rueidis.LuaExec{Keys: []string{l.key}, Args: window}
+	}
+	for _, r := range scripts.Fail.ExecMulti(ctx, s.c, execs...) {
+		if err := r.Error(); err != nil {
+			return unavailable("count failed login", err)
+		}
+	}
+	return nil
+}
+
+// clearFailures resets a successful login's own counters.
+func (s *Store) clearFailures(ctx context.Context, limits []limit) error {
+	var cmds rueidis.Commands
+	for _, l := range limits {
+		if l.reset {
+			cmds = append(cmds, s.c.B().Del().Key(l.key).Build())
+		}
+	}
+	for _, r := range s.c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return unavailable("clear failed logins", err)
+		}
+	}
+	return nil
 }
 
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -337,22 +427,15 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, str
 // Authenticate checks a username and password from clientIP. Unknown user and
 // wrong password both give ErrInvalidCredentials after the same bcrypt work.
 // A correct password on a disabled account gives ErrAccountDisabled. Failed
-// attempts are counted per (username, clientIP) in Redis, so the limit holds
-// across replicas; past it, *TooManyAttemptsError until the window ends.
+// attempts are counted in Redis, so the limits hold across replicas: per
+// (username, clientIP), per clientIP and per username; past any of them,
+// *TooManyAttemptsError until its window ends.
 func (s *Store) Authenticate(ctx context.Context, username, password, clientIP string) (User, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	fk := s.failKey(username, clientIP)
-	if s.o.MaxFailures > 0 {
-		res := s.c.DoMulti(ctx, s.c.B().Get().Key(fk).Build(), s.c.B().Pttl().Key(fk).Build())
-		n, err := res[0].AsInt64()
-		if err != nil && !rueidis.IsRedisNil(err) {
-			return User{}, unavailable("check login limit", err)
-		}
-		if n >= int64(s.o.MaxFailures) {
-			ttl, _ := res[1].AsInt64()
-			return User{}, &TooManyAttemptsError{RetryAfter: retryAfter(ttl, s.o.FailureWindow)}
-		}
+	limits := s.limits(username, clientIP)
+	if err := s.checkLimits(ctx, limits); err != nil {
+		return User{}, err
 	}
 
 	u, err := s.lookupForLogin(ctx, username)
@@ -367,18 +450,13 @@ func (s *Store) Authenticate(ctx context.Context, username, password, clientIP s
 	// wrong, after the same work as any other.
 	match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && len(password) <= MaxPasswordBytes
 	if err != nil || !match {
-		if s.o.MaxFailures > 0 {
-			if err := scripts.Fail.Exec(ctx, s.c, []string{fk},
-				[]string{strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10)}).Error(); err != nil {
-				return User{}, unavailable("count failed login", err)
-			}
+		if err := s.countFailure(ctx, limits); err != nil {
+			return User{}, err
 		}
 		return User{}, ErrInvalidCredentials
 	}
-	if s.o.MaxFailures > 0 {
-		if err := s.c.Do(ctx, s.c.B().Del().Key(fk).Build()).Error(); err != nil {
-			return User{}, unavailable("clear failed logins", err)
-		}
+	if err := s.clearFailures(ctx, limits); err != nil {
+		return User{}, err
 	}
 	if u.Disabled {
 		return User{}, ErrAccountDisabled
