@@ -130,3 +130,29 @@ func TestRedisFrozenTimesOutThenRecovers(t *testing.T) {
 		return e.do("GET", "/v1/me", tok, nil).Status == 200
 	})
 }
+
+// Redis out of memory (noeviction at maxmemory): a login answers 503 and
+// leaves no half-written session; revocations still work, since they free
+// memory; logins work again once there is room.
+func TestRedisOutOfMemory(t *testing.T) {
+	t.Parallel()
+	rs, client := ownRedis(t)
+	e := newEnv(t, envOpts{Client: client})
+	e.createUser("erin", "password123", "")
+	tok, _ := e.login("erin", "password123")
+	rs.Do(t, "CONFIG", "SET", "maxmemory", "1")
+	t.Cleanup(func() { rs.Do(t, "CONFIG", "SET", "maxmemory", "0") })
+
+	assertUnavailable(t, e.do("POST", "/v1/auth/login", "", map[string]string{"username": "erin", "password": "password123"}), "login at maxmemory")
+	if r := e.do("GET", "/v1/sessions", tok, nil); r.Status != 200 || len(r.JSON(t)["sessions"].([]any)) != 1 {
+		t.Fatalf("sessions after the refused login: %d %s; want just the first\n%s", r.Status, r.Body, e.Logs.String())
+	}
+	if r := e.do("POST", "/v1/auth/logout-all", tok, nil); r.Status != 200 {
+		t.Fatalf("logout-all at maxmemory: %d %s; revoking must not need memory", r.Status, r.Body)
+	}
+	rs.Do(t, "CONFIG", "SET", "maxmemory", "0")
+	if keys, _ := rs.Do(t, "KEYS", e.Prefix+"sess*").AsStrSlice(); len(keys) != 0 {
+		t.Fatalf("session keys left: %v", keys)
+	}
+	e.login("erin", "password123")
+}

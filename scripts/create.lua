@@ -7,6 +7,10 @@
 -- Returns {'OK', evicted sid...} or {'NOUSER'} / {'DISABLED'} / {'STALE'} with nothing written.
 
 -- Validate first: a script that errors keeps its earlier writes.
+local now, expiry, max = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if not (now and expiry and max) or #ARGV < 8 or #ARGV % 2 ~= 0 then
+  return redis.error_reply('ERR create: bad arguments')
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOUSER'} end
 local st = redis.call('HMGET', KEYS[1], 'disabled', 'cv')
 if st[1] == '1' then return {'DISABLED'} end
@@ -14,7 +18,12 @@ if st[1] == '1' then return {'DISABLED'} end
 -- this login must not outlive it.
 if (st[2] or '0') ~= ARGV[1] then return {'STALE'} end
 
-local now, expiry, max = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- The first write must be one Redis refuses when out of memory (HSET is,
+-- ZREMRANGEBYSCORE is not): Redis checks memory at a script's first write and
+-- then lets it finish, so this order means an OOM refuses the login whole.
+redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+redis.call('PEXPIREAT', KEYS[3], expiry)
+
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 
 local out = {'OK'}
@@ -37,8 +46,6 @@ if max > 0 then
   end
 end
 
-redis.call('HSET', KEYS[3], unpack(ARGV, 7))
-redis.call('PEXPIREAT', KEYS[3], expiry)
 redis.call('ZADD', KEYS[2], expiry, ARGV[6])
 -- The index lives as long as its longest-lived member.
 local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')

@@ -6,6 +6,7 @@
 -- ARGV[1] sid to keep ('' for none)   ARGV[2] prefix of this user's session keys
 -- ARGV[3..] field, value pairs to set on the user hash
 -- Returns {revoked count, revoked sid...}, or {-1} with nothing written when the user does not exist.
+if #ARGV < 2 or #ARGV % 2 ~= 0 then return redis.error_reply('ERR revoke_all: bad arguments') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 
 local keep = ARGV[1]

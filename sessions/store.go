@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,6 +146,11 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
 }
 
+func isOOM(err error) bool {
+	e, ok := rueidis.IsRedisErr(err)
+	return ok && strings.HasPrefix(e.Error(), "OOM")
+}
+
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
 // Create starts a session for a user whose password was checked against
@@ -196,7 +202,14 @@ func (s *Store) Get(ctx context.Context, uid, sid string) (Session, error) {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	h, err := s.c.DoCache(ctx, s.c.B().Hgetall().Key(s.sessKey(uid, sid)).Cache(), s.o.CacheTTL).AsStrMap()
+	key := s.sessKey(uid, sid)
+	r := s.c.DoCache(ctx, s.c.B().Hgetall().Key(key).Cache(), s.o.CacheTTL)
+	if isOOM(r.Error()) {
+		// A cached read is a MULTI, which Redis refuses when out of memory;
+		// a plain read still works, so revocations and reads go on.
+		r = s.c.Do(ctx, s.c.B().Hgetall().Key(key).Build())
+	}
+	h, err := r.AsStrMap()
 	if err != nil {
 		return Session{}, unavailable("read session", err)
 	}

@@ -347,7 +347,12 @@ var publicFields = []string{"id", "username", "role", "disabled", "created_at", 
 func (s *Store) GetCached(ctx context.Context, id string) (User, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	vals, err := s.c.DoCache(ctx, s.c.B().Hmget().Key(s.Key(id)).Field(publicFields...).Cache(), time.Minute).ToArray()
+	r := s.c.DoCache(ctx, s.c.B().Hmget().Key(s.Key(id)).Field(publicFields...).Cache(), time.Minute)
+	if e, ok := rueidis.IsRedisErr(r.Error()); ok && strings.HasPrefix(e.Error(), "OOM") {
+		// A cached read is a MULTI, which Redis refuses when out of memory.
+		r = s.c.Do(ctx, s.c.B().Hmget().Key(s.Key(id)).Field(publicFields...).Build())
+	}
+	vals, err := r.ToArray()
 	if err != nil {
 		return User{}, unavailable("read user", err)
 	}

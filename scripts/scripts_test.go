@@ -1,0 +1,129 @@
+package scripts_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/internal/redistest"
+	"github.com/sessiond/sessiond/scripts"
+)
+
+var srv *redistest.Server
+
+func TestMain(m *testing.M) { redistest.Main(m, &srv) }
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// keys lists the keys under a prefix.
+func keys(t *testing.T, c rueidis.Client, prefix string) []string {
+	t.Helper()
+	ks, err := c.Do(ctx(t), c.B().Keys().Pattern(prefix+"*").Build()).AsStrSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+func sessionFields(sid string) []string {
+	return []string{"sid", sid, "uid", "u1", "device_name", "", "platform", "", "user_agent", "", "ip", "127.0.0.1",
+		"created_at", "1", "last_seen_at", "1", "expires_at", "9999999999999"}
+}
+
+// Redis keeps what a script wrote before it errored, so every script checks
+// its arguments before its first write: a bad call leaves no trace.
+func TestScriptsValidateBeforeWriting(t *testing.T) {
+	c := srv.Client(t)
+	p := redistest.Prefix(t)
+	user, index, sess := p+"user:{u1}", p+"sessions:{u1}", p+"sess:{u1}:s1"
+	if err := c.Do(ctx(t), c.B().Hset().Key(user).FieldValue().FieldValue("id", "u1").FieldValue("cv", "0").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	// An expired index member the create script would prune, if it got that far.
+	if err := c.Do(ctx(t), c.B().Zadd().Key(index).ScoreMember().ScoreMember(1, "old").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	now := "1700000000000"
+	for _, call := range []struct {
+		name       string
+		script     *rueidis.Lua
+		keys, args []string
+	}{
+		{"create with a non-numeric max", scripts.Create, []string{user, index, sess},
+			append([]string{"0", now, now, "many", p + "sess:{u1}:", "s1"}, sessionFields("s1")...)},
+		{"create with an odd field list", scripts.Create, []string{user, index, sess},
+			append([]string{"0", now, now, "5", p + "sess:{u1}:", "s1"}, sessionFields("s1")[1:]...)},
+		{"touch with a bad idle timeout", scripts.Touch, []string{sess, index}, []string{now, "soon", "ip", "s1"}},
+		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index}, []string{"", p + "sess:{u1}:", "disabled"}},
+		{"fail with no window", scripts.Fail, []string{p + "fail:x"}, []string{"0"}},
+	} {
+		t.Run(call.name, func(t *testing.T) {
+			before := keys(t, c, p)
+			err := call.script.Exec(ctx(t), c, call.keys, call.args).Error()
+			if err == nil || !strings.Contains(err.Error(), "bad") {
+				t.Fatalf("got %v, want the script to refuse its arguments", err)
+			}
+			if after := keys(t, c, p); len(after) != len(before) {
+				t.Fatalf("keys before %v, after %v: the failed call wrote", before, after)
+			}
+			n, _ := c.Do(ctx(t), c.B().Zcard().Key(index).Build()).AsInt64()
+			cv, _ := c.Do(ctx(t), c.B().Hget().Key(user).Field("cv").Build()).ToString()
+			if n != 1 || cv != "0" {
+				t.Fatalf("index has %d members, cv %q: the failed call wrote", n, cv)
+			}
+		})
+	}
+}
+
+// After a Redis restart (or SCRIPT FLUSH) the cached SHA is unknown: the
+// scripts reload by themselves (NOSCRIPT → EVAL).
+func TestScriptsReloadAfterFlush(t *testing.T) {
+	c := srv.Client(t)
+	p := redistest.Prefix(t)
+	window := []string{"60000"}
+	if err := scripts.Fail.Exec(ctx(t), c, []string{p + "f"}, window).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx(t), c.B().ScriptFlush().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := scripts.Fail.Exec(ctx(t), c, []string{p + "f"}, window).AsIntSlice()
+	if err != nil || res[0] != 2 {
+		t.Fatalf("after SCRIPT FLUSH: %v %v; want the count to reach 2", res, err)
+	}
+}
+
+// Out of memory (maxmemory reached under noeviction): Redis refuses a
+// writing script before it runs, so a login cannot leave half a session.
+func TestScriptsWriteNothingWhenRedisIsOutOfMemory(t *testing.T) {
+	srv.RequireReal(t, "maxmemory and OOM refusal")
+	c := srv.Client(t)
+	p := redistest.Prefix(t)
+	user, index := p+"user:{u1}", p+"sessions:{u1}"
+	if err := c.Do(ctx(t), c.B().Hset().Key(user).FieldValue().FieldValue("id", "u1").FieldValue("cv", "0").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx(t), c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "1").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Do(context.Background(), c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "0").Build())
+	})
+	now := "1700000000000"
+	err := scripts.Create.Exec(ctx(t), c, []string{user, index, p + "sess:{u1}:s1"},
+		append([]string{"0", now, "9999999999999", "5", p + "sess:{u1}:", "s1"}, sessionFields("s1")...)).Error()
+	if err == nil || !strings.Contains(err.Error(), "OOM") {
+		t.Fatalf("create at maxmemory: %v; want an OOM refusal", err)
+	}
+	c.Do(context.Background(), c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "0").Build())
+	if ks := keys(t, c, p); len(ks) != 1 {
+		t.Fatalf("keys after the refused create: %v; want only the user", ks)
+	}
+}
