@@ -33,7 +33,7 @@ var testSecret = []byte("test-secret-test-secret-test-secret!")
 // env is one sessiond replica over the package's Redis, with its own key
 // prefix unless it shares one with another replica.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	App      *fiber.App
 	Users    *users.Store
 	Sessions *sessions.Store
@@ -60,7 +60,7 @@ type envOpts struct {
 	Now            func() time.Time
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	if o.Prefix == "" {
 		o.Prefix = redistest.Prefix(t)
@@ -118,7 +118,7 @@ type resp struct {
 }
 
 // JSON decodes the body into a generic map.
-func (r resp) JSON(t *testing.T) map[string]any {
+func (r resp) JSON(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.Body, &m); err != nil {
@@ -128,7 +128,7 @@ func (r resp) JSON(t *testing.T) map[string]any {
 }
 
 // Code is the problem+json "code" of an error response.
-func (r resp) Code(t *testing.T) string {
+func (r resp) Code(t testing.TB) string {
 	t.Helper()
 	if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
 		t.Fatalf("error Content-Type = %q, want application/problem+json (status %d, body %s)", ct, r.Status, r.Body)
