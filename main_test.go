@@ -3,12 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -78,8 +80,9 @@ func TestUserAdd(t *testing.T) {
 	}
 }
 
-// `go run .` with no configuration serves on the embedded store, prints the
-// generated admin password once, and exits 0 on SIGTERM.
+// `go run .` with no configuration serves on the embedded store and prints
+// the generated admin password once. SIGTERM lets an in-flight request finish,
+// refuses new connections, and exits 0.
 func TestServeEmbeddedAndGracefulShutdown(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "sessiond")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -93,22 +96,39 @@ func TestServeEmbeddedAndGracefulShutdown(t *testing.T) {
 	l.Close()
 
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "LISTEN_ADDR="+addr, "BCRYPT_COST=10", "REDIS_URL=", "JWT_SECRET=", "ADMIN_USERNAME=", "ADMIN_PASSWORD=")
+	// Cost 14 makes a login take about a second: long enough to be in flight
+	// when SIGTERM arrives.
+	cmd.Env = append(os.Environ(), "LISTEN_ADDR="+addr, "BCRYPT_COST=14", "REDIS_URL=", "JWT_SECRET=", "ADMIN_USERNAME=", "ADMIN_PASSWORD=")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	var log bytes.Buffer
-	sc := bufio.NewScanner(stderr)
+	var mu sync.Mutex
+	var log strings.Builder
+	password := make(chan string, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
+			line := sc.Text()
+			mu.Lock()
+			log.WriteString(line + "\n")
+			mu.Unlock()
+			if _, pw, ok := strings.Cut(line, "with password "); ok {
+				password <- pw
+			}
 		}
 	}()
+	logs := func() string { mu.Lock(); defer mu.Unlock(); return log.String() }
 
+	var pw string
+	select {
+	case pw = <-password:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no admin password printed:\n%s", logs())
+	}
 	base := "http://" + addr
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -122,25 +142,42 @@ func TestServeEmbeddedAndGracefulShutdown(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+
+	inflight := make(chan int, 1)
+	go func() {
+		body := fmt.Sprintf(`{"username":"admin","password":%q}`, pw)
+		r, err := http.Post(base+"/v1/auth/login", "application/json", strings.NewReader(body))
+		if err != nil {
+			inflight <- -1
+			return
+		}
+		r.Body.Close()
+		inflight <- r.StatusCode
+	}()
+	time.Sleep(300 * time.Millisecond) // the login is now in bcrypt
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+	if code := <-inflight; code != 201 {
+		t.Fatalf("in-flight login during shutdown: %d, want 201\n%s", code, logs())
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	select {
 	case err := <-waited:
 		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, log.String())
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("no exit within 15s of SIGTERM")
 	}
 	<-done
-	out := log.String()
-	for _, want := range []string{"embedded in-memory store", `created admin account "admin" with password`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("start-up output lacks %q:\n%s", want, out)
-		}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Fatal("still answering after exit")
+	}
+	out := logs()
+	if !strings.Contains(out, "embedded in-memory store") {
+		t.Errorf("start-up output lacks the embedded-store warning:\n%s", out)
 	}
 	if n := strings.Count(out, "with password"); n != 1 {
 		t.Errorf("admin password printed %d times, want once", n)
