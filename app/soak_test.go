@@ -47,8 +47,8 @@ func TestSoakMixedLoad(t *testing.T) {
 
 	var (
 		requests, logins, logouts, errors5xx, transportErrs, violations atomic.Int64
-		mu      sync.Mutex
-		revoked = map[string]time.Time{} // token → when its logout was acknowledged
+		mu                                                              sync.Mutex
+		revoked                                                         = map[string]time.Time{} // token → when its logout was acknowledged
 	)
 	call := func(method, path, token, body string) (int, []byte) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
