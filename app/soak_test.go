@@ -45,11 +45,9 @@ func TestSoakMixedLoad(t *testing.T) {
 	base := "http://" + ln.Addr().String()
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-	var (
-		requests, logins, logouts, errors5xx, transportErrs, violations atomic.Int64
-		mu                                                              sync.Mutex
-		revoked                                                         = map[string]time.Time{} // token → when its logout was acknowledged
-	)
+	var requests, logins, logouts, errors5xx, transportErrs, violations atomic.Int64
+	var mu sync.Mutex
+	revoked := map[string]time.Time{} // token → when its logout was acknowledged
 	call := func(method, path, token, body string) (int, []byte) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		if body != "" {
