@@ -52,6 +52,12 @@ func TestRedisKilledFailsClosedAndRecovers(t *testing.T) {
 	_, admin := e.admin()
 	e.createUser("alice", "password123", "")
 	tok, sid := e.login("alice", "password123")
+	// Warm the client-side cache: a dead connection must drop it, not serve it.
+	for range 3 {
+		if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+			t.Fatalf("before the kill: %d", r.Status)
+		}
+	}
 
 	rs.Stop()
 	for _, c := range []struct{ method, path, token string }{

@@ -14,7 +14,8 @@ func TestRevocationReachesOtherReplica(t *testing.T) {
 	t.Parallel()
 	a := newEnv(t, envOpts{})
 	b := newEnv(t, envOpts{Prefix: a.Prefix}) // same data, its own connection and cache
-	a.createUser("carol", "password123", "")
+	carol := a.createUser("carol", "password123", "")
+	_, admin := a.admin()
 
 	for _, c := range []struct {
 		name   string
@@ -25,6 +26,18 @@ func TestRevocationReachesOtherReplica(t *testing.T) {
 		{"revoke one", func(tok, sid string) {
 			other, _ := a.login("carol", "password123")
 			a.do("DELETE", "/v1/sessions/"+sid, other, nil)
+		}},
+		{"admin force-logout", func(tok, sid string) { a.do("DELETE", "/v1/admin/users/"+carol.ID+"/sessions", admin, nil) }},
+		{"admin revokes one", func(tok, sid string) {
+			a.do("DELETE", "/v1/admin/users/"+carol.ID+"/sessions/"+sid, admin, nil)
+		}},
+		{"password change", func(tok, sid string) {
+			other, _ := a.login("carol", "password123")
+			a.do("PUT", "/v1/me/password", other, map[string]string{"current_password": "password123", "new_password": "password123"})
+		}},
+		// Last: it leaves carol disabled.
+		{"admin disables", func(tok, sid string) {
+			a.do("PATCH", "/v1/admin/users/"+carol.ID, admin, map[string]any{"disabled": true})
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
