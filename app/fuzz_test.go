@@ -57,7 +57,10 @@ func FuzzAuthorizationHeader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, header string) {
 		e.t = t
-		r := e.do("GET", "/v1/me", "", nil, "Authorization", header)
+		r, err := e.try("GET", "/v1/me", "", nil, "Authorization", header)
+		if err != nil {
+			t.Skipf("not a parsable HTTP request: %v", err) // refused before any of our code runs
+		}
 		switch {
 		case r.Status == 200:
 			scheme, rest, _ := strings.Cut(strings.TrimSpace(header), " ")

@@ -141,6 +141,17 @@ func (r resp) Code(t testing.TB) string {
 // (sent as is) or anything else (sent as JSON). headers are key, value pairs.
 func (e *env) do(method, path, token string, body any, headers ...string) resp {
 	e.t.Helper()
+	r, err := e.try(method, path, token, body, headers...)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+// try is do that returns the error of a request the server would not even
+// parse (fasthttp refuses invalid header bytes before the app sees them).
+func (e *env) try(method, path, token string, body any, headers ...string) (resp, error) {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -165,11 +176,11 @@ func (e *env) do(method, path, token string, body any, headers ...string) resp {
 	}
 	res, err := e.App.Test(req, -1)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
+		return resp{}, err
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	return resp{Status: res.StatusCode, Header: res.Header, Body: b}
+	return resp{Status: res.StatusCode, Header: res.Header, Body: b}, nil
 }
 
 // createUser makes an account directly in the store.
