@@ -40,6 +40,10 @@ type Config struct {
 	TrustedProxies             []netip.Prefix
 	// RedisTimeout bounds every Redis call, so no request hangs while Redis is down.
 	RedisTimeout time.Duration
+	// WaitReplicas, above 0, makes each revocation wait until that many
+	// replicas have it, so a failover cannot undo it.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 	// ClientCacheMB bounds the client-side cache of each Redis connection.
 	ClientCacheMB int
 	// ShutdownTimeout is how long in-flight requests get to finish on SIGTERM.

@@ -56,6 +56,7 @@ type envOpts struct {
 	FailureWindow  time.Duration
 	TrustedProxies []netip.Prefix
 	RedisTimeout   time.Duration
+	WaitReplicas   int
 	Client         rueidis.Client
 	Now            func() time.Time
 }
@@ -81,7 +82,8 @@ func newEnv(t testing.TB, o envOpts) *env {
 		t.Fatal(err)
 	}
 	ss := sessions.New(o.Client, sessions.Options{Prefix: o.Prefix, UserKey: us.Key, IdleTimeout: o.IdleTimeout,
-		MaxLifetime: o.MaxLifetime, MaxPerUser: o.MaxPerUser, Timeout: o.RedisTimeout, Now: o.Now})
+		MaxLifetime: o.MaxLifetime, MaxPerUser: o.MaxPerUser, Timeout: o.RedisTimeout, Now: o.Now,
+		WaitReplicas: o.WaitReplicas})
 	tok, err := sessions.NewTokens(testSecret, "sessiond", "sessiond")
 	if err != nil {
 		t.Fatal(err)

@@ -122,6 +122,7 @@ func (s *Server) wire(ctx context.Context) error {
 	s.Sessions = sessions.New(s.Client, sessions.Options{
 		Prefix: cfg.KeyPrefix, UserKey: s.Users.Key, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
+		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout,
 	})
 	tokens, err := sessions.NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience)
 	if err != nil {

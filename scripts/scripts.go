@@ -15,10 +15,12 @@ var (
 	createSrc string
 	//go:embed touch.lua
 	touchSrc string
+	// RevokeSrc and RevokeAllSrc are the sources, for sending a revocation
+	// by EVAL in one pipeline with a WAIT for replicas.
 	//go:embed revoke.lua
-	revokeSrc string
+	RevokeSrc string
 	//go:embed revoke_all.lua
-	revokeAllSrc string
+	RevokeAllSrc string
 	//go:embed fail.lua
 	failSrc string
 )
@@ -32,10 +34,10 @@ var (
 	// Touch records use of a session and slides its idle expiry.
 	Touch = rueidis.NewLuaScript(touchSrc)
 	// Revoke deletes one session of one user.
-	Revoke = rueidis.NewLuaScript(revokeSrc)
+	Revoke = rueidis.NewLuaScript(RevokeSrc)
 	// RevokeAll deletes a user's sessions (optionally keeping one), bumps the
 	// credential version and applies account changes in the same step.
-	RevokeAll = rueidis.NewLuaScript(revokeAllSrc)
+	RevokeAll = rueidis.NewLuaScript(RevokeAllSrc)
 	// Fail counts a failed login in a fixed window.
 	Fail = rueidis.NewLuaScript(failSrc)
 )

@@ -22,14 +22,10 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// keys lists the keys under a prefix.
-func keys(t *testing.T, c rueidis.Client, prefix string) []string {
+// keys lists the keys under a prefix, on every master of a cluster.
+func keys(t *testing.T, prefix string) []string {
 	t.Helper()
-	ks, err := c.Do(ctx(t), c.B().Keys().Pattern(prefix+"*").Build()).AsStrSlice()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ks
+	return srv.Keys(t, prefix+"*")
 }
 
 func sessionFields(sid string) []string {
@@ -65,12 +61,12 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 		{"fail with no window", scripts.Fail, []string{p + "fail:x"}, []string{"0"}},
 	} {
 		t.Run(call.name, func(t *testing.T) {
-			before := keys(t, c, p)
+			before := keys(t, p)
 			err := call.script.Exec(ctx(t), c, call.keys, call.args).Error()
 			if err == nil || !strings.Contains(err.Error(), "bad") {
 				t.Fatalf("got %v, want the script to refuse its arguments", err)
 			}
-			if after := keys(t, c, p); len(after) != len(before) {
+			if after := keys(t, p); len(after) != len(before) {
 				t.Fatalf("keys before %v, after %v: the failed call wrote", before, after)
 			}
 			n, _ := c.Do(ctx(t), c.B().Zcard().Key(index).Build()).AsInt64()
@@ -104,6 +100,7 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 // writing script before it runs, so a login cannot leave half a session.
 func TestScriptsWriteNothingWhenRedisIsOutOfMemory(t *testing.T) {
 	srv.RequireReal(t, "maxmemory and OOM refusal")
+	srv.RequireSingle(t, "CONFIG SET maxmemory on the one node")
 	c := srv.Client(t)
 	p := redistest.Prefix(t)
 	user, index := p+"user:{u1}", p+"sessions:{u1}"
@@ -123,7 +120,7 @@ func TestScriptsWriteNothingWhenRedisIsOutOfMemory(t *testing.T) {
 		t.Fatalf("create at maxmemory: %v; want an OOM refusal", err)
 	}
 	c.Do(context.Background(), c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "0").Build())
-	if ks := keys(t, c, p); len(ks) != 1 {
+	if ks := keys(t, p); len(ks) != 1 {
 		t.Fatalf("keys after the refused create: %v; want only the user", ks)
 	}
 }

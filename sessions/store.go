@@ -78,6 +78,14 @@ type Options struct {
 	CacheTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// WaitReplicas, when above 0, makes every revocation wait (Redis WAIT)
+	// until that many replicas have it before it is acknowledged, so a
+	// failover cannot undo an acknowledged revocation. A revocation not
+	// replicated within WaitTimeout is reported as ErrUnavailable (it has
+	// taken effect on the master, but is not yet safe from a failover).
+	WaitReplicas int
+	// WaitTimeout bounds that wait (default 500ms).
+	WaitTimeout time.Duration
 }
 
 // Store keeps sessions in Redis.
@@ -120,6 +128,9 @@ func New(c rueidis.Client, o Options) *Store {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = 500 * time.Millisecond
 	}
 	return &Store{c: c, o: o, touch: TouchInterval(o.IdleTimeout), revoked: map[string]time.Time{}}
 }
@@ -286,7 +297,7 @@ func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 func (s *Store) Revoke(ctx context.Context, uid, sid string) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := scripts.Revoke.Exec(ctx, s.c, []string{s.sessKey(uid, sid), s.indexKey(uid)}, []string{sid}).AsInt64()
+	n, err := s.revocation(ctx, scripts.Revoke, scripts.RevokeSrc, []string{s.sessKey(uid, sid), s.indexKey(uid)}, []string{sid}).AsInt64()
 	if err != nil {
 		return unavailable("revoke session", err)
 	}
@@ -311,7 +322,7 @@ func (s *Store) RevokeAll(ctx context.Context, uid, keep string, accountFields .
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	args := append([]string{keep, s.sessPrefix(uid)}, accountFields...)
-	res, err := scripts.RevokeAll.Exec(ctx, s.c, []string{s.o.UserKey(uid), s.indexKey(uid)}, args).ToArray()
+	res, err := s.revocation(ctx, scripts.RevokeAll, scripts.RevokeAllSrc, []string{s.o.UserKey(uid), s.indexKey(uid)}, args).ToArray()
 	if err != nil {
 		return 0, unavailable("revoke sessions", err)
 	}
@@ -329,6 +340,34 @@ func (s *Store) RevokeAll(ctx context.Context, uid, keep string, accountFields .
 	}
 	s.forget(ids)
 	return int(n), nil
+}
+
+// errNotReplicated is returned (as ErrUnavailable) when a revocation was not
+// confirmed by enough replicas in time.
+var errNotReplicated = errors.New("revocation not yet replicated")
+
+// revocation runs a revoking script. With WaitReplicas it sends the script
+// and a WAIT in one pipeline to the master of the user's slot: WAIT covers
+// the writes of the connection it is sent on, so it must follow the script
+// on the same one.
+func (s *Store) revocation(ctx context.Context, script *rueidis.Lua, src string, keys, args []string) rueidis.RedisResult {
+	if s.o.WaitReplicas <= 0 {
+		return script.Exec(ctx, s.c, keys, args)
+	}
+	res := s.c.DoMulti(ctx,
+		s.c.B().Eval().Script(src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(),
+		s.c.B().Wait().Numreplicas(int64(s.o.WaitReplicas)).Timeout(s.o.WaitTimeout.Milliseconds()).Build().SetSlot(keys[0]))
+	if res[0].Error() != nil {
+		return res[0]
+	}
+	n, err := res[1].AsInt64()
+	if err == nil && n < int64(s.o.WaitReplicas) {
+		err = fmt.Errorf("%w: %d of %d replicas", errNotReplicated, n, s.o.WaitReplicas)
+	}
+	if err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	return res[0]
 }
 
 // live is true while neither the idle timeout nor the absolute end has

@@ -36,17 +36,38 @@ type Server struct {
 	// Real is false when this is the embedded fallback.
 	Real bool
 
-	dir  string
-	cmd  *exec.Cmd
-	mini *miniredis.Miniredis
+	// Cluster is true for a Redis Cluster; Nodes are then its processes
+	// (nil when the cluster was started outside the tests).
+	Cluster bool
+	Nodes   []*Server
+
+	dir   string
+	args  []string // extra redis-server arguments
+	cmd   *exec.Cmd
+	mini  *miniredis.Miniredis
+	addrs []string // every node of a cluster
 }
 
 var seq atomic.Int64
 
 // Main starts a Server for a test package, runs its tests and stops it.
 // Use it as: func TestMain(m *testing.M) { redistest.Main(m, &srv) }.
+//
+// With SESSIOND_TEST_CLUSTER_ADDRS set (comma-separated host:port of a running
+// Redis Cluster, as .ci/run starts once per run) or SESSIOND_TEST_CLUSTER=1
+// (start one for this package) the package runs against a Redis Cluster.
 func Main(m *testing.M, srv **Server) {
-	s, err := Start()
+	var s *Server
+	var err error
+	switch {
+	case os.Getenv(ClusterAddrsEnv) != "":
+		s = &Server{Real: true, Cluster: true, addrs: strings.Split(os.Getenv(ClusterAddrsEnv), ",")}
+		s.Addr = s.addrs[0]
+	case os.Getenv(ClusterEnv) == "1":
+		s, err = StartCluster()
+	default:
+		s, err = Start()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "redistest:", err)
 		os.Exit(1)
@@ -99,10 +120,10 @@ func (s *Server) Restart() error {
 		return fmt.Errorf("restart needs a real redis-server")
 	}
 	_, port, _ := net.SplitHostPort(s.Addr)
-	cmd := exec.Command("redis-server",
+	cmd := exec.Command("redis-server", append([]string{
 		"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
 		"--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
-		"--logfile", filepath.Join(s.dir, "redis.log"))
+		"--logfile", filepath.Join(s.dir, "redis.log")}, s.args...)...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -128,6 +149,9 @@ func (s *Server) Restart() error {
 
 // Stop kills redis-server (as a crash would) and waits for it to exit.
 func (s *Server) Stop() {
+	for _, n := range s.Nodes {
+		n.Stop()
+	}
 	if s.mini != nil {
 		s.mini.Close()
 		return
@@ -156,6 +180,14 @@ func (s *Server) signal(sig os.Signal) error {
 // Miniredis is the embedded fallback, or nil on a real server.
 func (s *Server) Miniredis() *miniredis.Miniredis { return s.mini }
 
+// RequireSingle skips the test, by name and with reason, on a cluster.
+func (s *Server) RequireSingle(t testing.TB, why string) {
+	t.Helper()
+	if s.Cluster {
+		t.Skipf("needs a single redis-server (%s); running on a cluster", why)
+	}
+}
+
 // RequireReal skips the test, by name and with reason, when this is the
 // embedded fallback.
 func (s *Server) RequireReal(t testing.TB, why string) {
@@ -170,6 +202,9 @@ func (s *Server) RequireReal(t testing.TB, why string) {
 func (s *Server) Options() rueidis.ClientOption {
 	o := rueidis.ClientOption{InitAddress: []string{s.Addr}, ForceSingleClient: true,
 		ConnWriteTimeout: time.Second, ClientSetInfo: rueidis.DisableClientSetInfo}
+	if s.Cluster {
+		o.InitAddress, o.ForceSingleClient = s.addrs, false
+	}
 	if !s.Real {
 		o.DisableCache = true
 	}
@@ -200,5 +235,13 @@ func (s *Server) Do(t testing.TB, args ...string) rueidis.RedisResult {
 	c := s.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if s.Cluster && len(args) > 1 && !keyless[strings.ToUpper(args[0])] {
+		// Route by the key, as a cluster needs.
+		return c.Do(ctx, c.B().Arbitrary(args[0]).Keys(args[1]).Args(args[2:]...).Build())
+	}
 	return c.Do(ctx, c.B().Arbitrary(args[0]).Args(args[1:]...).Build())
 }
+
+// keyless commands take no key as their first argument.
+var keyless = map[string]bool{"CONFIG": true, "KEYS": true, "INFO": true, "SCRIPT": true, "DBSIZE": true,
+	"PING": true, "CLUSTER": true, "ROLE": true, "DEBUG": true}
