@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/sessions"
 )
 
@@ -65,5 +66,36 @@ func TestOpenBootstrapsAdminOnce(t *testing.T) {
 	page, _, err := s.Users.List(context.Background(), "", 10)
 	if err != nil || len(page) != 1 {
 		t.Fatalf("users after three starts: %d (%v), want 1", len(page), err)
+	}
+}
+
+// REDIS_URL naming a sentinel and a master set (rueidis's master_set form):
+// the service finds the master through the sentinel and works as on one node.
+func TestOpenThroughSentinel(t *testing.T) {
+	t.Parallel()
+	srv.RequireReal(t, "runs redis-server as a sentinel")
+	s, err := redistest.StartSentinel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	cfg := openConfig(t, s.Sentinel.Addr, nil)
+	cfg.RedisURL = "redis://" + s.Sentinel.Addr + "/0?master_set=sd"
+	server, err := app.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(server.Close)
+	if _, err := server.Users.Create(context.Background(), "sentinel-user", "password123", ""); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, App: server.App}
+	tok, _ := e.login("sentinel-user", "password123")
+	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+		t.Fatalf("me through sentinel: %d %s", r.Status, r.Body)
+	}
+	// The data is on the master the sentinel named.
+	if n, _ := s.Master.Do(t, "EXISTS", "open:username:sentinel-user").AsInt64(); n != 1 {
+		t.Fatal("the account is not on the sentinel's master")
 	}
 }

@@ -438,13 +438,16 @@ var ErrEvictionPolicy = errors.New("Redis maxmemory-policy must be noeviction")
 func (s *Store) CheckEvictionPolicy(ctx context.Context) (string, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	kv, err := s.c.Do(ctx, s.c.B().ConfigGet().Parameter("maxmemory-policy").Build()).AsStrMap()
-	if err != nil {
-		return "", fmt.Errorf("read maxmemory-policy: %w", err)
+	// Every node of a cluster: one evicting shard loses its users' sessions.
+	for addr, node := range s.c.Nodes() {
+		kv, err := node.Do(ctx, node.B().ConfigGet().Parameter("maxmemory-policy").Build()).AsStrMap()
+		if err != nil {
+			return "", fmt.Errorf("read maxmemory-policy of %s: %w", addr, err)
+		}
+		if policy := kv["maxmemory-policy"]; policy != "noeviction" {
+			return policy, fmt.Errorf("%w (%s has %q): set it with CONFIG SET maxmemory-policy noeviction or in redis.conf",
+				ErrEvictionPolicy, addr, policy)
+		}
 	}
-	policy := kv["maxmemory-policy"]
-	if policy != "noeviction" {
-		return policy, fmt.Errorf("%w (it is %q): set it with CONFIG SET maxmemory-policy noeviction or in redis.conf", ErrEvictionPolicy, policy)
-	}
-	return policy, nil
+	return "noeviction", nil
 }

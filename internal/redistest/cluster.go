@@ -174,3 +174,76 @@ func (s *Server) Node(addr string) *Server {
 	}
 	return nil
 }
+
+// Sentinel is a master, its replica and one sentinel watching them as
+// master set "sd".
+type Sentinel struct {
+	Master, Replica, Sentinel *Server
+}
+
+// StartSentinel starts a master, a replica of it and a sentinel.
+func StartSentinel() (*Sentinel, error) {
+	var out Sentinel
+	start := func(args ...string) (*Server, error) {
+		dir, err := os.MkdirTemp("", "sessiond-sentinel-")
+		if err != nil {
+			return nil, err
+		}
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), Real: true, dir: dir, args: args}
+		return s, s.Restart()
+	}
+	var err error
+	if out.Master, err = start(); err != nil {
+		return nil, err
+	}
+	if out.Replica, err = start("--replicaof", "127.0.0.1", port(out.Master.Addr)); err != nil {
+		out.Stop()
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "sessiond-sentinel-")
+	if err != nil {
+		out.Stop()
+		return nil, err
+	}
+	p, err := freePort()
+	if err != nil {
+		out.Stop()
+		return nil, err
+	}
+	conf := fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor sd 127.0.0.1 %s 1\nsentinel down-after-milliseconds sd 1000\n",
+		p, port(out.Master.Addr))
+	if err := os.WriteFile(dir+"/sentinel.conf", []byte(conf), 0o600); err != nil {
+		out.Stop()
+		return nil, err
+	}
+	sen := exec.Command("redis-server", dir+"/sentinel.conf", "--sentinel", "--logfile", dir+"/sentinel.log")
+	if err := sen.Start(); err != nil {
+		out.Stop()
+		return nil, err
+	}
+	out.Sentinel = &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), Real: true, dir: dir, cmd: sen}
+	// Ready when the sentinel names the master.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		got, _ := exec.Command("redis-cli", "-p", strconv.Itoa(p), "sentinel", "get-master-addr-by-name", "sd").Output()
+		if strings.Contains(string(got), port(out.Master.Addr)) {
+			return &out, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out.Stop()
+	return nil, fmt.Errorf("sentinel did not come up on port %d", p)
+}
+
+// Stop stops all three.
+func (s *Sentinel) Stop() {
+	for _, n := range []*Server{s.Sentinel, s.Replica, s.Master} {
+		if n != nil {
+			n.Stop()
+		}
+	}
+}
