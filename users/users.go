@@ -180,6 +180,8 @@ func (s *Store) checkLimits(ctx context.Context, limits []limit) error {
 	if len(limits) == 0 {
 		return nil
 	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
 	cmds := make(rueidis.Commands, 0, 2*len(limits))
 	for _, l := range limits {
 		cmds = append(cmds, s.c.B().Get().Key(l.key).Build(), s.c.B().Pttl().Key(l.key).Build())
@@ -207,6 +209,8 @@ func (s *Store) countFailure(ctx context.Context, limits []limit) error {
 	if len(limits) == 0 {
 		return nil
 	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
 	window := []string{strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10)}
 	execs := make([]rueidis.LuaExec, len(limits))
 	for i, l := range limits {
@@ -222,6 +226,8 @@ func (s *Store) countFailure(ctx context.Context, limits []limit) error {
 
 // clearFailures resets a successful login's own counters.
 func (s *Store) clearFailures(ctx context.Context, limits []limit) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
 	var cmds rueidis.Commands
 	for _, l := range limits {
 		if l.reset {
@@ -436,8 +442,8 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, str
 // (username, clientIP), per clientIP and per username; past any of them,
 // *TooManyAttemptsError until its window ends.
 func (s *Store) Authenticate(ctx context.Context, username, password, clientIP string) (User, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	// Each Redis step has its own deadline: bcrypt in between may take longer
+	// than one (cost 14 is about a second, more on a loaded machine).
 	limits := s.limits(username, clientIP)
 	if err := s.checkLimits(ctx, limits); err != nil {
 		return User{}, err
@@ -482,6 +488,8 @@ func (s *Store) lookupForLogin(ctx context.Context, username string) (User, erro
 	if !ValidUsername(username) {
 		return User{}, ErrNotFound
 	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
 	id, err := s.c.Do(ctx, s.c.B().Get().Key(s.nameKey(strings.ToLower(username))).Build()).ToString()
 	if rueidis.IsRedisNil(err) {
 		return User{}, ErrNotFound
