@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -167,4 +168,37 @@ func TestRedisOutOfMemory(t *testing.T) {
 		t.Fatalf("session keys left: %v", keys)
 	}
 	e.login("erin", "password123")
+}
+
+// Redis going away and coming back, again and again, under requests leaves no
+// goroutines behind. Not parallel: it counts the process's goroutines.
+func TestRedisOutagesLeakNoGoroutines(t *testing.T) {
+	rs, client := ownRedis(t)
+	e := newEnv(t, envOpts{Client: client, RedisTimeout: 200 * time.Millisecond})
+	e.createUser("gina", "password123", "")
+	tok, _ := e.login("gina", "password123")
+	e.do("GET", "/v1/me", tok, nil)
+	before := runtime.NumGoroutine()
+	for round := range 2 {
+		rs.Stop()
+		for range 10 {
+			if r := e.do("GET", "/v1/me", tok, nil); r.Status == 401 {
+				t.Fatalf("round %d: 401 while Redis is down", round)
+			}
+		}
+		if err := rs.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "recovered", func() bool { return e.do("GET", "/readyz", "", nil).Status == 200 })
+		e.createUser("gina", "password123", "")
+		tok, _ = e.login("gina", "password123")
+	}
+	var after int
+	for range 100 { // let finished connections' goroutines exit
+		if after = runtime.NumGoroutine(); after <= before+5 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("goroutines: %d before two outages, %d after", before, after)
 }
