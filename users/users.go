@@ -371,7 +371,8 @@ func (s *Store) GetCached(ctx context.Context, id string) (User, error) {
 	return decode(h)
 }
 
-// FindByUsername returns the account with that name, case-insensitively.
+// FindByUsername returns the account with that name, case-insensitively,
+// never from the cache: a password check must see the current hash.
 func (s *Store) FindByUsername(ctx context.Context, username string) (User, error) {
 	if !ValidUsername(username) {
 		return User{}, ErrNotFound
@@ -385,11 +386,7 @@ func (s *Store) FindByUsername(ctx context.Context, username string) (User, erro
 	if err != nil {
 		return User{}, unavailable("find user", err)
 	}
-	h, err := s.c.Do(ctx, s.c.B().Hgetall().Key(s.Key(id)).Build()).AsStrMap()
-	if err != nil {
-		return User{}, unavailable("find user", err)
-	}
-	return decode(h)
+	return s.getWithHash(ctx, id)
 }
 
 // List returns up to limit accounts in username order after cursor ("" for
@@ -449,7 +446,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password, clientIP s
 		return User{}, err
 	}
 
-	u, err := s.lookupForLogin(ctx, username)
+	u, err := s.FindByUsername(ctx, username)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return User{}, err
 	}
@@ -480,24 +477,6 @@ func retryAfter(ttlMS int64, window time.Duration) time.Duration {
 		return window
 	}
 	return time.Duration(ttlMS) * time.Millisecond
-}
-
-// lookupForLogin reads the record with its hash, never from the cache: a
-// password check must see the current hash.
-func (s *Store) lookupForLogin(ctx context.Context, username string) (User, error) {
-	if !ValidUsername(username) {
-		return User{}, ErrNotFound
-	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	id, err := s.c.Do(ctx, s.c.B().Get().Key(s.nameKey(strings.ToLower(username))).Build()).ToString()
-	if rueidis.IsRedisNil(err) {
-		return User{}, ErrNotFound
-	}
-	if err != nil {
-		return User{}, unavailable("find user", err)
-	}
-	return s.getWithHash(ctx, id)
 }
 
 func (s *Store) getWithHash(ctx context.Context, id string) (User, error) {
