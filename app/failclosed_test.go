@@ -13,9 +13,9 @@ import (
 
 // ownRedis starts a redis-server for one test, which may stop it without
 // disturbing the package's shared one.
-func ownRedis(t *testing.T) (*redistest.Server, rueidis.Client) {
+func ownRedis(t *testing.T, why string) (*redistest.Server, rueidis.Client) {
 	t.Helper()
-	srv.RequireReal(t, "stops and restarts redis-server")
+	srv.RequireReal(t, why)
 	s, err := redistest.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func assertUnavailable(t *testing.T, r resp, what string) {
 // recovers by itself once Redis is back.
 func TestRedisKilledFailsClosedAndRecovers(t *testing.T) {
 	t.Parallel()
-	rs, client := ownRedis(t)
+	rs, client := ownRedis(t, "kills and restarts redis-server")
 	e := newEnv(t, envOpts{Client: client, RedisTimeout: 300 * time.Millisecond})
 	_, admin := e.admin()
 	e.createUser("alice", "password123", "")
@@ -121,7 +121,7 @@ func TestRedisKilledFailsClosedAndRecovers(t *testing.T) {
 // the same token works again once Redis answers.
 func TestRedisFrozenTimesOutThenRecovers(t *testing.T) {
 	t.Parallel()
-	rs, client := ownRedis(t)
+	rs, client := ownRedis(t, "freezes redis-server")
 	e := newEnv(t, envOpts{Client: client, RedisTimeout: 300 * time.Millisecond})
 	e.createUser("bob", "password123", "")
 	tok, _ := e.login("bob", "password123")
@@ -161,7 +161,7 @@ func TestRedisFrozenTimesOutThenRecovers(t *testing.T) {
 // memory; logins work again once there is room.
 func TestRedisOutOfMemory(t *testing.T) {
 	t.Parallel()
-	rs, client := ownRedis(t)
+	rs, client := ownRedis(t, "sets maxmemory")
 	e := newEnv(t, envOpts{Client: client})
 	e.createUser("erin", "password123", "")
 	tok, _ := e.login("erin", "password123")
@@ -185,7 +185,7 @@ func TestRedisOutOfMemory(t *testing.T) {
 // Redis going away and coming back, again and again, under requests leaves no
 // goroutines behind. Not parallel: it counts the process's goroutines.
 func TestRedisOutagesLeakNoGoroutines(t *testing.T) {
-	rs, client := ownRedis(t)
+	rs, client := ownRedis(t, "kills and restarts redis-server")
 	e := newEnv(t, envOpts{Client: client, RedisTimeout: 200 * time.Millisecond})
 	e.createUser("gina", "password123", "")
 	tok, _ := e.login("gina", "password123")

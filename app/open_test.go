@@ -31,7 +31,7 @@ func openConfig(t *testing.T, redisAddr string, extra map[string]string) app.Con
 // everywhere" would miss sessions: refuse to start rather than fail open.
 func TestOpenRefusesEvictingRedis(t *testing.T) {
 	t.Parallel()
-	rs, _ := ownRedis(t)
+	rs, _ := ownRedis(t, "sets maxmemory-policy")
 	rs.Do(t, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
 	_, err := app.Open(context.Background(), openConfig(t, rs.Addr, nil), slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 	if !errors.Is(err, sessions.ErrEvictionPolicy) || !strings.Contains(err.Error(), "allkeys-lru") {
@@ -43,7 +43,7 @@ func TestOpenRefusesEvictingRedis(t *testing.T) {
 // other replicas) leave it, and its password, as they are.
 func TestOpenBootstrapsAdminOnce(t *testing.T) {
 	t.Parallel()
-	rs, _ := ownRedis(t)
+	rs, _ := ownRedis(t, "a fresh server to start on")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	first := openConfig(t, rs.Addr, map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_PASSWORD": "first-password"})
 	second := openConfig(t, rs.Addr, map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_PASSWORD": "other-password"})
