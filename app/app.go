@@ -30,6 +30,10 @@ type Deps struct {
 	// Ping answers whether Redis is reachable, for /readyz.
 	Ping func(context.Context) error
 	Log  *slog.Logger
+	// ReadTimeout bounds reading a request, headers and body (default 10s),
+	// so a slow client cannot hold a connection; IdleTimeout bounds a
+	// keep-alive connection between requests (default 60s).
+	ReadTimeout, IdleTimeout time.Duration
 }
 
 type handlers struct {
@@ -41,6 +45,12 @@ func New(d Deps) *fiber.App {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
+	if d.ReadTimeout <= 0 {
+		d.ReadTimeout = 10 * time.Second
+	}
+	if d.IdleTimeout <= 0 {
+		d.IdleTimeout = 60 * time.Second
+	}
 	h := &handlers{d}
 	f := fiber.New(fiber.Config{
 		AppName:               "sessiond",
@@ -51,9 +61,9 @@ func New(d Deps) *fiber.App {
 		// (session metadata, logs), so make them immutable.
 		Immutable: true,
 		// Slow clients must not hold connections open.
-		ReadTimeout:  10 * time.Second,
+		ReadTimeout:  d.ReadTimeout,
 		WriteTimeout: 10 * time.Second,
-		IdleTimeout:  60 * time.Second,
+		IdleTimeout:  d.IdleTimeout,
 		JSONEncoder:  jsonMarshal,
 		JSONDecoder:  json.Unmarshal,
 	})

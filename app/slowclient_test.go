@@ -1,0 +1,79 @@
+package app_test
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessiond/sessiond/app"
+)
+
+// A client that sends half a request and stalls (slowloris) is cut off once
+// the read timeout passes; it cannot hold the connection open.
+func TestSlowClientIsCutOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	a := app.New(app.Deps{Users: e.Users, Sessions: e.Sessions, Tokens: e.Tokens,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ReadTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = a.Listener(ln) }()
+	t.Cleanup(func() { _ = a.Shutdown() })
+
+	for _, c := range []struct{ name, send string }{
+		{"stalled headers", "GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthori"},
+		{"stalled body", "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user"},
+		{"idle keep-alive", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write([]byte(c.send)); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = io.ReadAll(conn) // whatever the server answers, it must then close
+			if err != nil {
+				t.Fatalf("connection still open after %s: %v", time.Since(start), err)
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("closed only after %s", d)
+			}
+		})
+	}
+}
+
+// Headers beyond the server's read buffer are refused with 431 and a
+// problem body, before any handler runs.
+func TestOversizedHeadersRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = e.App.Listener(ln) }()
+	t.Cleanup(func() { _ = e.App.Shutdown() })
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte("GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + strings.Repeat("a", 9000) + "\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(res), "HTTP/1.1 431") || !strings.Contains(string(res), `"code":"headers_too_large"`) {
+		t.Fatalf("9 KB Authorization header: %q; want 431 headers_too_large", res)
+	}
+}
