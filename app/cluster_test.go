@@ -44,7 +44,7 @@ func TestClusterFailoverKeepsRevocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Stop)
+	t.Cleanup(c.Close)
 	e := newEnv(t, envOpts{Client: c.Client(t), RedisTimeout: 500 * time.Millisecond, WaitReplicas: 1})
 	u := e.createUser("failover", "password123", "")
 	revoked, _ := e.login("failover", "password123")
@@ -93,9 +93,6 @@ func TestClusterFailoverKeepsRevocations(t *testing.T) {
 	}
 	if r := e.do("GET", "/v1/me", revoked, nil); r.Status != 401 {
 		t.Fatalf("a revocation acknowledged before the failover was undone: %d", r.Status)
-	}
-	if _, err := c.Client(t).Do(t.Context(), c.Client(t).B().Ping().Build()).ToString(); err != nil {
-		t.Fatal(err)
 	}
 	e.login("failover", "password123")
 }

@@ -20,7 +20,7 @@ func ownRedis(t *testing.T, why string) (*redistest.Server, rueidis.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Stop)
+	t.Cleanup(s.Close)
 	return s, s.Client(t)
 }
 

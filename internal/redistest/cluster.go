@@ -32,19 +32,19 @@ func StartCluster() (*Server, error) {
 	for range 6 {
 		dir, err := os.MkdirTemp("", "sessiond-cluster-")
 		if err != nil {
-			c.Stop()
+			c.Close()
 			return nil, err
 		}
 		port, err := freePort()
 		if err != nil {
-			c.Stop()
+			c.Close()
 			return nil, err
 		}
 		n := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Real: true, dir: dir,
 			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 				"--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"}}
 		if err := n.Restart(); err != nil {
-			c.Stop()
+			c.Close()
 			return nil, err
 		}
 		c.Nodes = append(c.Nodes, n)
@@ -54,11 +54,11 @@ func StartCluster() (*Server, error) {
 	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, c.addrs...),
 		"--cluster-replicas", "1", "--cluster-yes")...).CombinedOutput()
 	if err != nil {
-		c.Stop()
+		c.Close()
 		return nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	if err := c.WaitClusterOK(30 * time.Second); err != nil {
-		c.Stop()
+		c.Close()
 		return nil, err
 	}
 	return c, nil
@@ -239,11 +239,11 @@ func StartSentinel() (*Sentinel, error) {
 	return nil, fmt.Errorf("sentinel did not come up on port %d", p)
 }
 
-// Stop stops all three.
+// Stop stops all three and removes their directories.
 func (s *Sentinel) Stop() {
 	for _, n := range []*Server{s.Sentinel, s.Replica, s.Master} {
 		if n != nil {
-			n.Stop()
+			n.Close()
 		}
 	}
 }

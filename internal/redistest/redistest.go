@@ -74,7 +74,7 @@ func Main(m *testing.M, srv **Server) {
 	}
 	*srv = s
 	code := m.Run()
-	s.Stop()
+	s.Close()
 	os.Exit(code)
 }
 
@@ -160,6 +160,17 @@ func (s *Server) Stop() {
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
 		s.cmd = nil
+	}
+}
+
+// Close stops the server for good and removes its directory.
+func (s *Server) Close() {
+	s.Stop()
+	for _, n := range s.Nodes {
+		n.Close()
+	}
+	if s.dir != "" {
+		_ = os.RemoveAll(s.dir)
 	}
 }
 
