@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -183,6 +184,19 @@ func (e *env) try(method, path, token string, body any, headers ...string) (resp
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return resp{Status: res.StatusCode, Header: res.Header, Body: b}, nil
+}
+
+// listen serves the app on a loopback port until the test ends and returns
+// its address, for what only a real connection shows.
+func (e *env) listen() string {
+	e.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	go func() { _ = e.App.Listener(ln) }()
+	e.t.Cleanup(func() { _ = e.App.Shutdown() })
+	return ln.Addr().String()
 }
 
 // createUser makes an account directly in the store.

@@ -57,13 +57,7 @@ func TestSlowClientIsCutOff(t *testing.T) {
 func TestOversizedHeadersRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = e.App.Listener(ln) }()
-	t.Cleanup(func() { _ = e.App.Shutdown() })
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	conn, err := net.Dial("tcp", e.listen())
 	if err != nil {
 		t.Fatal(err)
 	}

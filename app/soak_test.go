@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -36,13 +35,7 @@ func TestSoakMixedLoad(t *testing.T) {
 	for i := range nUsers {
 		e.createUser(fmt.Sprintf("soak%d", i), "password123", "")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = e.App.Listener(ln) }()
-	t.Cleanup(func() { _ = e.App.Shutdown() })
-	base := "http://" + ln.Addr().String()
+	base := "http://" + e.listen()
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 	var requests, logins, logouts, errors5xx, transportErrs, violations atomic.Int64
