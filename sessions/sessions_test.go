@@ -1,0 +1,389 @@
+package sessions_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/internal/redistest"
+	"github.com/sessiond/sessiond/sessions"
+)
+
+var srv *redistest.Server
+
+func TestMain(m *testing.M) { redistest.Main(m, &srv) }
+
+// clock is a settable time source for Options.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// fixture is a store over the package's Redis with its own prefix and one
+// user record (what users.Store would have written: the fields the scripts read).
+type fixture struct {
+	t      *testing.T
+	s      *sessions.Store
+	c      rueidis.Client
+	prefix string
+	clock  *clock
+	uid    string
+}
+
+func newFixture(t *testing.T, o sessions.Options) *fixture {
+	t.Helper()
+	f := &fixture{t: t, c: srv.Client(t), prefix: redistest.Prefix(t), clock: &clock{t: time.Now()}, uid: "u-" + fmt.Sprint(time.Now().UnixNano())}
+	o.Prefix, o.Now = f.prefix, f.clock.Now
+	f.s = sessions.New(f.c, o)
+	f.addUser(f.uid)
+	return f
+}
+
+func (f *fixture) userKey(uid string) string { return f.prefix + "user:{" + uid + "}" }
+func (f *fixture) sessKey(uid, sid string) string {
+	return f.prefix + "sess:{" + uid + "}:" + sid
+}
+func (f *fixture) indexKey(uid string) string { return f.prefix + "sessions:{" + uid + "}" }
+
+func (f *fixture) addUser(uid string) {
+	f.t.Helper()
+	if err := f.c.Do(context.Background(), f.c.B().Hset().Key(f.userKey(uid)).FieldValue().
+		FieldValue("id", uid).FieldValue("disabled", "0").FieldValue("cv", "0").Build()).Error(); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) create(uid string) sessions.Session {
+	f.t.Helper()
+	s, err := f.s.Create(context.Background(), uid, f.cv(uid), sessions.Meta{DeviceName: "d", IP: "127.0.0.1"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return s
+}
+
+func (f *fixture) cv(uid string) string {
+	v, _ := f.c.Do(context.Background(), f.c.B().Hget().Key(f.userKey(uid)).Field("cv").Build()).ToString()
+	return v
+}
+
+func (f *fixture) pttl(key string) time.Duration {
+	f.t.Helper()
+	ms, err := f.c.Do(context.Background(), f.c.B().Pttl().Key(key).Build()).AsInt64()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func (f *fixture) exists(key string) bool {
+	n, _ := f.c.Do(context.Background(), f.c.B().Exists().Key(key).Build()).AsInt64()
+	return n == 1
+}
+
+func TestTouchInterval(t *testing.T) {
+	for idle, want := range map[time.Duration]time.Duration{
+		720 * time.Hour: time.Minute, 4 * time.Minute: time.Minute, 2 * time.Minute: 30 * time.Second, time.Second: 250 * time.Millisecond,
+	} {
+		if got := sessions.TouchInterval(idle); got != want {
+			t.Errorf("TouchInterval(%s) = %s, want %s", idle, got, want)
+		}
+	}
+}
+
+// A session's key expires at the idle timeout, slides with use (written at
+// most once per touch interval) and never outlives its absolute end.
+func TestIdleExpirySlidesUpToTheAbsoluteEnd(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{IdleTimeout: time.Hour, MaxLifetime: 90 * time.Minute})
+	ctx := context.Background()
+	s := f.create(f.uid)
+	key := f.sessKey(f.uid, s.ID)
+	if d := f.pttl(key); d > time.Hour || d < 59*time.Minute {
+		t.Fatalf("after login the key lives %s, want the 1h idle timeout", d)
+	}
+
+	f.clock.Add(30 * time.Second) // within the 60s touch interval: nothing is written
+	if _, err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if ip, _ := f.c.Do(ctx, f.c.B().Hget().Key(key).Field("ip").Build()).ToString(); ip != "127.0.0.1" {
+		t.Fatalf("a check within the touch interval wrote ip %q", ip)
+	}
+
+	f.clock.Add(40 * time.Minute) // due: last use is recorded and the expiry slides
+	got, err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.IP != "10.0.0.2" || !got.LastSeenAt.After(s.LastSeenAt) {
+		t.Fatalf("touch did not record use: %+v", got)
+	}
+	// now+idle would be 1h40m after login; the absolute end (1h30m) caps it.
+	want := time.Until(s.ExpiresAt)
+	if d := f.pttl(key); d > want+time.Second || d < want-2*time.Second {
+		t.Fatalf("after a late touch the key lives %s, want the absolute end in %s", d, want)
+	}
+	if d := f.pttl(f.indexKey(f.uid)); d < want-2*time.Second {
+		t.Fatalf("the index lives %s, less than its session (%s)", d, want)
+	}
+
+	// Past the idle timeout since last use (by the store's clock): gone.
+	f.clock.Add(61 * time.Minute)
+	if _, err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.2"); !errors.Is(err, sessions.ErrNotFound) {
+		t.Fatalf("check after the idle timeout: %v, want ErrNotFound", err)
+	}
+}
+
+// Redis's own expiry ends an unused session.
+func TestUnusedSessionExpiresInRedis(t *testing.T) {
+	t.Parallel()
+	srv.RequireReal(t, "keys expire by Redis's clock")
+	c := srv.Client(t)
+	p := redistest.Prefix(t)
+	s := sessions.New(c, sessions.Options{Prefix: p, IdleTimeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	c.Do(ctx, c.B().Hset().Key(p+"user:{u1}").FieldValue().FieldValue("id", "u1").FieldValue("cv", "0").Build())
+	sess, err := s.Create(ctx, "u1", "0", sessions.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(450 * time.Millisecond)
+	if _, err := s.Check(ctx, "u1", sess.ID, "ip"); !errors.Is(err, sessions.ErrNotFound) {
+		t.Fatalf("check after idling out: %v", err)
+	}
+	if n, _ := c.Do(ctx, c.B().Exists().Key(p+"sess:{u1}:"+sess.ID).Build()).AsInt64(); n != 0 {
+		t.Fatal("the idle session's key is still in Redis")
+	}
+}
+
+func TestRevokeOnlyOwnSessions(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{})
+	ctx := context.Background()
+	other := "other-" + f.uid
+	f.addUser(other)
+	mine, theirs := f.create(f.uid), f.create(other)
+
+	if err := f.s.Revoke(ctx, f.uid, theirs.ID); !errors.Is(err, sessions.ErrNotFound) {
+		t.Fatalf("revoking another user's session: %v, want ErrNotFound", err)
+	}
+	if _, err := f.s.Get(ctx, other, theirs.ID); err != nil {
+		t.Fatalf("their session after my revoke attempt: %v", err)
+	}
+	if _, err := f.s.Get(ctx, f.uid, theirs.ID); !errors.Is(err, sessions.ErrNotFound) {
+		t.Fatalf("reading their session as mine: %v", err)
+	}
+	if err := f.s.Revoke(ctx, f.uid, mine.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Get(ctx, f.uid, mine.ID); !errors.Is(err, sessions.ErrNotFound) {
+		t.Fatalf("after revoke: %v", err)
+	}
+	if err := f.s.Revoke(ctx, f.uid, mine.ID); !errors.Is(err, sessions.ErrNotFound) {
+		t.Fatalf("second revoke: %v", err)
+	}
+}
+
+func TestRevokeAll(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{})
+	ctx := context.Background()
+	a, b, c := f.create(f.uid), f.create(f.uid), f.create(f.uid)
+
+	n, err := f.s.RevokeAll(ctx, f.uid, b.ID, "disabled", "1", "role", "user")
+	if err != nil || n != 2 {
+		t.Fatalf("RevokeAll keeping one: %d, %v; want 2", n, err)
+	}
+	list, _ := f.s.List(ctx, f.uid)
+	if len(list) != 1 || list[0].ID != b.ID {
+		t.Fatalf("left %+v; want only the kept one", list)
+	}
+	for _, s := range []sessions.Session{a, c} {
+		if f.exists(f.sessKey(f.uid, s.ID)) {
+			t.Fatalf("revoked session %s still has a key", s.ID)
+		}
+	}
+	if f.cv(f.uid) != "1" {
+		t.Fatalf("credential version %q after RevokeAll, want 1", f.cv(f.uid))
+	}
+	if d, _ := f.c.Do(ctx, f.c.B().Hget().Key(f.userKey(f.uid)).Field("disabled").Build()).ToString(); d != "1" {
+		t.Fatal("account fields were not applied with the revocation")
+	}
+
+	if n, err := f.s.RevokeAll(ctx, f.uid, ""); err != nil || n != 1 {
+		t.Fatalf("RevokeAll: %d, %v; want 1", n, err)
+	}
+	if keys := srv.Keys(t, f.prefix+"sess*"); len(keys) != 0 {
+		t.Fatalf("keys left after revoking everything: %v", keys)
+	}
+
+	if _, err := f.s.RevokeAll(ctx, "no-such-user", "", "disabled", "1"); !errors.Is(err, sessions.ErrUserNotFound) {
+		t.Fatalf("RevokeAll of a missing user: %v", err)
+	}
+	if f.exists(f.userKey("no-such-user")) {
+		t.Fatal("RevokeAll of a missing user created a partial record")
+	}
+}
+
+func TestCreateChecksTheAccount(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{})
+	ctx := context.Background()
+	f.create(f.uid)
+	if _, err := f.s.RevokeAll(ctx, f.uid, ""); err != nil { // bumps cv to 1
+		t.Fatal(err)
+	}
+	if _, err := f.s.Create(ctx, f.uid, "0", sessions.Meta{}); !errors.Is(err, sessions.ErrStale) {
+		t.Fatalf("create with the old credential version: %v, want ErrStale", err)
+	}
+	f.c.Do(ctx, f.c.B().Hset().Key(f.userKey(f.uid)).FieldValue().FieldValue("disabled", "1").Build())
+	if _, err := f.s.Create(ctx, f.uid, "1", sessions.Meta{}); !errors.Is(err, sessions.ErrAccountDisabled) {
+		t.Fatalf("create on a disabled account: %v", err)
+	}
+	if _, err := f.s.Create(ctx, "ghost", "0", sessions.Meta{}); !errors.Is(err, sessions.ErrUserNotFound) {
+		t.Fatalf("create for a missing account: %v", err)
+	}
+	if keys := srv.Keys(t, f.prefix+"sess*"); len(keys) != 0 {
+		t.Fatalf("refused creates wrote %v", keys)
+	}
+}
+
+// Beyond MaxPerUser the least recently used session goes, not the oldest.
+func TestMaxPerUserEvictsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{MaxPerUser: 3})
+	ctx := context.Background()
+	a := f.create(f.uid)
+	f.clock.Add(time.Second)
+	b := f.create(f.uid)
+	f.clock.Add(time.Second)
+	c := f.create(f.uid)
+	f.clock.Add(2 * time.Minute)
+	if _, err := f.s.Check(ctx, f.uid, a.ID, "ip"); err != nil { // a: oldest, but just used
+		t.Fatal(err)
+	}
+	f.clock.Add(time.Second)
+	d := f.create(f.uid)
+	list, _ := f.s.List(ctx, f.uid)
+	got := map[string]bool{}
+	for _, s := range list {
+		got[s.ID] = true
+	}
+	if len(list) != 3 || got[b.ID] || !got[a.ID] || !got[c.ID] || !got[d.ID] {
+		t.Fatalf("after a 4th login with max 3: %v; want a, c, d (b least recently used)", got)
+	}
+	if f.exists(f.sessKey(f.uid, b.ID)) {
+		t.Fatal("the evicted session still has a key")
+	}
+}
+
+func TestCreatePrunesExpiredIndexEntries(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{})
+	ctx := context.Background()
+	f.c.Do(ctx, f.c.B().Zadd().Key(f.indexKey(f.uid)).ScoreMember().ScoreMember(1, "long-gone").Build())
+	f.create(f.uid)
+	if err := f.c.Do(ctx, f.c.B().Zscore().Key(f.indexKey(f.uid)).Member("long-gone").Build()).Error(); !rueidis.IsRedisNil(err) {
+		t.Fatalf("an expired index entry survived a login: %v", err)
+	}
+}
+
+func TestListMostRecentlyUsedFirst(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{})
+	ctx := context.Background()
+	a := f.create(f.uid)
+	f.clock.Add(time.Second)
+	b := f.create(f.uid)
+	f.clock.Add(2 * time.Minute)
+	f.s.Check(ctx, f.uid, a.ID, "ip")
+	f.clock.Add(time.Second)
+	c := f.create(f.uid)
+	f.s.Revoke(ctx, f.uid, c.ID)
+	list, err := f.s.List(ctx, f.uid)
+	if err != nil || len(list) != 2 || list[0].ID != a.ID || list[1].ID != b.ID {
+		t.Fatalf("list: %+v, %v; want a (used last) then b, without the revoked c", list, err)
+	}
+}
+
+// Concurrent logins past the maximum never leave more than the maximum.
+func TestConcurrentLoginsRespectTheMaximum(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{MaxPerUser: 5})
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := f.s.Create(context.Background(), f.uid, "0", sessions.Meta{}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if keys := srv.Keys(t, f.prefix+"sess:*"); len(keys) != 5 {
+		t.Fatalf("%d session keys after 40 concurrent logins with max 5", len(keys))
+	}
+}
+
+// A touch racing a revoke never brings the session back.
+func TestRevokeRacingTouchNeverResurrects(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{IdleTimeout: time.Hour})
+	ctx := context.Background()
+	for range 30 {
+		s := f.create(f.uid)
+		f.clock.Add(2 * time.Minute) // every check is due a touch
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); f.s.Check(ctx, f.uid, s.ID, "ip") }()
+		go func() { defer wg.Done(); f.s.Revoke(ctx, f.uid, s.ID) }()
+		wg.Wait()
+		if f.exists(f.sessKey(f.uid, s.ID)) {
+			t.Fatal("a touch recreated a revoked session")
+		}
+		if _, err := f.s.Get(ctx, f.uid, s.ID); !errors.Is(err, sessions.ErrNotFound) {
+			t.Fatalf("revoked session readable: %v", err)
+		}
+	}
+}
+
+// Logins whose password check saw the credential version before a
+// RevokeAll never leave a session after it.
+func TestRevokeAllRacingLogins(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{MaxPerUser: 0})
+	ctx := context.Background()
+	for round := range 10 {
+		cv := f.cv(f.uid) // what every racing login's password check saw
+		var created atomic.Int64
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := f.s.Create(ctx, f.uid, cv, sessions.Meta{}); err == nil {
+					created.Add(1)
+				} else if !errors.Is(err, sessions.ErrStale) {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); f.s.RevokeAll(ctx, f.uid, "") }()
+		wg.Wait()
+		if list, _ := f.s.List(ctx, f.uid); len(list) != 0 {
+			t.Fatalf("round %d: %d sessions created with the pre-revocation version survive", round, len(list))
+		}
+	}
+}

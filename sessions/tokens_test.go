@@ -1,0 +1,97 @@
+package sessions_test
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessiond/sessiond/sessions"
+)
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+func TestTokenRoundTrip(t *testing.T) {
+	tk, err := sessions.NewTokens(secret, "sessiond", "sessiond")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok, err := tk.Sign(sessions.Session{ID: "sid", UserID: "uid", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tk.Verify(tok)
+	if err != nil || c.UserID != "uid" || c.SessionID != "sid" || c.ExpiresAt.Unix() != now.Add(time.Hour).Unix() {
+		t.Fatalf("verify: %+v, %v", c, err)
+	}
+}
+
+func TestNewTokensRejectsShortSecrets(t *testing.T) {
+	if _, err := sessions.NewTokens([]byte(strings.Repeat("k", 31)), "i", "a"); err == nil {
+		t.Fatal("a 31-byte HMAC secret was accepted")
+	}
+}
+
+// Every way a token can be wrong is refused.
+func TestVerifyRefuses(t *testing.T) {
+	tk, _ := sessions.NewTokens(secret, "sessiond", "sessiond")
+	now := time.Now()
+	good := jwt.MapClaims{"iss": "sessiond", "aud": "sessiond", "sub": "uid", "jti": "sid",
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	with := func(k string, v any) jwt.MapClaims {
+		c := jwt.MapClaims{}
+		for kk, vv := range good {
+			c[kk] = vv
+		}
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	hs := func(m jwt.SigningMethod, key []byte, c jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(m, c).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rs256, _ := jwt.NewWithClaims(jwt.SigningMethodRS256, good).SignedString(rsaKey)
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, good).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	valid := hs(jwt.SigningMethodHS256, secret, good)
+	parts := strings.Split(valid, ".")
+	tampered := parts[0] + "." + strings.TrimRight(parts[1], "=") + "x." + parts[2]
+
+	if _, err := tk.Verify(valid); err != nil {
+		t.Fatalf("the control token failed: %v", err)
+	}
+	for name, tok := range map[string]string{
+		"alg none":        none,
+		"HS384":           hs(jwt.SigningMethodHS384, secret, good),
+		"HS512":           hs(jwt.SigningMethodHS512, secret, good),
+		"RS256":           rs256,
+		"wrong secret":    hs(jwt.SigningMethodHS256, []byte(strings.Repeat("x", 32)), good),
+		"wrong issuer":    hs(jwt.SigningMethodHS256, secret, with("iss", "evil")),
+		"wrong audience":  hs(jwt.SigningMethodHS256, secret, with("aud", "other")),
+		"expired":         hs(jwt.SigningMethodHS256, secret, with("exp", now.Add(-time.Minute).Unix())),
+		"no exp":          hs(jwt.SigningMethodHS256, secret, with("exp", nil)),
+		"no sub":          hs(jwt.SigningMethodHS256, secret, with("sub", nil)),
+		"no jti":          hs(jwt.SigningMethodHS256, secret, with("jti", nil)),
+		"no iat":          hs(jwt.SigningMethodHS256, secret, with("iat", nil)),
+		"issued later":    hs(jwt.SigningMethodHS256, secret, with("iat", now.Add(time.Hour).Unix())),
+		"tampered claims": tampered,
+		"empty":           "",
+		"not a JWT":       "hello",
+	} {
+		if c, err := tk.Verify(tok); !errors.Is(err, sessions.ErrInvalidToken) {
+			t.Errorf("%s: verified as %+v (err %v)", name, c, err)
+		}
+	}
+}
