@@ -1,0 +1,259 @@
+package users_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessiond/sessiond/internal/redistest"
+	"github.com/sessiond/sessiond/users"
+)
+
+var srv *redistest.Server
+
+func TestMain(m *testing.M) { redistest.Main(m, &srv) }
+
+func newStore(t *testing.T, o users.Options) *users.Store {
+	t.Helper()
+	o.Prefix, o.BcryptCost = redistest.Prefix(t), 4
+	s, err := users.New(srv.Client(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var ctx = context.Background()
+
+func TestCreateAndFind(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, users.Options{})
+	u, err := s.Create(ctx, "Alice", "password123", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Role != users.RoleUser || u.Disabled || u.ID == "" || u.CreatedAt.IsZero() {
+		t.Fatalf("created %+v", u)
+	}
+	for _, name := range []string{"alice", "ALICE", "Alice"} {
+		got, err := s.FindByUsername(ctx, name)
+		if err != nil || got.ID != u.ID || got.Username != "Alice" {
+			t.Fatalf("find %q: %+v, %v", name, got, err)
+		}
+	}
+	byID, err := s.Get(ctx, u.ID)
+	cached, err2 := s.GetCached(ctx, u.ID)
+	if err != nil || err2 != nil || byID.Username != "Alice" || cached.Username != "Alice" || cached.Role != byID.Role ||
+		!cached.CreatedAt.Equal(byID.CreatedAt) || cached.CredentialVersion != byID.CredentialVersion {
+		t.Fatalf("get %+v (%v) vs cached %+v (%v)", byID, err, cached, err2)
+	}
+	if _, err := s.Create(ctx, "aLiCe", "password123", ""); !errors.Is(err, users.ErrUsernameTaken) {
+		t.Fatalf("same name, other case: %v", err)
+	}
+	if _, err := s.Get(ctx, "no-such-id"); !errors.Is(err, users.ErrNotFound) {
+		t.Fatalf("get missing: %v", err)
+	}
+	if _, err := s.FindByUsername(ctx, "bob"); !errors.Is(err, users.ErrNotFound) {
+		t.Fatalf("find missing: %v", err)
+	}
+}
+
+func TestCreateValidates(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, users.Options{})
+	for _, c := range []struct {
+		name, password, role string
+		want                 error
+	}{
+		{"", "password123", "", users.ErrInvalidUsername},
+		{strings.Repeat("a", 65), "password123", "", users.ErrInvalidUsername},
+		{"has space", "password123", "", users.ErrInvalidUsername},
+		{"a{b}", "password123", "", users.ErrInvalidUsername},
+		{"jürgen", "password123", "", users.ErrInvalidUsername},
+		{"ok1", "seven77", "", users.ErrPasswordTooShort},
+		{"ok2", strings.Repeat("x", 73), "", users.ErrPasswordTooLong},
+		{"ok3", "password123", "root", users.ErrInvalidRole},
+	} {
+		if _, err := s.Create(ctx, c.name, c.password, c.role); !errors.Is(err, c.want) {
+			t.Errorf("Create(%q, %d-byte password, %q) = %v, want %v", c.name, len(c.password), c.role, err, c.want)
+		}
+	}
+	// Eight characters count, not bytes: eight multi-byte characters are fine.
+	if _, err := s.Create(ctx, "mb.user-1@x", "éééééééé", users.RoleAdmin); err != nil {
+		t.Fatalf("8 two-byte characters: %v", err)
+	}
+}
+
+func TestAuthenticate(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, users.Options{})
+	long := strings.Repeat("k", 72)
+	u, _ := s.Create(ctx, "alice", long, "")
+	if got, err := s.Authenticate(ctx, "ALICE", long, "1.2.3.4"); err != nil || got.ID != u.ID {
+		t.Fatalf("right password: %+v, %v", got, err)
+	}
+	for name, c := range map[string][2]string{
+		"wrong password":   {"alice", "nope-nope"},
+		"unknown user":     {"bob", long},
+		"72 bytes + more":  {"alice", long + "!"},
+		"invalid username": {"a b", long},
+	} {
+		if _, err := s.Authenticate(ctx, c[0], c[1], "1.2.3.4"); !errors.Is(err, users.ErrInvalidCredentials) {
+			t.Errorf("%s: %v, want ErrInvalidCredentials", name, err)
+		}
+	}
+	if err := s.Apply(ctx, u.ID, []string{"disabled", "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, "alice", long, "1.2.3.4"); !errors.Is(err, users.ErrAccountDisabled) {
+		t.Fatalf("disabled, right password: %v", err)
+	}
+	if _, err := s.Authenticate(ctx, "alice", "nope-nope", "1.2.3.4"); !errors.Is(err, users.ErrInvalidCredentials) {
+		t.Fatalf("disabled, wrong password: %v (must not reveal the account state)", err)
+	}
+}
+
+func TestFailedLoginLimit(t *testing.T) {
+	t.Parallel()
+	window := time.Minute
+	s := newStore(t, users.Options{MaxFailures: 3, FailureWindow: window})
+	s.Create(ctx, "alice", "password123", "")
+	fail := func(ip string) error { _, err := s.Authenticate(ctx, "alice", "wrong-pass", ip); return err }
+
+	fail("1.1.1.1")
+	fail("1.1.1.1")
+	if _, err := s.Authenticate(ctx, "alice", "password123", "1.1.1.1"); err != nil {
+		t.Fatalf("below the limit: %v", err)
+	}
+	for range 3 { // reset by the success: three more fit
+		if err := fail("1.1.1.1"); !errors.Is(err, users.ErrInvalidCredentials) {
+			t.Fatalf("failure: %v", err)
+		}
+	}
+	_, err := s.Authenticate(ctx, "alice", "password123", "1.1.1.1")
+	var tooMany *users.TooManyAttemptsError
+	if !errors.As(err, &tooMany) || tooMany.RetryAfter <= 0 || tooMany.RetryAfter > window {
+		t.Fatalf("4th attempt: %v; want TooManyAttemptsError with 0 < RetryAfter <= %s", err, window)
+	}
+	if _, err := s.Authenticate(ctx, "alice", "password123", "2.2.2.2"); err != nil {
+		t.Fatalf("another IP was locked out: %v", err)
+	}
+	// Unknown names are counted too, so the limit reveals nothing.
+	for range 3 {
+		s.Authenticate(ctx, "nobody", "x-x-x-x-x", "3.3.3.3")
+	}
+	if _, err := s.Authenticate(ctx, "nobody", "x-x-x-x-x", "3.3.3.3"); !errors.As(err, &tooMany) {
+		t.Fatalf("unknown user past the limit: %v", err)
+	}
+}
+
+func TestListPages(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, users.Options{})
+	names := []string{"delta", "Alpha", "charlie", "Echo", "bravo", "foxtrot", "golf"}
+	for _, n := range names {
+		if _, err := s.Create(ctx, n, "password123", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	cursor := ""
+	for range 5 {
+		page, next, err := s.List(ctx, cursor, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range page {
+			got = append(got, u.Username)
+		}
+		if cursor = next; cursor == "" {
+			break
+		}
+	}
+	if want := "Alpha bravo charlie delta Echo foxtrot golf"; strings.Join(got, " ") != want {
+		t.Fatalf("pages: %v, want %s", got, want)
+	}
+	if _, _, err := s.List(ctx, "garbage!", 3); !errors.Is(err, users.ErrInvalidCursor) {
+		t.Fatalf("bad cursor: %v", err)
+	}
+	if page, next, err := s.List(ctx, "", 10); err != nil || len(page) != 7 || next != "" {
+		t.Fatalf("one page of all: %d, %q, %v", len(page), next, err)
+	}
+}
+
+func TestChangesAndPasswordChecks(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, users.Options{})
+	u, _ := s.Create(ctx, "alice", "password123", "")
+	admin, user, yes, no, pw := users.RoleAdmin, "owner", true, false, "new-password"
+	for _, c := range []struct {
+		ch     users.Change
+		revoke bool
+		err    error
+	}{
+		{users.Change{Role: &admin}, false, nil},
+		{users.Change{Disabled: &no}, false, nil},
+		{users.Change{Disabled: &yes}, true, nil},
+		{users.Change{Password: &pw}, true, nil},
+		{users.Change{Role: &user}, false, users.ErrInvalidRole},
+	} {
+		fields, revoke, err := s.Fields(c.ch)
+		if !errors.Is(err, c.err) || (err == nil && revoke != c.revoke) {
+			t.Errorf("Fields(%+v) = %v, revoke %v, %v", c.ch, fields, revoke, err)
+		}
+	}
+	fields, _, _ := s.Fields(users.Change{Role: &admin})
+	if err := s.Apply(ctx, u.ID, fields); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, u.ID); got.Role != users.RoleAdmin {
+		t.Fatalf("role after Apply: %q", got.Role)
+	}
+	if err := s.Apply(ctx, "missing", fields); !errors.Is(err, users.ErrNotFound) {
+		t.Fatalf("Apply to a missing user: %v", err)
+	}
+	if _, err := s.CheckPassword(ctx, u.ID, "password123"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CheckPassword(ctx, u.ID, "password124"); !errors.Is(err, users.ErrInvalidCredentials) {
+		t.Fatalf("wrong current password: %v", err)
+	}
+}
+
+// A change made through one client reaches another client's cached read.
+func TestGetCachedSeesChanges(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, users.Options{})
+	u, _ := s.Create(ctx, "alice", "password123", "")
+	if got, _ := s.GetCached(ctx, u.ID); got.Role != users.RoleUser {
+		t.Fatal(got.Role)
+	}
+	if err := s.Apply(ctx, u.ID, []string{"role", users.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		got, err := s.GetCached(ctx, u.ID)
+		if err == nil && got.Role == users.RoleAdmin {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cached read still %q a second after the change (%v)", got.Role, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func ExampleValidUsername() {
+	for _, n := range []string{"alice", "bob.smith+tag@example.com", "no spaces", ""} {
+		fmt.Println(n, users.ValidUsername(n))
+	}
+	// Output:
+	// alice true
+	// bob.smith+tag@example.com true
+	// no spaces false
+	//  false
+}
