@@ -34,7 +34,7 @@ if max > 0 then
     -- Evict the least recently used. A member whose hash is missing sorts first.
     local byUse = {}
     for i, id in ipairs(ids) do
-      byUse[i] = {id, tonumber(redis.call('HGET', ARGV[5] .. id, 'last_seen_at') or '0')}
+      byUse[i] = {id, tonumber(redis.call('HGET', ARGV[5] .. id, 'ls') or '0')}
     end
     table.sort(byUse, function(a, b) return a[2] < b[2] end)
     for i = 1, over do

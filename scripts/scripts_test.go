@@ -29,8 +29,7 @@ func keys(t *testing.T, prefix string) []string {
 }
 
 func sessionFields(sid string) []string {
-	return []string{"sid", sid, "uid", "u1", "device_name", "", "platform", "", "user_agent", "", "ip", "127.0.0.1",
-		"created_at", "1", "last_seen_at", "1", "expires_at", "9999999999999"}
+	return []string{"dn", "", "pf", "", "ua", "", "ip", "127.0.0.1", "ca", "1", "ls", "1", "ea", "9999999999"}
 }
 
 // Redis keeps what a script wrote before it errored, so every script checks

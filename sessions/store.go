@@ -162,7 +162,8 @@ func isOOM(err error) bool {
 	return ok && strings.HasPrefix(e.Error(), "OOM")
 }
 
-func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+func ms(t time.Time) string   { return strconv.FormatInt(t.UnixMilli(), 10) }
+func secs(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 
 // Create starts a session for a user whose password was checked against
 // credential version cv. It fails with ErrStale when the account changed since,
@@ -182,9 +183,8 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 		expiry = sess.ExpiresAt
 	}
 	args := []string{cv, ms(now), ms(expiry), strconv.Itoa(s.o.MaxPerUser), s.sessPrefix(uid), sess.ID,
-		"sid", sess.ID, "uid", uid, "device_name", m.DeviceName, "platform", m.Platform,
-		"user_agent", m.UserAgent, "ip", m.IP,
-		"created_at", ms(now), "last_seen_at", ms(now), "expires_at", ms(sess.ExpiresAt)}
+		fDevice, m.DeviceName, fPlatform, m.Platform, fUserAgent, m.UserAgent, fIP, m.IP,
+		fCreated, secs(now), fLastSeen, ms(now), fExpires, secs(sess.ExpiresAt)}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	res, err := scripts.Create.Exec(ctx, s.c, []string{s.o.UserKey(uid), s.indexKey(uid), s.sessKey(uid, sess.ID)}, args).AsStrSlice()
@@ -224,8 +224,8 @@ func (s *Store) Get(ctx context.Context, uid, sid string) (Session, error) {
 	if err != nil {
 		return Session{}, unavailable("read session", err)
 	}
-	sess, ok := s.decode(h)
-	if !ok || sess.UserID != uid || sess.ID != sid || !s.live(sess) {
+	sess, ok := s.decode(uid, sid, h)
+	if !ok || !s.live(sess) {
 		return Session{}, ErrNotFound
 	}
 	return sess, nil
@@ -274,12 +274,12 @@ func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 		cmds[i] = s.c.B().Hgetall().Key(s.sessKey(uid, id)).Build()
 	}
 	out := make([]Session, 0, len(ids))
-	for _, r := range s.c.DoMulti(ctx, cmds...) {
+	for i, r := range s.c.DoMulti(ctx, cmds...) {
 		h, err := r.AsStrMap()
 		if err != nil {
 			return nil, unavailable("list sessions", err)
 		}
-		if sess, ok := s.decode(h); ok && sess.UserID == uid && s.live(sess) && !s.isRevoked(sess.ID) {
+		if sess, ok := s.decode(uid, ids[i], h); ok && s.live(sess) && !s.isRevoked(sess.ID) {
 			out = append(out, sess)
 		}
 	}
@@ -378,18 +378,35 @@ func (s *Store) live(sess Session) bool {
 	return now.Before(sess.ExpiresAt) && now.Before(sess.LastSeenAt.Add(s.o.IdleTimeout))
 }
 
-func (s *Store) decode(h map[string]string) (Session, bool) {
+// Session hash fields. The names are short because a session should cost
+// little in Redis (small hashes stay listpack-encoded, and every byte of a
+// field name is stored in every session); the user and session ids are not
+// stored at all, since the key names both. The scripts use the same names.
+const (
+	fDevice    = "dn" // device name, as the client sent it
+	fPlatform  = "pf" // platform, as the client sent it
+	fUserAgent = "ua" // User-Agent the server saw
+	fIP        = "ip" // client IP the server saw at last use
+	fCreated   = "ca" // created at, unix seconds (fits listpack's 4-byte integers)
+	fLastSeen  = "ls" // last seen at, unix ms (the idle timeout may be short)
+	fExpires   = "ea" // absolute end, unix seconds (it is the JWT's exp)
+)
+
+// decode reads the hash of session sid of user uid.
+func (s *Store) decode(uid, sid string, h map[string]string) (Session, bool) {
 	if len(h) == 0 {
 		return Session{}, false
 	}
-	t := func(f string) time.Time {
+	num := func(f string) int64 {
 		v, _ := strconv.ParseInt(h[f], 10, 64)
-		return time.UnixMilli(v).UTC()
+		return v
 	}
 	return Session{
-		ID: h["sid"], UserID: h["uid"],
-		DeviceName: h["device_name"], Platform: h["platform"], UserAgent: h["user_agent"], IP: h["ip"],
-		CreatedAt: t("created_at"), LastSeenAt: t("last_seen_at"), ExpiresAt: t("expires_at"),
+		ID: sid, UserID: uid,
+		DeviceName: h[fDevice], Platform: h[fPlatform], UserAgent: h[fUserAgent], IP: h[fIP],
+		CreatedAt:  time.Unix(num(fCreated), 0).UTC(),
+		LastSeenAt: time.UnixMilli(num(fLastSeen)).UTC(),
+		ExpiresAt:  time.Unix(num(fExpires), 0).UTC(),
 	}, true
 }
 

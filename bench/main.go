@@ -1,0 +1,476 @@
+// Command bench measures sessiond on this machine, on loopback only: it starts
+// its own redis-server (or a local Redis Cluster with -cluster), two sessiond
+// replicas and a signature-only baseline, then prints
+//
+//   - GET /v1/me throughput and p50/p99 latency, and the same for a server
+//     that only verifies the JWT signature (no revocation check), with our
+//     throughput as a ratio of it;
+//   - how long a revocation through one replica takes to be refused by the other;
+//   - Redis bytes per session over -sessions sessions, and their encoding;
+//   - how long "log out everywhere" takes for a user with 10,000 sessions.
+//
+// Run it with: go run ./bench   (see -h for the knobs)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/redis/rueidis"
+	"github.com/valyala/fasthttp"
+
+	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/internal/redistest"
+	"github.com/sessiond/sessiond/sessions"
+)
+
+var secret = "bench-secret-bench-secret-bench-secret-0123"
+
+func main() {
+	users := flag.Int("users", 50, "users signed in for the load")
+	conc := flag.Int("concurrency", 64, "concurrent requests")
+	dur := flag.Duration("duration", 10*time.Second, "how long each load run lasts")
+	nsess := flag.Int("sessions", 100_000, "sessions created to measure Redis bytes per session")
+	nrev := flag.Int("revocations", 200, "revocations timed between the two replicas")
+	bigUser := flag.Int("logout-all", 10_000, "sessions of the one user logged out everywhere")
+	cluster := flag.Bool("cluster", false, "run against a local Redis Cluster (3 masters, 3 replicas) instead of one node")
+	flag.Parse()
+	if err := run(*users, *conc, *dur, *nsess, *nrev, *bigUser, *cluster); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster bool) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var rs *redistest.Server
+	var err error
+	if cluster {
+		progress("starting a Redis Cluster on loopback")
+		rs, err = redistest.StartCluster()
+	} else {
+		progress("starting redis-server on loopback")
+		rs, err = redistest.Start()
+	}
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	if !rs.Real {
+		return errors.New("needs redis-server on PATH")
+	}
+	url := "redis://" + rs.Addr + "/0"
+	if cluster {
+		opt := rs.Options()
+		url = "redis://" + opt.InitAddress[0] + "?addr=" + strings.Join(opt.InitAddress[1:], "&addr=")
+	}
+
+	cfg, err := app.LoadConfig(func(k string) string {
+		return map[string]string{"REDIS_URL": url, "JWT_SECRET": secret, "BCRYPT_COST": "10",
+			"LOGIN_MAX_FAILURES": "1000000", "MAX_SESSIONS_PER_USER": "0", "REDIS_KEY_PREFIX": "bench:"}[k]
+	})
+	if err != nil {
+		return err
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	var replicas [2]*app.Server
+	var addrs [2]string
+	for i := range replicas {
+		if replicas[i], err = app.Open(ctx, cfg, quiet, io.Discard); err != nil {
+			return err
+		}
+		defer replicas[i].Close()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		addrs[i] = ln.Addr().String()
+		go func() { _ = replicas[i].Run(ctx, ln) }()
+	}
+	progress("creating and signing in %d users (bcrypt cost 10)", nUsers)
+	tokens, err := signIn(ctx, replicas[0], addrs[0], nUsers)
+	if err != nil {
+		return err
+	}
+
+	tk, err := sessions.NewTokens([]byte(secret), cfg.JWTIssuer, cfg.JWTAudience)
+	if err != nil {
+		return err
+	}
+	baseAddr, stopBase, err := baseline(tk)
+	if err != nil {
+		return err
+	}
+	defer stopBase()
+
+	progress("GET /v1/me at concurrency %d for %s (sessiond)", conc, dur)
+	ours := load(addrs[0], "/v1/me", tokens, conc, dur)
+	progress("GET /v1/me at concurrency %d for %s (signature-only baseline)", conc, dur)
+	base := load(baseAddr, "/v1/me", tokens, conc, dur)
+
+	progress("timing %d revocations through replica A as seen by replica B", nrev)
+	prop, err := propagation(addrs, nrev)
+	if err != nil {
+		return err
+	}
+
+	progress("creating %d sessions to measure Redis memory", nsess)
+	perSession, encoding, err := memoryPerSession(ctx, rs, cfg, nsess)
+	if err != nil {
+		return err
+	}
+	progress("creating %d sessions for one user, then logging out everywhere", bigUser)
+	logoutAll, err := timeLogoutAll(ctx, rs, cfg, bigUser)
+	if err != nil {
+		return err
+	}
+
+	mode := "one redis-server"
+	if cluster {
+		mode = "Redis Cluster, 3 masters + 3 replicas"
+	}
+	fmt.Printf("\nsessiond bench — %s, loopback, GOMAXPROCS=%d, %d users, concurrency %d, %s per run\n\n",
+		mode, runtime.GOMAXPROCS(0), nUsers, conc, dur)
+	fmt.Printf("%-36s %12s %10s %10s %8s\n", "GET /v1/me", "req/s", "p50", "p99", "errors")
+	fmt.Printf("%-36s %12.0f %10s %10s %8d\n", "sessiond (signature + session)", ours.rps, ours.p50, ours.p99, ours.errors)
+	fmt.Printf("%-36s %12.0f %10s %10s %8d\n", "baseline (signature only)", base.rps, base.p50, base.p99, base.errors)
+	fmt.Printf("%-36s %12.2fx\n\n", "ratio", ours.rps/base.rps)
+	fmt.Printf("revocation seen by the other replica: p50 %s, p99 %s, max %s (%d revocations)\n",
+		prop[len(prop)/2], prop[len(prop)*99/100], prop[len(prop)-1], len(prop))
+	fmt.Printf("Redis memory: %.0f bytes per session over %d sessions (session hash encoding: %s)\n", perSession, nsess, encoding)
+	fmt.Printf("logout-all of one user with %d sessions: %s\n", bigUser, logoutAll.Round(10*time.Microsecond))
+	return nil
+}
+
+// signIn creates users and signs each in once over HTTP, two at a time
+// (bcrypt is the cost).
+func signIn(ctx context.Context, s *app.Server, addr string, n int) ([]string, error) {
+	tokens := make([]string, n)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			name := fmt.Sprintf("bench%d", i)
+			if _, err := s.Users.Create(ctx, name, "bench-password", ""); err != nil {
+				errs <- err
+				return
+			}
+			tok, err := login(addr, name)
+			if err != nil {
+				errs <- err
+				return
+			}
+			tokens[i] = tok
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return tokens, <-errs
+}
+
+func login(addr, name string) (string, error) {
+	req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(res)
+	req.SetRequestURI("http://" + addr + "/v1/auth/login")
+	req.Header.SetMethod("POST")
+	req.Header.SetContentType("application/json")
+	req.SetBodyString(fmt.Sprintf(`{"username":%q,"password":"bench-password"}`, name))
+	if err := fasthttp.DoTimeout(req, res, 10*time.Second); err != nil {
+		return "", err
+	}
+	if res.StatusCode() != 201 {
+		return "", fmt.Errorf("login %s: %d %s", name, res.StatusCode(), res.Body())
+	}
+	var m struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(res.Body(), &m); err != nil {
+		return "", err
+	}
+	return m.Token, nil
+}
+
+// baseline serves GET /v1/me by verifying the JWT only: what a stateless
+// service does. It sets the same response headers as sessiond and answers the
+// same JSON shape, so the difference is the revocation check.
+func baseline(tk *sessions.Tokens) (string, func(), error) {
+	f := fiber.New(fiber.Config{DisableStartupMessage: true, BodyLimit: app.BodyLimit, Immutable: true})
+	f.Use(func(c *fiber.Ctx) error {
+		c.Set("X-Request-Id", uuid.NewString())
+		c.Set("Cache-Control", "no-store")
+		c.Set("X-Content-Type-Options", "nosniff")
+		c.Set("X-Frame-Options", "DENY")
+		c.Set("Referrer-Policy", "no-referrer")
+		c.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		return c.Next()
+	})
+	f.Get("/v1/me", func(c *fiber.Ctx) error {
+		h := c.Get(fiber.HeaderAuthorization)
+		claims, err := tk.Verify(strings.TrimPrefix(h, "Bearer "))
+		if err != nil {
+			return c.SendStatus(401)
+		}
+		return c.JSON(fiber.Map{"id": claims.UserID, "username": "bench", "role": "user", "disabled": false,
+			"created_at": time.Now().UTC().Format(time.RFC3339)})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	go func() { _ = f.Listener(ln) }()
+	return ln.Addr().String(), func() { _ = f.Shutdown() }, nil
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int64
+}
+
+// load drives GET path with the tokens round-robin from conc workers for d.
+func load(addr, path string, tokens []string, conc int, d time.Duration) result {
+	client := &fasthttp.HostClient{Addr: addr, MaxConns: conc}
+	var errs atomic.Int64
+	lat := make([][]time.Duration, conc)
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(res)
+			req.SetRequestURI("http://" + addr + path)
+			for i := w; time.Now().Before(stop); i++ {
+				req.Header.Set("Authorization", "Bearer "+tokens[i%len(tokens)])
+				start := time.Now()
+				err := client.Do(req, res)
+				lat[w] = append(lat[w], time.Since(start))
+				if err != nil || res.StatusCode() != 200 {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	if len(all) == 0 {
+		return result{}
+	}
+	return result{rps: float64(len(all)) / d.Seconds(), p50: all[len(all)/2].Round(time.Microsecond),
+		p99: all[len(all)*99/100].Round(time.Microsecond), errors: errs.Load()}
+}
+
+// propagation signs in n sessions, warms replica B's cache with each, signs
+// it out through replica A and polls B until it refuses the token: the time
+// from A's 204 to B's first 401.
+func propagation(addrs [2]string, n int) ([]time.Duration, error) {
+	b := &fasthttp.HostClient{Addr: addrs[1], MaxConns: 4}
+	get := func(tok string) int {
+		req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(res)
+		req.SetRequestURI("http://" + addrs[1] + "/v1/me")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if err := b.Do(req, res); err != nil {
+			return 0
+		}
+		return res.StatusCode()
+	}
+	out := make([]time.Duration, 0, n)
+	for i := range n {
+		tok, err := login(addrs[0], fmt.Sprintf("bench%d", i%10))
+		if err != nil {
+			return nil, err
+		}
+		for range 2 {
+			if code := get(tok); code != 200 {
+				return nil, fmt.Errorf("replica B before the revocation: %d", code)
+			}
+		}
+		req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.SetRequestURI("http://" + addrs[0] + "/v1/auth/logout")
+		req.Header.SetMethod("POST")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		err = fasthttp.Do(req, res)
+		code := res.StatusCode()
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(res)
+		if err != nil || code != 204 {
+			return nil, fmt.Errorf("logout through A: %d %v", code, err)
+		}
+		acked := time.Now()
+		for get(tok) != 401 {
+			if time.Since(acked) > 5*time.Second {
+				return nil, errors.New("replica B still accepts a token 5s after its revocation")
+			}
+		}
+		out = append(out, time.Since(acked))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// memoryPerSession creates n sessions over n/50 users and returns Redis's
+// used_memory growth per session.
+func memoryPerSession(ctx context.Context, rs *redistest.Server, cfg app.Config, n int) (float64, string, error) {
+	c, err := rueidis.NewClient(rs.Options())
+	if err != nil {
+		return 0, "", err
+	}
+	defer c.Close()
+	prefix := "mem:"
+	st := sessions.New(c, sessions.Options{Prefix: prefix, MaxPerUser: 0, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime})
+	nUsers := max(n/50, 1)
+	uids := make([]string, nUsers)
+	for i := range uids {
+		uids[i] = uuid.NewString()
+		if err := c.Do(ctx, c.B().Hset().Key(prefix+"user:{"+uids[i]+"}").FieldValue().
+			FieldValue("id", uids[i]).FieldValue("cv", "0").FieldValue("disabled", "0").Build()).Error(); err != nil {
+			return 0, "", err
+		}
+	}
+	before, err := usedMemory(ctx, rs)
+	if err != nil {
+		return 0, "", err
+	}
+	var firstKey string
+	err = parallel(n, 32, func(i int) error {
+		uid := uids[i%nUsers]
+		s, err := st.Create(ctx, uid, "0", sessions.Meta{DeviceName: "Alice's iPhone", Platform: "ios",
+			UserAgent: "MyApp/3.2 (iPhone; iOS 18.1)", IP: "203.0.113.7"})
+		if i == 0 {
+			firstKey = prefix + "sess:{" + uid + "}:" + s.ID
+		}
+		return err
+	})
+	if err != nil {
+		return 0, "", err
+	}
+	after, err := usedMemory(ctx, rs)
+	if err != nil {
+		return 0, "", err
+	}
+	enc, _ := c.Do(ctx, c.B().ObjectEncoding().Key(firstKey).Build()).ToString()
+	return float64(after-before) / float64(n), enc, nil
+}
+
+// usedMemory sums used_memory over the masters (the one node, or a cluster's).
+func usedMemory(ctx context.Context, rs *redistest.Server) (int64, error) {
+	c, err := rueidis.NewClient(rs.Options())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	var total int64
+	for _, node := range c.Nodes() {
+		role, err := node.Do(ctx, node.B().Role().Build()).ToArray()
+		if err != nil {
+			return 0, err
+		}
+		if r, _ := role[0].ToString(); r != "master" {
+			continue
+		}
+		info, err := node.Do(ctx, node.B().Info().Section("memory").Build()).ToString()
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				total += n
+			}
+		}
+	}
+	return total, nil
+}
+
+// timeLogoutAll gives one user n sessions and times RevokeAll of them.
+func timeLogoutAll(ctx context.Context, rs *redistest.Server, cfg app.Config, n int) (time.Duration, error) {
+	c, err := rueidis.NewClient(rs.Options())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	prefix, uid := "big:", uuid.NewString()
+	st := sessions.New(c, sessions.Options{Prefix: prefix, MaxPerUser: 0, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime})
+	if err := c.Do(ctx, c.B().Hset().Key(prefix+"user:{"+uid+"}").FieldValue().
+		FieldValue("id", uid).FieldValue("cv", "0").FieldValue("disabled", "0").Build()).Error(); err != nil {
+		return 0, err
+	}
+	if err := parallel(n, 32, func(int) error {
+		_, err := st.Create(ctx, uid, "0", sessions.Meta{DeviceName: "device"})
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	revoked, err := st.RevokeAll(ctx, uid, "")
+	took := time.Since(start)
+	if err != nil {
+		return 0, err
+	}
+	if revoked != n {
+		return 0, fmt.Errorf("logout-all revoked %d of %d", revoked, n)
+	}
+	return took, nil
+}
+
+// parallel runs f(0..n-1) on w goroutines and returns the first error.
+func parallel(n, w int, f func(i int) error) error {
+	var next atomic.Int64
+	var first error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
