@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/google/uuid"
+
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/users"
 )
@@ -71,6 +73,9 @@ func serve(stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
+	// Every request gets a random UUID as its id: draw them from a buffered
+	// pool of crypto/rand bytes rather than a read per request.
+	uuid.EnableRandPool()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -117,8 +117,14 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 			return herr
 		}
 	}
-	h.Log.Info("request", "request_id", id, "method", c.Method(), "path", c.Path(),
-		"status", c.Response().StatusCode(), "duration_ms", time.Since(start).Milliseconds(), "ip", h.clientIP(c))
+	// Checked first: building the line costs allocations even when the
+	// handler would drop it.
+	if h.Log.Enabled(c.UserContext(), slog.LevelInfo) {
+		h.Log.LogAttrs(c.UserContext(), slog.LevelInfo, "request", slog.String("request_id", id),
+			slog.String("method", c.Method()), slog.String("path", c.Path()),
+			slog.Int("status", c.Response().StatusCode()),
+			slog.Int64("duration_ms", time.Since(start).Milliseconds()), slog.String("ip", h.clientIP(c)))
+	}
 	return nil
 }
 

@@ -214,17 +214,17 @@ func (s *Store) Get(ctx context.Context, uid, sid string) (Session, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	key := s.sessKey(uid, sid)
-	r := s.c.DoCache(ctx, s.c.B().Hgetall().Key(key).Cache(), s.o.CacheTTL)
+	r := s.c.DoCache(ctx, s.c.B().Hmget().Key(key).Field(sessFields...).Cache(), s.o.CacheTTL)
 	if isOOM(r.Error()) {
 		// A cached read is a MULTI, which Redis refuses when out of memory;
 		// a plain read still works, so revocations and reads go on.
-		r = s.c.Do(ctx, s.c.B().Hgetall().Key(key).Build())
+		r = s.c.Do(ctx, s.c.B().Hmget().Key(key).Field(sessFields...).Build())
 	}
-	h, err := r.AsStrMap()
+	vals, err := r.ToArray()
 	if err != nil {
 		return Session{}, unavailable("read session", err)
 	}
-	sess, ok := s.decode(uid, sid, h)
+	sess, ok := s.decode(uid, sid, vals)
 	if !ok || !s.live(sess) {
 		return Session{}, ErrNotFound
 	}
@@ -271,15 +271,15 @@ func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 	}
 	cmds := make(rueidis.Commands, len(ids))
 	for i, id := range ids {
-		cmds[i] = s.c.B().Hgetall().Key(s.sessKey(uid, id)).Build()
+		cmds[i] = s.c.B().Hmget().Key(s.sessKey(uid, id)).Field(sessFields...).Build()
 	}
 	out := make([]Session, 0, len(ids))
 	for i, r := range s.c.DoMulti(ctx, cmds...) {
-		h, err := r.AsStrMap()
+		vals, err := r.ToArray()
 		if err != nil {
 			return nil, unavailable("list sessions", err)
 		}
-		if sess, ok := s.decode(uid, ids[i], h); ok && s.live(sess) && !s.isRevoked(sess.ID) {
+		if sess, ok := s.decode(uid, ids[i], vals); ok && s.live(sess) && !s.isRevoked(sess.ID) {
 			out = append(out, sess)
 		}
 	}
@@ -392,21 +392,24 @@ const (
 	fExpires   = "ea" // absolute end, unix seconds (it is the JWT's exp)
 )
 
-// decode reads the hash of session sid of user uid.
-func (s *Store) decode(uid, sid string, h map[string]string) (Session, bool) {
-	if len(h) == 0 {
+// sessFields are read positionally (HMGET): cheaper on the hot path than
+// building a map per request.
+var sessFields = []string{fDevice, fPlatform, fUserAgent, fIP, fCreated, fLastSeen, fExpires}
+
+// decode reads session sid of user uid from the values of sessFields. A
+// missing hash reads as all nils.
+func (s *Store) decode(uid, sid string, vals []rueidis.RedisMessage) (Session, bool) {
+	if len(vals) != len(sessFields) || vals[6].IsNil() {
 		return Session{}, false
 	}
-	num := func(f string) int64 {
-		v, _ := strconv.ParseInt(h[f], 10, 64)
-		return v
-	}
+	str := func(i int) string { v, _ := vals[i].ToString(); return v }
+	num := func(i int) int64 { v, _ := strconv.ParseInt(str(i), 10, 64); return v }
 	return Session{
 		ID: sid, UserID: uid,
-		DeviceName: h[fDevice], Platform: h[fPlatform], UserAgent: h[fUserAgent], IP: h[fIP],
-		CreatedAt:  time.Unix(num(fCreated), 0).UTC(),
-		LastSeenAt: time.UnixMilli(num(fLastSeen)).UTC(),
-		ExpiresAt:  time.Unix(num(fExpires), 0).UTC(),
+		DeviceName: str(0), Platform: str(1), UserAgent: str(2), IP: str(3),
+		CreatedAt:  time.Unix(num(4), 0).UTC(),
+		LastSeenAt: time.UnixMilli(num(5)).UTC(),
+		ExpiresAt:  time.Unix(num(6), 0).UTC(),
 	}, true
 }
 

@@ -4,6 +4,7 @@
 package users
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -362,13 +363,14 @@ func (s *Store) GetCached(ctx context.Context, id string) (User, error) {
 	if err != nil {
 		return User{}, unavailable("read user", err)
 	}
-	h := make(map[string]string, len(publicFields))
-	for i, v := range vals {
-		if str, err := v.ToString(); err == nil {
-			h[publicFields[i]] = str
-		}
+	// Positional, no map: this is on every GET /v1/me.
+	str := func(i int) string { v, _ := vals[i].ToString(); return v }
+	if len(vals) != len(publicFields) || str(0) == "" {
+		return User{}, ErrNotFound
 	}
-	return decode(h)
+	created, _ := strconv.ParseInt(str(4), 10, 64)
+	return User{ID: str(0), Username: str(1), Role: str(2), Disabled: str(3) == "1",
+		CreatedAt: time.UnixMilli(created).UTC(), CredentialVersion: cmp.Or(str(5), "0")}, nil
 }
 
 // FindByUsername returns the account with that name, case-insensitively,

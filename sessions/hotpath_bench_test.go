@@ -1,0 +1,81 @@
+package sessions_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/internal/redistest"
+	"github.com/sessiond/sessiond/sessions"
+)
+
+func BenchmarkVerifyHS256(b *testing.B) {
+	tk, _ := sessions.NewTokens(secret, "sessiond", "sessiond")
+	now := time.Now()
+	tok, _ := tk.Sign(sessions.Session{ID: "6f1c7a2e-1111-4222-8333-444444444444", UserID: "7f1c7a2e-1111-4222-8333-444444444444",
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tk.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchStore returns a store over c with one user and one session.
+func benchStore(b *testing.B, c rueidis.Client) (*sessions.Store, sessions.Session) {
+	b.Helper()
+	p := redistest.Prefix(b)
+	st := sessions.New(c, sessions.Options{Prefix: p, MaxPerUser: 0})
+	ctx := context.Background()
+	c.Do(ctx, c.B().Hset().Key(p+"user:{u1}").FieldValue().FieldValue("id", "u1").FieldValue("cv", "0").Build())
+	s, err := st.Create(ctx, "u1", "0", sessions.Meta{DeviceName: "Alice's iPhone", Platform: "ios", IP: "203.0.113.7"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st, s
+}
+
+func benchCheck(b *testing.B, c rueidis.Client) {
+	st, s := benchStore(b, c)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := st.Check(ctx, "u1", s.ID, "203.0.113.7"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// The hot path with the session in the client-side cache: no round trip.
+func BenchmarkCheckCached(b *testing.B) {
+	srv.RequireReal(b, "client-side caching needs RESP3 CLIENT TRACKING")
+	benchCheck(b, srv.Client(b))
+}
+
+// The same with every check a round trip to Redis.
+func BenchmarkCheckUncached(b *testing.B) {
+	o := srv.Options()
+	o.DisableCache = true
+	c, err := rueidis.NewClient(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	benchCheck(b, c)
+}
+
+func BenchmarkCreate(b *testing.B) {
+	st, _ := benchStore(b, srv.Client(b))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := st.Create(ctx, "u1", "0", sessions.Meta{DeviceName: "d", IP: "203.0.113.7"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
