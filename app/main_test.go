@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -197,6 +198,28 @@ func (e *env) listen() string {
 	go func() { _ = e.App.Listener(ln) }()
 	e.t.Cleanup(func() { _ = e.App.Shutdown() })
 	return ln.Addr().String()
+}
+
+// raw writes request bytes to the app over a real connection and returns
+// the response: for what fasthttp refuses before the app runs (oversized
+// headers or bodies), which app.Test cannot show. Write errors are ignored:
+// the server may close before taking all of an oversized request.
+func (e *env) raw(request string) resp {
+	e.t.Helper()
+	conn, err := net.Dial("tcp", e.listen())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(conn, request)
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		e.t.Fatalf("reading the response: %v", err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{Status: res.StatusCode, Header: res.Header, Body: b}
 }
 
 // createUser makes an account directly in the store.
