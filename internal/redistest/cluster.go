@@ -30,20 +30,9 @@ func StartCluster() (*Server, error) {
 	}
 	c := &Server{Real: true, Cluster: true}
 	for range 6 {
-		dir, err := os.MkdirTemp("", "sessiond-cluster-")
+		n, err := startNode("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0")
 		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		port, err := freePort()
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		n := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Real: true, dir: dir,
-			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-				"--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"}}
-		if err := n.Restart(); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -184,23 +173,11 @@ type Sentinel struct {
 // StartSentinel starts a master, a replica of it and a sentinel.
 func StartSentinel() (*Sentinel, error) {
 	var out Sentinel
-	start := func(args ...string) (*Server, error) {
-		dir, err := os.MkdirTemp("", "sessiond-sentinel-")
-		if err != nil {
-			return nil, err
-		}
-		p, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), Real: true, dir: dir, args: args}
-		return s, s.Restart()
-	}
 	var err error
-	if out.Master, err = start(); err != nil {
+	if out.Master, err = startNode(); err != nil {
 		return nil, err
 	}
-	if out.Replica, err = start("--replicaof", "127.0.0.1", port(out.Master.Addr)); err != nil {
+	if out.Replica, err = startNode("--replicaof", "127.0.0.1", port(out.Master.Addr)); err != nil {
 		out.Stop()
 		return nil, err
 	}

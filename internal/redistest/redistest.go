@@ -92,16 +92,27 @@ func Start() (*Server, error) {
 		}
 		return &Server{Addr: m.Addr(), mini: m}, nil
 	}
+	return startNode()
+}
+
+// startNode starts one redis-server with extra arguments on a free port in
+// a new temp dir.
+func startNode(args ...string) (*Server, error) {
 	dir, err := os.MkdirTemp("", "sessiond-redis-")
 	if err != nil {
 		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Real: true, dir: dir}
-	return s, s.Restart()
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Real: true, dir: dir, args: args}
+	if err := s.Restart(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 func freePort() (int, error) {
