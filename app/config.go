@@ -2,9 +2,11 @@ package app
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -16,8 +18,11 @@ import (
 
 // Config is the service's configuration, read from the environment.
 type Config struct {
-	ListenAddr         string
-	RedisURL           string // "" runs the embedded in-memory store
+	ListenAddr string
+	RedisURL   string // "" runs the embedded in-memory store
+	// RedisCA trusts these CA certificates (PEM) for rediss://, for a Redis
+	// whose certificate a private CA signed; nil uses the system roots.
+	RedisCA            *x509.CertPool
 	JWTSecret          []byte
 	SecretGenerated    bool // JWT_SECRET was unset in embedded mode
 	JWTIssuer          string
@@ -93,6 +98,19 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		if _, err := rueidis.ParseURL(c.RedisURL); err != nil {
 			// The URL may hold a password: say what is wrong, not what it was.
 			return Config{}, &ConfigError{"REDIS_URL", "want redis://[user:pass@]host:port/db or rediss://…; " + redactURLError(err, c.RedisURL)}
+		}
+	}
+	if path := getenv("REDIS_CA_CERT"); path != "" {
+		if !strings.HasPrefix(c.RedisURL, "rediss://") {
+			return Config{}, &ConfigError{"REDIS_CA_CERT", "only applies to a rediss:// REDIS_URL"}
+		}
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, &ConfigError{"REDIS_CA_CERT", err.Error()}
+		}
+		c.RedisCA = x509.NewCertPool()
+		if !c.RedisCA.AppendCertsFromPEM(pem) {
+			return Config{}, &ConfigError{"REDIS_CA_CERT", "no PEM certificate in " + path}
 		}
 	}
 	secret := getenv("JWT_SECRET")

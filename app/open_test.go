@@ -99,3 +99,63 @@ func TestOpenThroughSentinel(t *testing.T) {
 		t.Fatal("the account is not on the sentinel's master")
 	}
 }
+
+// rediss:// with a private CA (REDIS_CA_CERT): the certificate is verified,
+// and a server whose CA is not trusted is refused.
+func TestOpenOverTLS(t *testing.T) {
+	t.Parallel()
+	srv.RequireReal(t, "runs redis-server with TLS")
+	rs, caFile, err := redistest.StartTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.Close)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	url := "rediss://" + rs.Addr + "/0"
+	cfg, err := app.LoadConfig(getenv(map[string]string{"REDIS_URL": url, "REDIS_CA_CERT": caFile,
+		"JWT_SECRET": string(testSecret), "BCRYPT_COST": "10", "REDIS_KEY_PREFIX": "tls:"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := app.Open(context.Background(), cfg, log, io.Discard)
+	if err != nil {
+		t.Fatalf("Open over TLS with the CA: %v", err)
+	}
+	t.Cleanup(server.Close)
+	if _, err := server.Users.Create(context.Background(), "tls-user", "password123", ""); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, App: server.App}
+	tok, _ := e.login("tls-user", "password123")
+	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+		t.Fatalf("me over TLS: %d", r.Status)
+	}
+
+	cfg.RedisCA = nil // the system roots do not know the test CA
+	if s, err := app.Open(context.Background(), cfg, log, io.Discard); err == nil {
+		s.Close()
+		t.Fatal("connected to a Redis whose certificate nobody vouched for")
+	}
+}
+
+// An ACL user and password in REDIS_URL; a wrong password fails start-up
+// without the password appearing in the error.
+func TestOpenWithACLUser(t *testing.T) {
+	t.Parallel()
+	rs, _ := ownRedis(t, "sets ACL users")
+	rs.Do(t, "ACL", "SETUSER", "sessiond", "on", ">acl-secret-1", "~*", "&*", "+@all")
+	rs.Do(t, "ACL", "SETUSER", "default", "off")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := openConfig(t, rs.Addr, nil)
+	cfg.RedisURL = "redis://sessiond:acl-secret-1@" + rs.Addr + "/0"
+	server, err := app.Open(context.Background(), cfg, log, io.Discard)
+	if err != nil {
+		t.Fatalf("Open as an ACL user: %v", err)
+	}
+	server.Close()
+	cfg.RedisURL = "redis://sessiond:wrong-secret-2@" + rs.Addr + "/0"
+	_, err = app.Open(context.Background(), cfg, log, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "wrong-secret-2") {
+		t.Fatalf("Open with a wrong password: %v; want an error without the password", err)
+	}
+}

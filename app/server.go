@@ -44,6 +44,9 @@ func OpenRedis(cfg Config, log *slog.Logger) (rueidis.Client, func(), error) {
 	if err != nil {
 		return nil, nil, &ConfigError{"REDIS_URL", redactURLError(err, cfg.RedisURL)}
 	}
+	if cfg.RedisCA != nil && opt.TLSConfig != nil {
+		opt.TLSConfig.RootCAs = cfg.RedisCA
+	}
 	opt.CacheSizeEachConn = cfg.ClientCacheMB << 20
 	// Detects a dead or wedged Redis: the connection (and its client-side
 	// cache) is dropped, so requests fail closed instead of reading stale data.
@@ -53,7 +56,8 @@ func OpenRedis(cfg Config, log *slog.Logger) (rueidis.Client, func(), error) {
 	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to Redis: %w", err)
+		// The error may quote the URL, password included.
+		return nil, nil, fmt.Errorf("connect to Redis: %s", redactURLError(err, cfg.RedisURL))
 	}
 	return c, c.Close, nil
 }
