@@ -21,8 +21,10 @@ var (
 	RevokeSrc string
 	//go:embed revoke_all.lua
 	RevokeAllSrc string
-	//go:embed fail.lua
-	failSrc string
+	//go:embed attempt.lua
+	attemptSrc string
+	//go:embed attempt_return.lua
+	attemptReturnSrc string
 )
 
 // The scripts, loaded once per process. rueidis runs them by EVALSHA and falls
@@ -38,6 +40,9 @@ var (
 	// RevokeAll deletes a user's sessions (optionally keeping one), bumps the
 	// credential version and applies account changes in the same step.
 	RevokeAll = rueidis.NewLuaScript(RevokeAllSrc)
-	// Fail counts a failed login in a fixed window.
-	Fail = rueidis.NewLuaScript(failSrc)
+	// Attempt takes one login attempt from a fixed-window budget, or refuses
+	// it once the budget is spent.
+	Attempt = rueidis.NewLuaScript(attemptSrc)
+	// AttemptReturn gives back an attempt that turned out not to be a failure.
+	AttemptReturn = rueidis.NewLuaScript(attemptReturnSrc)
 )

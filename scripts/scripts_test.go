@@ -57,7 +57,8 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 			append([]string{"0", now, now, "5", p + "sess:{u1}:", "s1"}, sessionFields("s1")[1:]...)},
 		{"touch with a bad idle timeout", scripts.Touch, []string{sess, index}, []string{now, "soon", "ip", "s1"}},
 		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index}, []string{"", p + "sess:{u1}:", "disabled"}},
-		{"fail with no window", scripts.Fail, []string{p + "fail:x"}, []string{"0"}},
+		{"attempt with no window", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "0"}},
+		{"attempt with no budget", scripts.Attempt, []string{p + "fail:x"}, []string{"0", "60000"}},
 	} {
 		t.Run(call.name, func(t *testing.T) {
 			before := keys(t, p)
@@ -82,16 +83,18 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 func TestScriptsReloadAfterFlush(t *testing.T) {
 	c := srv.Client(t)
 	p := redistest.Prefix(t)
-	window := []string{"60000"}
-	if err := scripts.Fail.Exec(ctx(t), c, []string{p + "f"}, window).Error(); err != nil {
+	args := []string{"5", "60000"}
+	if err := scripts.Attempt.Exec(ctx(t), c, []string{p + "f"}, args).Error(); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Do(ctx(t), c.B().ScriptFlush().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := scripts.Fail.Exec(ctx(t), c, []string{p + "f"}, window).AsIntSlice()
-	if err != nil || res[0] != 2 {
-		t.Fatalf("after SCRIPT FLUSH: %v %v; want the count to reach 2", res, err)
+	if err := scripts.Attempt.Exec(ctx(t), c, []string{p + "f"}, args).Error(); err != nil {
+		t.Fatalf("after SCRIPT FLUSH: %v", err)
+	}
+	if n, err := c.Do(ctx(t), c.B().Get().Key(p+"f").Build()).AsInt64(); err != nil || n != 2 {
+		t.Fatalf("after SCRIPT FLUSH the count is %d (%v); want 2", n, err)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,6 +184,9 @@ func TestListPages(t *testing.T) {
 	if page, next, err := s.List(ctx, "", 10); err != nil || len(page) != 7 || next != "" {
 		t.Fatalf("one page of all: %d, %q, %v", len(page), next, err)
 	}
+	if page, next, err := s.List(ctx, "", 0); err != nil || len(page) != 1 || next == "" {
+		t.Fatalf("limit 0: %d users, next %q, %v; want one user and a next page", len(page), next, err)
+	}
 }
 
 func TestChangesAndPasswordChecks(t *testing.T) {
@@ -256,4 +261,84 @@ func ExampleValidUsername() {
 	// bob.smith+tag@example.com true
 	// no spaces false
 	//  false
+}
+
+// A burst of concurrent guesses gets no more password checks than a limit
+// allows: each limit counts attempts as they start, not as they finish.
+func TestFailedLoginLimitHoldsUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	const limit, burst = 3, 30
+	for _, tc := range []struct {
+		name string
+		o    users.Options
+		ip   func(i int) string
+	}{
+		{"per username and IP", users.Options{MaxFailures: limit}, func(int) string { return "192.0.2.1" }},
+		{"per IP", users.Options{MaxFailuresPerIP: limit}, func(int) string { return "192.0.2.1" }},
+		{"per account", users.Options{MaxFailuresPerAccount: limit}, func(i int) string { return fmt.Sprintf("192.0.2.%d", i+1) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.o.FailureWindow = time.Minute
+			s := newStore(t, tc.o)
+			if _, err := s.Create(ctx, "alice", "password123", ""); err != nil {
+				t.Fatal(err)
+			}
+			var checked, locked atomic.Int32
+			var wg sync.WaitGroup
+			for i := range burst {
+				wg.Go(func() {
+					_, err := s.Authenticate(ctx, "alice", "wrong-pass", tc.ip(i))
+					var tooMany *users.TooManyAttemptsError
+					switch {
+					case errors.Is(err, users.ErrInvalidCredentials):
+						checked.Add(1)
+					case errors.As(err, &tooMany):
+						locked.Add(1)
+					default:
+						t.Errorf("guess: %v", err)
+					}
+				})
+			}
+			wg.Wait()
+			if checked.Load() != limit || locked.Load() != burst-limit {
+				t.Fatalf("%d concurrent guesses: %d checked, %d refused; want %d checked", burst, checked.Load(), locked.Load(), limit)
+			}
+		})
+	}
+}
+
+// An attempt refused by one limit is not counted by the others, and a
+// success gives back what it took from the limit it does not clear.
+func TestLoginLimitsCountOnlyFailures(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, users.Options{MaxFailures: 2, MaxFailuresPerIP: 3, FailureWindow: time.Minute})
+	for _, name := range []string{"alice", "bob"} {
+		if _, err := s.Create(ctx, name, "password123", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var tooMany *users.TooManyAttemptsError
+	// Many correct logins from one IP never reach its failure limit.
+	for range 5 {
+		if _, err := s.Authenticate(ctx, "alice", "password123", "1.1.1.1"); err != nil {
+			t.Fatalf("correct password: %v", err)
+		}
+	}
+	// Two failures lock (alice, IP); the refused third is no failure of the IP's.
+	for range 2 {
+		s.Authenticate(ctx, "alice", "wrong-pass", "1.1.1.1")
+	}
+	for range 3 {
+		if _, err := s.Authenticate(ctx, "alice", "wrong-pass", "1.1.1.1"); !errors.As(err, &tooMany) {
+			t.Fatalf("past the pair limit: %v", err)
+		}
+	}
+	// The IP has 2 failures of 3: one more guess at bob is checked, the next is refused.
+	if _, err := s.Authenticate(ctx, "bob", "wrong-pass", "1.1.1.1"); !errors.Is(err, users.ErrInvalidCredentials) {
+		t.Fatalf("third failure from the IP: %v; want it checked", err)
+	}
+	if _, err := s.Authenticate(ctx, "bob", "password123", "1.1.1.1"); !errors.As(err, &tooMany) {
+		t.Fatalf("past the IP limit: %v", err)
+	}
 }

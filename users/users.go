@@ -176,28 +176,44 @@ func (s *Store) limits(username, ip string) []limit {
 	return out
 }
 
-// checkLimits returns *TooManyAttemptsError when any counter is at its cap.
-func (s *Store) checkLimits(ctx context.Context, limits []limit) error {
+// takeAttempt takes one attempt from every counter before the password is
+// checked, so a burst of concurrent guesses gets no more checks than the
+// limits allow. Past any limit it gives back what it took and returns
+// *TooManyAttemptsError. Every taken attempt stays counted as a failure until
+// settle says otherwise.
+func (s *Store) takeAttempt(ctx context.Context, limits []limit) error {
 	if len(limits) == 0 {
 		return nil
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	cmds := make(rueidis.Commands, 0, 2*len(limits))
-	for _, l := range limits {
-		cmds = append(cmds, s.c.B().Get().Key(l.key).Build(), s.c.B().Pttl().Key(l.key).Build())
-	}
-	res := s.c.DoMulti(ctx, cmds...)
-	var wait time.Duration
+	window := strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10)
+	execs := make([]rueidis.LuaExec, len(limits))
 	for i, l := range limits {
-		n, err := res[2*i].AsInt64()
-		if err != nil && !rueidis.IsRedisNil(err) {
-			return unavailable("check login limit", err)
+		execs[i] = rueidis.LuaExec{Keys: []string{l.key}, Args: []string{strconv.Itoa(l.max), window}}
+	}
+	var (
+		taken []limit
+		wait  time.Duration
+		fault error
+	)
+	for i, r := range scripts.Attempt.ExecMulti(ctx, s.c, execs...) {
+		res, err := r.AsIntSlice()
+		switch {
+		case err != nil || len(res) != 2:
+			fault = cmp.Or(err, errors.New("unexpected reply"))
+		case res[0] == 1:
+			taken = append(taken, limits[i])
+		default:
+			wait = max(wait, retryAfter(res[1], s.o.FailureWindow))
 		}
-		if n >= int64(l.max) {
-			ttl, _ := res[2*i+1].AsInt64()
-			wait = max(wait, retryAfter(ttl, s.o.FailureWindow))
-		}
+	}
+	if fault != nil || wait > 0 {
+		// Nothing was checked: this attempt is no failure.
+		s.giveBack(ctx, taken)
+	}
+	if fault != nil {
+		return unavailable("check login limit", fault)
 	}
 	if wait > 0 {
 		return &TooManyAttemptsError{RetryAfter: wait}
@@ -205,34 +221,36 @@ func (s *Store) checkLimits(ctx context.Context, limits []limit) error {
 	return nil
 }
 
-// countFailure adds one failed login to every counter.
-func (s *Store) countFailure(ctx context.Context, limits []limit) error {
+// giveBack returns taken attempts that were not failed guesses. It is best
+// effort: where Redis cannot be reached, the attempt stays counted, which errs
+// on the side of the limit.
+func (s *Store) giveBack(ctx context.Context, limits []limit) {
 	if len(limits) == 0 {
-		return nil
+		return
 	}
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.Timeout)
 	defer cancel()
-	window := []string{strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10)}
 	execs := make([]rueidis.LuaExec, len(limits))
 	for i, l := range limits {
-		execs[i] = rueidis.LuaExec{Keys: []string{l.key}, Args: window}
+		execs[i] = rueidis.LuaExec{Keys: []string{l.key}}
 	}
-	for _, r := range scripts.Fail.ExecMulti(ctx, s.c, execs...) {
-		if err := r.Error(); err != nil {
-			return unavailable("count failed login", err)
-		}
-	}
-	return nil
+	scripts.AttemptReturn.ExecMulti(ctx, s.c, execs...)
 }
 
-// clearFailures resets a successful login's own counters.
-func (s *Store) clearFailures(ctx context.Context, limits []limit) error {
+// succeeded settles a login whose password was right: its own counters are
+// cleared, and the attempt it took from the others is given back.
+func (s *Store) succeeded(ctx context.Context, limits []limit) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	var cmds rueidis.Commands
+	var (
+		cmds rueidis.Commands
+		rest []limit
+	)
 	for _, l := range limits {
 		if l.reset {
 			cmds = append(cmds, s.c.B().Del().Key(l.key).Build())
+		} else {
+			rest = append(rest, l)
 		}
 	}
 	for _, r := range s.c.DoMulti(ctx, cmds...) {
@@ -240,6 +258,7 @@ func (s *Store) clearFailures(ctx context.Context, limits []limit) error {
 			return unavailable("clear failed logins", err)
 		}
 	}
+	s.giveBack(ctx, rest)
 	return nil
 }
 
@@ -392,19 +411,21 @@ func (s *Store) FindByUsername(ctx context.Context, username string) (User, erro
 }
 
 // List returns up to limit accounts in username order after cursor ("" for
-// the first page), and the cursor of the next page ("" on the last).
+// the first page), and the cursor of the next page ("" on the last). A limit
+// below 1 is taken as 1.
 func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, string, error) {
-	min := "-"
+	limit = max(limit, 1)
+	from := "-"
 	if cursor != "" {
 		after, err := base64.RawURLEncoding.DecodeString(cursor)
 		if err != nil || !strings.Contains(string(after), "\x00") {
 			return nil, "", ErrInvalidCursor
 		}
-		min = "(" + string(after)
+		from = "(" + string(after)
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	members, err := s.c.Do(ctx, s.c.B().Zrange().Key(s.listKey()).Min(min).Max("+").Bylex().
+	members, err := s.c.Do(ctx, s.c.B().Zrange().Key(s.listKey()).Min(from).Max("+").Bylex().
 		Limit(0, int64(limit)+1).Build()).AsStrSlice()
 	if err != nil {
 		return nil, "", unavailable("list users", err)
@@ -439,17 +460,19 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, str
 // A correct password on a disabled account gives ErrAccountDisabled. Failed
 // attempts are counted in Redis, so the limits hold across replicas: per
 // (username, clientIP), per clientIP and per username; past any of them,
-// *TooManyAttemptsError until its window ends.
+// *TooManyAttemptsError until its window ends. An attempt is counted before
+// its password is checked, so concurrent guesses cannot overrun a limit.
 func (s *Store) Authenticate(ctx context.Context, username, password, clientIP string) (User, error) {
 	// Each Redis step has its own deadline: bcrypt in between may take longer
 	// than one (cost 14 is about a second, more on a loaded machine).
 	limits := s.limits(username, clientIP)
-	if err := s.checkLimits(ctx, limits); err != nil {
+	if err := s.takeAttempt(ctx, limits); err != nil {
 		return User{}, err
 	}
 
 	u, err := s.FindByUsername(ctx, username)
 	if err != nil && !errors.Is(err, ErrNotFound) {
+		s.giveBack(ctx, limits) // no password was checked
 		return User{}, err
 	}
 	hash := s.dummy
@@ -460,12 +483,10 @@ func (s *Store) Authenticate(ctx context.Context, username, password, clientIP s
 	// wrong, after the same work as any other.
 	match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && len(password) <= MaxPasswordBytes
 	if err != nil || !match {
-		if err := s.countFailure(ctx, limits); err != nil {
-			return User{}, err
-		}
+		// The attempt taken above is the failure's count.
 		return User{}, ErrInvalidCredentials
 	}
-	if err := s.clearFailures(ctx, limits); err != nil {
+	if err := s.succeeded(ctx, limits); err != nil {
 		return User{}, err
 	}
 	if u.Disabled {
