@@ -26,6 +26,9 @@ type Tokens struct {
 	parser   *jwt.Parser
 }
 
+// ClockSkew is how far replicas' clocks may disagree on a token's iat and exp.
+const ClockSkew = 5 * time.Second
+
 // Claims are what a verified token says: whose session, and which one.
 type Claims struct {
 	UserID    string
@@ -48,6 +51,10 @@ func NewTokens(secret []byte, issuer, audience string) (*Tokens, error) {
 			jwt.WithAudience(audience),
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
+			// Replicas' clocks differ a little: without leeway a token signed by
+			// one whose clock runs ahead is "used before issued" on another.
+			// The session's own expiry is enforced by Redis, not by exp.
+			jwt.WithLeeway(ClockSkew),
 		),
 	}, nil
 }

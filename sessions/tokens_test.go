@@ -72,6 +72,11 @@ func TestVerifyRefuses(t *testing.T) {
 	if _, err := tk.Verify(valid); err != nil {
 		t.Fatalf("the control token failed: %v", err)
 	}
+	// Signed by a replica whose clock runs a little ahead.
+	ahead := hs(jwt.SigningMethodHS256, secret, with("iat", now.Add(sessions.ClockSkew/2).Unix()))
+	if _, err := tk.Verify(ahead); err != nil {
+		t.Fatalf("a token issued %s ahead of this clock: %v", sessions.ClockSkew/2, err)
+	}
 	for name, tok := range map[string]string{
 		"alg none":        none,
 		"HS384":           hs(jwt.SigningMethodHS384, secret, good),
