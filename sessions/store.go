@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/internal/deadline"
 	"github.com/sessiond/sessiond/scripts"
 )
 
@@ -211,8 +212,11 @@ func (s *Store) Get(ctx context.Context, uid, sid string) (Session, error) {
 	if s.isRevoked(sid) {
 		return Session{}, ErrNotFound
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	// A lazy deadline: most reads are served from the client-side cache and
+	// never wait, so they should not pay for a timer.
+	dl := deadline.After(ctx, s.o.Timeout)
+	defer dl.Stop()
+	ctx = dl
 	key := s.sessKey(uid, sid)
 	r := s.c.DoCache(ctx, s.c.B().Hmget().Key(key).Field(sessFields...).Cache(), s.o.CacheTTL)
 	if isOOM(r.Error()) {

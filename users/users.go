@@ -20,6 +20,7 @@ import (
 	"github.com/redis/rueidis"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/sessiond/sessiond/internal/deadline"
 	"github.com/sessiond/sessiond/scripts"
 )
 
@@ -371,8 +372,11 @@ var publicFields = []string{"id", "username", "role", "disabled", "created_at", 
 // (the hot path of GET /v1/me). Redis invalidates the entry on any change,
 // within milliseconds.
 func (s *Store) GetCached(ctx context.Context, id string) (User, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	// A lazy deadline: a read served from the cache never waits, so it
+	// should not pay for a timer.
+	dl := deadline.After(ctx, s.o.Timeout)
+	defer dl.Stop()
+	ctx = dl
 	r := s.c.DoCache(ctx, s.c.B().Hmget().Key(s.Key(id)).Field(publicFields...).Cache(), time.Minute)
 	if e, ok := rueidis.IsRedisErr(r.Error()); ok && strings.HasPrefix(e.Error(), "OOM") {
 		// A cached read is a MULTI, which Redis refuses when out of memory.

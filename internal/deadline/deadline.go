@@ -1,0 +1,65 @@
+// Package deadline gives a Redis call a deadline that costs nothing unless
+// the call waits.
+//
+// context.WithTimeout allocates and arms a runtime timer on every call, and
+// stops it on cancel. On the hot path almost every session read is answered
+// from rueidis's client-side cache, which never looks at the context, so that
+// timer was a quarter of the cost of a cached read. A Lazy context knows its
+// deadline from the start but arms the timer only when something first asks
+// for Done or Err — which a call that goes to the network always does.
+package deadline
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Lazy is a context with a deadline whose timer starts on first use of Done
+// or Err. Call Stop when done with it, as with a CancelFunc.
+type Lazy struct {
+	context.Context // the parent: values, and cancellation once armed
+	at              time.Time
+
+	once   sync.Once
+	armed  context.Context
+	cancel context.CancelFunc
+}
+
+// After returns a context that ends d from now, or when parent ends.
+func After(parent context.Context, d time.Duration) *Lazy {
+	at := time.Now().Add(d)
+	if pd, ok := parent.Deadline(); ok && pd.Before(at) {
+		at = pd
+	}
+	return &Lazy{Context: parent, at: at}
+}
+
+func (l *Lazy) arm() {
+	l.once.Do(func() { l.armed, l.cancel = context.WithDeadline(l.Context, l.at) })
+}
+
+// Deadline reports the deadline without arming the timer.
+func (l *Lazy) Deadline() (time.Time, bool) { return l.at, true }
+
+// Done arms the timer and returns its channel.
+func (l *Lazy) Done() <-chan struct{} { l.arm(); return l.armed.Done() }
+
+// Err arms the timer and reports why the context ended, if it has.
+func (l *Lazy) Err() error { l.arm(); return l.armed.Err() }
+
+// Stop releases the timer, if it was armed. The context ends with it.
+func (l *Lazy) Stop() {
+	l.once.Do(func() { l.armed = stopped }) // never arm after Stop
+	if l.cancel != nil {
+		l.cancel()
+	}
+}
+
+// stopped is what a Lazy stopped before it was armed has become: already
+// ended, at no cost per call.
+var stopped = func() context.Context {
+	c, cancel := context.WithCancel(context.Background())
+	cancel()
+	return c
+}()
