@@ -36,15 +36,30 @@ func eventually(t *testing.T, limit time.Duration, what string, f func() bool) {
 	}
 }
 
-// recreateUser creates an account on a Redis that was restarted empty. A
-// write on a connection that died with the old server is not retried (it may
-// not be idempotent), so poll until one goes through.
-func recreateUser(t *testing.T, e *env, name, password string) {
+// recreateAndLogin creates an account on a Redis that was restarted empty and
+// signs it in. A write on a connection that died with the old server is not
+// retried (it may have run), so the first writes after a restart may answer
+// 503 — with Retry-After, as a client should expect — until every pooled
+// connection has been replaced. Anything but 503 or success fails the test.
+func recreateAndLogin(t *testing.T, e *env, name, password string) (token string) {
 	t.Helper()
 	eventually(t, 10*time.Second, "an account created after the restart", func() bool {
 		_, err := e.Users.Create(context.Background(), name, password, "")
 		return err == nil
 	})
+	eventually(t, 10*time.Second, "a login after the restart", func() bool {
+		r := e.do("POST", "/v1/auth/login", "", map[string]string{"username": name, "password": password})
+		switch r.Status {
+		case 201:
+			token = r.JSON(t)["token"].(string)
+			return true
+		case 503:
+			return false
+		}
+		t.Fatalf("login after the restart: %d %s", r.Status, r.Body)
+		return false
+	})
+	return token
 }
 
 func assertUnavailable(t *testing.T, r resp, what string) {
@@ -109,8 +124,7 @@ func TestRedisKilledFailsClosedAndRecovers(t *testing.T) {
 	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 401 || r.Code(t) != "unauthorized" {
 		t.Fatalf("token after Redis lost its data: %d %s; want 401", r.Status, r.Body)
 	}
-	recreateUser(t, e, "alice", "password123")
-	tok, _ = e.login("alice", "password123")
+	tok = recreateAndLogin(t, e, "alice", "password123")
 	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
 		t.Fatalf("me after recovery: %d %s", r.Status, r.Body)
 	}
@@ -201,8 +215,7 @@ func TestRedisOutagesLeakNoGoroutines(t *testing.T) {
 		if err := rs.Restart(); err != nil {
 			t.Fatal(err)
 		}
-		recreateUser(t, e, "gina", "password123")
-		tok, _ = e.login("gina", "password123")
+		tok = recreateAndLogin(t, e, "gina", "password123")
 	}
 	var after int
 	for range 100 { // let finished connections' goroutines exit

@@ -238,7 +238,7 @@ func (e *env) login(name, password string, headers ...string) (token, sid string
 	r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": name, "password": password,
 		"device": map[string]string{"name": "test device", "platform": "ios"}}, headers...)
 	if r.Status != 201 {
-		e.t.Fatalf("login %s: status %d: %s", name, r.Status, r.Body)
+		e.t.Fatalf("login %s: status %d: %s\n%s", name, r.Status, r.Body, e.Logs.String())
 	}
 	m := r.JSON(e.t)
 	sess, _ := m["session"].(map[string]any)
