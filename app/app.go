@@ -109,7 +109,13 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 	c.Set("X-Frame-Options", "DENY")
 	c.Set("Referrer-Policy", "no-referrer")
 	c.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	start := time.Now()
+	// Checked first: building the line costs allocations, and even reading
+	// the clock shows on the hot path, when the handler would drop the line.
+	logging := h.Log.Enabled(c.UserContext(), slog.LevelInfo)
+	var start time.Time
+	if logging {
+		start = time.Now()
+	}
 	err := c.Next()
 	if err != nil {
 		// Render now so the log line has the final status.
@@ -117,9 +123,7 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 			return herr
 		}
 	}
-	// Checked first: building the line costs allocations even when the
-	// handler would drop it.
-	if h.Log.Enabled(c.UserContext(), slog.LevelInfo) {
+	if logging {
 		h.Log.LogAttrs(c.UserContext(), slog.LevelInfo, "request", slog.String("request_id", id),
 			slog.String("method", c.Method()), slog.String("path", c.Path()),
 			slog.Int("status", c.Response().StatusCode()),

@@ -98,9 +98,10 @@ type Store struct {
 	// revoked remembers sessions this process revoked for a few seconds. The
 	// client-side cache invalidation for a write can arrive after the write's
 	// reply, so without this the replica that revoked could still accept the
-	// token once. Other replicas rely on the invalidation push.
-	mu      sync.RWMutex
-	revoked map[string]time.Time
+	// token once. Other replicas rely on the invalidation push. It is read
+	// on every request and written on revocations only: a sync.Map reads
+	// without the shared lock word that an RWMutex's readers contend on.
+	revoked sync.Map // session id → time.Time of revocation
 }
 
 // tombstoneTTL is far longer than an invalidation push takes to arrive.
@@ -133,7 +134,7 @@ func New(c rueidis.Client, o Options) *Store {
 	if o.WaitTimeout <= 0 {
 		o.WaitTimeout = 500 * time.Millisecond
 	}
-	return &Store{c: c, o: o, touch: TouchInterval(o.IdleTimeout), revoked: map[string]time.Time{}}
+	return &Store{c: c, o: o, touch: TouchInterval(o.IdleTimeout)}
 }
 
 // TouchInterval is how often use of a session is written back: at most once a
@@ -144,9 +145,12 @@ func TouchInterval(idle time.Duration) time.Duration {
 
 // Keys, all of one user under the hash tag {uid} so every script touches one
 // cluster slot.
-func (s *Store) indexKey(uid string) string     { return s.o.Prefix + "sessions:{" + uid + "}" }
-func (s *Store) sessPrefix(uid string) string   { return s.o.Prefix + "sess:{" + uid + "}:" }
-func (s *Store) sessKey(uid, sid string) string { return s.sessPrefix(uid) + sid }
+func (s *Store) indexKey(uid string) string   { return s.o.Prefix + "sessions:{" + uid + "}" }
+func (s *Store) sessPrefix(uid string) string { return s.o.Prefix + "sess:{" + uid + "}:" }
+func (s *Store) sessKey(uid, sid string) string {
+	// One concatenation, one allocation: this is on every request.
+	return s.o.Prefix + "sess:{" + uid + "}:" + sid
+}
 
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.o.Timeout)
@@ -209,6 +213,12 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 // Get returns a live session of a user, from the client-side cache when it
 // can. ErrNotFound when there is none.
 func (s *Store) Get(ctx context.Context, uid, sid string) (Session, error) {
+	return s.get(ctx, uid, sid, s.o.Now())
+}
+
+// get is Get as of now, which the caller has read: the clock is read once
+// per request.
+func (s *Store) get(ctx context.Context, uid, sid string, now time.Time) (Session, error) {
 	if s.isRevoked(sid) {
 		return Session{}, ErrNotFound
 	}
@@ -229,7 +239,7 @@ func (s *Store) Get(ctx context.Context, uid, sid string) (Session, error) {
 		return Session{}, unavailable("read session", err)
 	}
 	sess, ok := s.decode(uid, sid, vals)
-	if !ok || !s.live(sess) {
+	if !ok || !s.live(sess, now) {
 		return Session{}, ErrNotFound
 	}
 	return sess, nil
@@ -239,11 +249,11 @@ func (s *Store) Get(ctx context.Context, uid, sid string) (Session, error) {
 // exist, belong to uid and be live. Use is written back at most once per touch
 // interval, so most requests write nothing and read from the client-side cache.
 func (s *Store) Check(ctx context.Context, uid, sid, ip string) (Session, error) {
-	sess, err := s.Get(ctx, uid, sid)
+	now := s.o.Now()
+	sess, err := s.get(ctx, uid, sid, now)
 	if err != nil {
 		return Session{}, err
 	}
-	now := s.o.Now()
 	if now.Sub(sess.LastSeenAt) < s.touch {
 		return sess, nil
 	}
@@ -283,7 +293,7 @@ func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 		if err != nil {
 			return nil, unavailable("list sessions", err)
 		}
-		if sess, ok := s.decode(uid, ids[i], vals); ok && s.live(sess) && !s.isRevoked(sess.ID) {
+		if sess, ok := s.decode(uid, ids[i], vals); ok && s.live(sess, now) && !s.isRevoked(sess.ID) {
 			out = append(out, sess)
 		}
 	}
@@ -377,8 +387,7 @@ func (s *Store) revocation(ctx context.Context, script *rueidis.Lua, src string,
 // live is true while neither the idle timeout nor the absolute end has
 // passed. Redis expires the key then too; this also covers a read served
 // from the client-side cache in the moment before the key's expiry.
-func (s *Store) live(sess Session) bool {
-	now := s.o.Now()
+func (s *Store) live(sess Session, now time.Time) bool {
 	return now.Before(sess.ExpiresAt) && now.Before(sess.LastSeenAt.Add(s.o.IdleTimeout))
 }
 
@@ -422,23 +431,19 @@ func (s *Store) forget(ids []string) {
 		return
 	}
 	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, at := range s.revoked {
-		if now.Sub(at) > tombstoneTTL {
-			delete(s.revoked, id)
+	for id, at := range s.revoked.Range {
+		if now.Sub(at.(time.Time)) > tombstoneTTL {
+			s.revoked.Delete(id)
 		}
 	}
 	for _, id := range ids {
-		s.revoked[id] = now
+		s.revoked.Store(id, now)
 	}
 }
 
 func (s *Store) isRevoked(sid string) bool {
-	s.mu.RLock()
-	at, ok := s.revoked[sid]
-	s.mu.RUnlock()
-	return ok && time.Since(at) <= tombstoneTTL
+	at, ok := s.revoked.Load(sid)
+	return ok && time.Since(at.(time.Time)) <= tombstoneTTL
 }
 
 // Ping reports whether Redis answers, within the store's timeout.

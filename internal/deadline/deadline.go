@@ -6,7 +6,9 @@
 // from rueidis's client-side cache, which never looks at the context, so that
 // timer was a quarter of the cost of a cached read. A Lazy context knows its
 // deadline from the start but arms the timer only when something first asks
-// for Done or Err — which a call that goes to the network always does.
+// for its Deadline, Done or Err — which a call that goes to the network always
+// does. Even the clock is read only then: the deadline counts from when the
+// call first waits, microseconds after it starts.
 package deadline
 
 import (
@@ -15,32 +17,29 @@ import (
 	"time"
 )
 
-// Lazy is a context with a deadline whose timer starts on first use of Done
-// or Err. Call Stop when done with it, as with a CancelFunc.
+// Lazy is a context with a deadline whose timer starts on first use of
+// Deadline, Done or Err. Call Stop when done with it, as with a CancelFunc.
 type Lazy struct {
 	context.Context // the parent: values, and cancellation once armed
-	at              time.Time
+	d               time.Duration
 
 	once   sync.Once
 	armed  context.Context
 	cancel context.CancelFunc
 }
 
-// After returns a context that ends d from now, or when parent ends.
+// After returns a context that ends d after it is first waited on, or when
+// parent ends.
 func After(parent context.Context, d time.Duration) *Lazy {
-	at := time.Now().Add(d)
-	if pd, ok := parent.Deadline(); ok && pd.Before(at) {
-		at = pd
-	}
-	return &Lazy{Context: parent, at: at}
+	return &Lazy{Context: parent, d: d}
 }
 
 func (l *Lazy) arm() {
-	l.once.Do(func() { l.armed, l.cancel = context.WithDeadline(l.Context, l.at) })
+	l.once.Do(func() { l.armed, l.cancel = context.WithTimeout(l.Context, l.d) })
 }
 
-// Deadline reports the deadline without arming the timer.
-func (l *Lazy) Deadline() (time.Time, bool) { return l.at, true }
+// Deadline arms the timer and reports when it fires.
+func (l *Lazy) Deadline() (time.Time, bool) { l.arm(); return l.armed.Deadline() }
 
 // Done arms the timer and returns its channel.
 func (l *Lazy) Done() <-chan struct{} { l.arm(); return l.armed.Done() }

@@ -65,7 +65,9 @@ func TestLazyFollowsItsParent(t *testing.T) {
 	soon, cancel2 := context.WithTimeout(context.Background(), time.Second)
 	defer cancel2()
 	pd, _ := soon.Deadline()
-	if at, _ := deadline.After(soon, time.Hour).Deadline(); !at.Equal(pd) {
+	l2 := deadline.After(soon, time.Hour)
+	defer l2.Stop()
+	if at, _ := l2.Deadline(); !at.Equal(pd) {
 		t.Fatalf("Deadline() = %v; want the parent's earlier %v", at, pd)
 	}
 }
