@@ -57,7 +57,7 @@ func (h *handlers) authenticate(c *fiber.Ctx) error {
 	if err != nil {
 		return unauthorized("the token is invalid or expired", true)
 	}
-	if _, err := h.Sessions.Check(c.UserContext(), claims.UserID, claims.SessionID, h.clientIP(c)); err != nil {
+	if err := h.Sessions.Check(c.UserContext(), claims.UserID, claims.SessionID, h.clientIP(c)); err != nil {
 		if errors.Is(err, sessions.ErrNotFound) {
 			return unauthorized("the session has ended (signed out, revoked or expired)", true)
 		}

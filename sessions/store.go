@@ -213,62 +213,84 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 // Get returns a live session of a user, from the client-side cache when it
 // can. ErrNotFound when there is none.
 func (s *Store) Get(ctx context.Context, uid, sid string) (Session, error) {
-	return s.get(ctx, uid, sid, s.o.Now())
-}
-
-// get is Get as of now, which the caller has read: the clock is read once
-// per request.
-func (s *Store) get(ctx context.Context, uid, sid string, now time.Time) (Session, error) {
 	if s.isRevoked(sid) {
 		return Session{}, ErrNotFound
 	}
+	vals, err := s.cachedRead(ctx, s.sessKey(uid, sid), sessFields)
+	if err != nil {
+		return Session{}, err
+	}
+	sess, ok := s.decode(uid, sid, vals)
+	if !ok || !s.live(sess.LastSeenAt, sess.ExpiresAt, s.o.Now()) {
+		return Session{}, ErrNotFound
+	}
+	return sess, nil
+}
+
+// cachedRead reads fields of a session hash through the client-side cache.
+func (s *Store) cachedRead(ctx context.Context, key string, fields []string) ([]rueidis.RedisMessage, error) {
 	// A lazy deadline: most reads are served from the client-side cache and
 	// never wait, so they should not pay for a timer.
 	dl := deadline.After(ctx, s.o.Timeout)
 	defer dl.Stop()
-	ctx = dl
-	key := s.sessKey(uid, sid)
-	r := s.c.DoCache(ctx, s.c.B().Hmget().Key(key).Field(sessFields...).Cache(), s.o.CacheTTL)
+	r := s.c.DoCache(dl, s.c.B().Hmget().Key(key).Field(fields...).Cache(), s.o.CacheTTL)
 	if isOOM(r.Error()) {
 		// A cached read is a MULTI, which Redis refuses when out of memory;
 		// a plain read still works, so revocations and reads go on.
-		r = s.c.Do(ctx, s.c.B().Hmget().Key(key).Field(sessFields...).Build())
+		r = s.c.Do(dl, s.c.B().Hmget().Key(key).Field(fields...).Build())
 	}
 	vals, err := r.ToArray()
 	if err != nil {
-		return Session{}, unavailable("read session", err)
+		return nil, unavailable("read session", err)
 	}
-	sess, ok := s.decode(uid, sid, vals)
-	if !ok || !s.live(sess, now) {
-		return Session{}, ErrNotFound
+	if len(vals) != len(fields) {
+		return nil, unavailable("read session", fmt.Errorf("%d values for %d fields", len(vals), len(fields)))
 	}
-	return sess, nil
+	return vals, nil
 }
 
+// checkFields are all Check reads: whether the session is live and when it
+// was last used. The rest of the hash is not needed on every request, and a
+// smaller read makes a smaller cache entry with less to decode.
+var checkFields = []string{fLastSeen, fExpires}
+
 // Check is the hot path of every authenticated request: the session must
-// exist, belong to uid and be live. Use is written back at most once per touch
-// interval, so most requests write nothing and read from the client-side cache.
-func (s *Store) Check(ctx context.Context, uid, sid, ip string) (Session, error) {
-	now := s.o.Now()
-	sess, err := s.get(ctx, uid, sid, now)
-	if err != nil {
-		return Session{}, err
+// exist, belong to uid and be live (else ErrNotFound). Use is written back at
+// most once per touch interval, so most requests write nothing and read from
+// the client-side cache.
+func (s *Store) Check(ctx context.Context, uid, sid, ip string) error {
+	if s.isRevoked(sid) {
+		return ErrNotFound
 	}
-	if now.Sub(sess.LastSeenAt) < s.touch {
-		return sess, nil
+	now := s.o.Now()
+	key := s.sessKey(uid, sid)
+	vals, err := s.cachedRead(ctx, key, checkFields)
+	if err != nil {
+		return err
+	}
+	if vals[1].IsNil() {
+		return ErrNotFound
+	}
+	lastSeen, _ := vals[0].AsInt64()
+	expires, _ := vals[1].AsInt64()
+	seen := time.UnixMilli(lastSeen)
+	if !s.live(seen, time.Unix(expires, 0), now) {
+		return ErrNotFound
+	}
+	if now.Sub(seen) < s.touch {
+		return nil
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := scripts.Touch.Exec(ctx, s.c, []string{s.sessKey(uid, sid), s.indexKey(uid)},
+	n, err := scripts.Touch.Exec(ctx, s.c, []string{key, s.indexKey(uid)},
 		[]string{ms(now), strconv.FormatInt(s.o.IdleTimeout.Milliseconds(), 10), ip, sid}).AsInt64()
 	if err != nil {
-		return Session{}, unavailable("touch session", err)
+		return unavailable("touch session", err)
 	}
 	if n == 0 {
-		return Session{}, ErrNotFound
+		return ErrNotFound
 	}
-	sess.LastSeenAt, sess.IP = now.Truncate(time.Millisecond), ip
-	return sess, nil
+	return nil
 }
 
 // List returns a user's live sessions, most recently used first.
@@ -293,7 +315,7 @@ func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 		if err != nil {
 			return nil, unavailable("list sessions", err)
 		}
-		if sess, ok := s.decode(uid, ids[i], vals); ok && s.live(sess, now) && !s.isRevoked(sess.ID) {
+		if sess, ok := s.decode(uid, ids[i], vals); ok && s.live(sess.LastSeenAt, sess.ExpiresAt, now) && !s.isRevoked(sess.ID) {
 			out = append(out, sess)
 		}
 	}
@@ -387,8 +409,8 @@ func (s *Store) revocation(ctx context.Context, script *rueidis.Lua, src string,
 // live is true while neither the idle timeout nor the absolute end has
 // passed. Redis expires the key then too; this also covers a read served
 // from the client-side cache in the moment before the key's expiry.
-func (s *Store) live(sess Session, now time.Time) bool {
-	return now.Before(sess.ExpiresAt) && now.Before(sess.LastSeenAt.Add(s.o.IdleTimeout))
+func (s *Store) live(lastSeen, expires, now time.Time) bool {
+	return now.Before(expires) && now.Before(lastSeen.Add(s.o.IdleTimeout))
 }
 
 // Session hash fields. The names are short because a session should cost
