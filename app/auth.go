@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -15,6 +16,12 @@ import (
 type caller struct {
 	UserID    string
 	SessionID string
+	// The account as the token and the session describe it: enough for
+	// GET /v1/me without reading the account. Username is empty for a token
+	// issued before tokens carried it; Role is empty for the default role.
+	Username         string
+	AccountCreatedAt time.Time
+	Role             string
 }
 
 type callerKey struct{}
@@ -57,13 +64,15 @@ func (h *handlers) authenticate(c *fiber.Ctx) error {
 	if err != nil {
 		return unauthorized("the token is invalid or expired", true)
 	}
-	if err := h.Sessions.Check(c.UserContext(), claims.UserID, claims.SessionID, h.clientIP(c)); err != nil {
+	role, err := h.Sessions.Check(c.UserContext(), claims.UserID, claims.SessionID, h.clientIP(c))
+	if err != nil {
 		if errors.Is(err, sessions.ErrNotFound) {
 			return unauthorized("the session has ended (signed out, revoked or expired)", true)
 		}
 		return err
 	}
-	c.Locals(callerKey{}, caller{UserID: claims.UserID, SessionID: claims.SessionID})
+	c.Locals(callerKey{}, caller{UserID: claims.UserID, SessionID: claims.SessionID,
+		Username: claims.Username, AccountCreatedAt: claims.AccountCreatedAt, Role: role})
 	return c.Next()
 }
 

@@ -161,7 +161,7 @@ func TestBearerAuthentication(t *testing.T) {
 	sess := sessions.Session{ID: sid, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	expired := sessions.Session{ID: sid, UserID: u.ID, CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}
 	sign := func(tk *sessions.Tokens, s sessions.Session) string {
-		v, err := tk.Sign(s)
+		v, err := tk.Sign(s, u.Username, u.CreatedAt)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -181,7 +182,7 @@ func (h *handlers) login(c *fiber.Ctx) error {
 		case err != nil:
 			return err
 		}
-		token, err := h.Tokens.Sign(sess)
+		token, err := h.Tokens.Sign(sess, u.Username, u.CreatedAt)
 		if err != nil {
 			return err
 		}
@@ -209,8 +210,18 @@ func (h *handlers) logoutAll(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"revoked": n})
 }
 
+// me answers from the token and the session alone: the username and creation
+// time never change, the session holds the role (kept current by role
+// changes), and a live session means the account is enabled (disabling it
+// ends them all). Only a token from before tokens carried the account's name
+// costs an account read.
 func (h *handlers) me(c *fiber.Ctx) error {
-	u, err := h.Users.GetCached(c.UserContext(), callerOf(c).UserID)
+	cl := callerOf(c)
+	if cl.Username != "" && !cl.AccountCreatedAt.IsZero() {
+		return c.JSON(userJSON{ID: cl.UserID, Username: cl.Username, Role: cmp.Or(cl.Role, users.RoleUser),
+			CreatedAt: rfc3339(cl.AccountCreatedAt)})
+	}
+	u, err := h.Users.GetCached(c.UserContext(), cl.UserID)
 	if errors.Is(err, users.ErrNotFound) {
 		return unauthorized("the account no longer exists", true)
 	}
@@ -375,12 +386,14 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 		return passwordProblem("password", err)
 	}
 	ctx := c.UserContext()
-	if revoke {
+	switch {
+	case revoke:
 		// Disabling or a new password ends every session in the same step,
 		// this admin's own included when they reset their own password.
 		_, err = h.Sessions.RevokeAll(ctx, id, "", fields...)
-	} else {
-		err = h.Users.Apply(ctx, id, fields)
+	case len(fields) > 0:
+		// A new role reaches the account's live sessions in the same step.
+		err = h.Sessions.UpdateAccount(ctx, id, fields...)
 	}
 	if err != nil {
 		return err

@@ -5,6 +5,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessiond/sessiond/users"
 )
 
 // Two replicas on one Redis, each with its own client and client-side cache:
@@ -111,4 +115,77 @@ func TestLoginRacingAccountChangesLeavesNoZombie(t *testing.T) {
 			}
 		})
 	}
+}
+
+// GET /v1/me answers from the token and the session: a role change through
+// one replica must still show on both, on every session of the account, at
+// once (the replica that made it) or within the invalidation's milliseconds
+// (the other), and agree with what the admin API says.
+func TestRoleChangeReachesMeOnEveryReplica(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t, envOpts{})
+	b := newEnv(t, envOpts{Prefix: a.Prefix})
+	dave := a.createUser("Dave", "password123", "")
+	_, admin := a.admin()
+	phone, _ := a.login("dave", "password123")
+	laptop, _ := b.login("DAVE", "password123")
+	role := func(e *env, tok string) any {
+		r := e.do("GET", "/v1/me", tok, nil)
+		if r.Status != 200 {
+			t.Fatalf("me: %d %s", r.Status, r.Body)
+		}
+		return r.JSON(t)["role"]
+	}
+	for _, want := range []string{"admin", "user", "admin"} {
+		for _, e := range []*env{a, b} { // warm both caches with the old role
+			role(e, phone)
+			role(e, laptop)
+		}
+		r := a.do("PATCH", "/v1/admin/users/"+dave.ID, admin, map[string]any{"role": want})
+		if r.Status != 200 || r.JSON(t)["role"] != want {
+			t.Fatalf("PATCH role %s: %d %s", want, r.Status, r.Body)
+		}
+		for _, e := range []*env{a, b} {
+			for _, tok := range []string{phone, laptop} {
+				eventually(t, time.Second, "GET /v1/me shows role "+want, func() bool { return role(e, tok) == want })
+			}
+		}
+	}
+	// The whole answer is the account's, as the admin API gives it.
+	me := a.do("GET", "/v1/me", laptop, nil).JSON(t)
+	acct := a.do("GET", "/v1/admin/users/"+dave.ID, admin, nil).JSON(t)
+	for _, k := range []string{"id", "username", "role", "disabled", "created_at"} {
+		if me[k] != acct[k] {
+			t.Errorf("GET /v1/me %s = %v; the account has %v", k, me[k], acct[k])
+		}
+	}
+}
+
+// A token from before tokens carried the account's name still works: GET
+// /v1/me then reads the account.
+func TestMeWithoutAccountClaimsReadsTheAccount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	u := e.createUser("erin", "password123", users.RoleAdmin)
+	tok, sid := e.login("erin", "password123")
+	claims, err := e.Tokens.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacyToken, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Issuer: "sessiond", Audience: jwt.ClaimStrings{"sessiond"}, Subject: u.ID, ID: sid,
+		IssuedAt: jwt.NewNumericDate(time.Now()), ExpiresAt: jwt.NewNumericDate(claims.ExpiresAt),
+	}).SignedString(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(what, tok string) {
+		t.Helper()
+		r := e.do("GET", "/v1/me", tok, nil)
+		if m := r.JSON(t); r.Status != 200 || m["username"] != "erin" || m["role"] != "admin" || m["created_at"] != u.CreatedAt.Format(time.RFC3339) {
+			t.Fatalf("%s: %d %s", what, r.Status, r.Body)
+		}
+	}
+	want("a token without the account claims", legacyToken)
+	want("a token with them", tok)
 }

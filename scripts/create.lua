@@ -3,7 +3,8 @@
 -- ARGV[1] credential version the password was checked against
 -- ARGV[2] now (unix ms)   ARGV[3] session expiry (unix ms)   ARGV[4] max sessions (0 = no limit)
 -- ARGV[5] prefix of this user's session keys (the sid is appended)   ARGV[6] the new sid
--- ARGV[7..] field, value pairs of the session hash
+-- ARGV[7..] field, value pairs of the session hash; the account's role is added as rl
+--   unless it is the default role 'user' (most sessions; it would cost ~30 bytes each)
 -- Returns {'OK', evicted sid...} or {'NOUSER'} / {'DISABLED'} / {'STALE'} with nothing written.
 
 -- Validate first: a script that errors keeps its earlier writes.
@@ -12,7 +13,7 @@ if not (now and expiry and max) or #ARGV < 8 or #ARGV % 2 ~= 0 then
   return redis.error_reply('ERR create: bad arguments')
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOUSER'} end
-local st = redis.call('HMGET', KEYS[1], 'disabled', 'cv')
+local st = redis.call('HMGET', KEYS[1], 'disabled', 'cv', 'role')
 if st[1] == '1' then return {'DISABLED'} end
 -- A disable, password change or force-logout since the password check bumped cv:
 -- this login must not outlive it.
@@ -21,7 +22,14 @@ if (st[2] or '0') ~= ARGV[1] then return {'STALE'} end
 -- The first write must be one Redis refuses when out of memory (HSET is,
 -- ZREMRANGEBYSCORE is not): Redis checks memory at a script's first write and
 -- then lets it finish, so this order means an OOM refuses the login whole.
-redis.call('HSET', KEYS[3], unpack(ARGV, 7))
+-- The role is copied from the account in this same step, so a role change
+-- (update_account) either sees this session or came before it.
+local fields = {unpack(ARGV, 7)}
+if st[3] and st[3] ~= 'user' then
+  fields[#fields + 1] = 'rl'
+  fields[#fields + 1] = st[3]
+end
+redis.call('HSET', KEYS[3], unpack(fields))
 redis.call('PEXPIREAT', KEYS[3], expiry)
 
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)

@@ -21,6 +21,8 @@ var (
 	RevokeSrc string
 	//go:embed revoke_all.lua
 	RevokeAllSrc string
+	//go:embed update_account.lua
+	updateAccountSrc string
 	//go:embed attempt.lua
 	attemptSrc string
 	//go:embed attempt_return.lua
@@ -40,6 +42,9 @@ var (
 	// RevokeAll deletes a user's sessions (optionally keeping one), bumps the
 	// credential version and applies account changes in the same step.
 	RevokeAll = rueidis.NewLuaScript(RevokeAllSrc)
+	// UpdateAccount sets account fields that end no session and copies a new
+	// role into every live session of the account in the same step.
+	UpdateAccount = rueidis.NewLuaScript(updateAccountSrc)
 	// Attempt takes one login attempt from a fixed-window budget, or refuses
 	// it once the budget is spent.
 	Attempt = rueidis.NewLuaScript(attemptSrc)

@@ -57,6 +57,7 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 			append([]string{"0", now, now, "5", p + "sess:{u1}:", "s1"}, sessionFields("s1")[1:]...)},
 		{"touch with a bad idle timeout", scripts.Touch, []string{sess, index}, []string{now, "soon", "ip", "s1"}},
 		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index}, []string{"", p + "sess:{u1}:", "disabled"}},
+		{"update_account with an odd field list", scripts.UpdateAccount, []string{user, index}, []string{p + "sess:{u1}:", "role"}},
 		{"attempt with no window", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "0"}},
 		{"attempt with no budget", scripts.Attempt, []string{p + "fail:x"}, []string{"0", "60000"}},
 	} {

@@ -16,7 +16,7 @@ func FuzzVerify(f *testing.F) {
 		f.Fatal(err)
 	}
 	now := time.Now()
-	good, err := tokens.Sign(sessions.Session{ID: "sid-1", UserID: "uid-1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	good, err := tokens.Sign(sessions.Session{ID: "sid-1", UserID: "uid-1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, "alice", now)
 	if err != nil {
 		f.Fatal(err)
 	}

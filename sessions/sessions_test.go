@@ -58,7 +58,7 @@ func (f *fixture) indexKey(uid string) string { return f.prefix + "sessions:{" +
 func (f *fixture) addUser(uid string) {
 	f.t.Helper()
 	if err := f.c.Do(context.Background(), f.c.B().Hset().Key(f.userKey(uid)).FieldValue().
-		FieldValue("id", uid).FieldValue("disabled", "0").FieldValue("cv", "0").Build()).Error(); err != nil {
+		FieldValue("id", uid).FieldValue("role", "user").FieldValue("disabled", "0").FieldValue("cv", "0").Build()).Error(); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -114,7 +114,7 @@ func TestIdleExpirySlidesUpToTheAbsoluteEnd(t *testing.T) {
 	}
 
 	f.clock.Add(30 * time.Second) // within the 60s touch interval: nothing is written
-	if err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.1"); err != nil {
+	if _, err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	if ip, _ := f.c.Do(ctx, f.c.B().Hget().Key(key).Field("ip").Build()).ToString(); ip != "127.0.0.1" {
@@ -122,7 +122,7 @@ func TestIdleExpirySlidesUpToTheAbsoluteEnd(t *testing.T) {
 	}
 
 	f.clock.Add(40 * time.Minute) // due: last use is recorded and the expiry slides
-	if err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.2"); err != nil {
+	if _, err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.2"); err != nil {
 		t.Fatal(err)
 	}
 	got, err := f.c.Do(ctx, f.c.B().Hmget().Key(key).Field("ip", "ls").Build()).AsStrSlice()
@@ -143,7 +143,7 @@ func TestIdleExpirySlidesUpToTheAbsoluteEnd(t *testing.T) {
 
 	// Past the idle timeout since last use (by the store's clock): gone.
 	f.clock.Add(61 * time.Minute)
-	if err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.2"); !errors.Is(err, sessions.ErrNotFound) {
+	if _, err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.2"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("check after the idle timeout: %v, want ErrNotFound", err)
 	}
 }
@@ -162,7 +162,7 @@ func TestUnusedSessionExpiresInRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(450 * time.Millisecond)
-	if err := s.Check(ctx, "u1", sess.ID, "ip"); !errors.Is(err, sessions.ErrNotFound) {
+	if _, err := s.Check(ctx, "u1", sess.ID, "ip"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("check after idling out: %v", err)
 	}
 	if n, _ := c.Do(ctx, c.B().Exists().Key(p+"sess:{u1}:"+sess.ID).Build()).AsInt64(); n != 0 {
@@ -273,7 +273,7 @@ func TestMaxPerUserEvictsLeastRecentlyUsed(t *testing.T) {
 	f.clock.Add(time.Second)
 	c := f.create(f.uid)
 	f.clock.Add(2 * time.Minute)
-	if err := f.s.Check(ctx, f.uid, a.ID, "ip"); err != nil { // a: oldest, but just used
+	if _, err := f.s.Check(ctx, f.uid, a.ID, "ip"); err != nil { // a: oldest, but just used
 		t.Fatal(err)
 	}
 	f.clock.Add(time.Second)
@@ -389,5 +389,59 @@ func TestRevokeAllRacingLogins(t *testing.T) {
 		if list, _ := f.s.List(ctx, f.uid); len(list) != 0 {
 			t.Fatalf("round %d: %d sessions created with the pre-revocation version survive", round, len(list))
 		}
+	}
+}
+
+// A session carries its account's role from login on, and a role change
+// reaches every live session in the same step, without reviving any.
+func TestUpdateAccountKeepsSessionsRoleCurrent(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{})
+	ctx := context.Background()
+	role := func(sid string) string {
+		v, _ := f.c.Do(ctx, f.c.B().Hget().Key(f.sessKey(f.uid, sid)).Field("rl").Build()).ToString()
+		return v
+	}
+	a, b, gone := f.create(f.uid), f.create(f.uid), f.create(f.uid)
+	if got, err := f.s.Check(ctx, f.uid, a.ID, "ip"); err != nil || got != "" || role(a.ID) != "" {
+		t.Fatalf("Check after login: %q, %v; want \"\", the default role, which sessions do not store", got, err)
+	}
+	f.c.Do(ctx, f.c.B().Del().Key(f.sessKey(f.uid, gone.ID)).Build()) // expired, still indexed
+
+	if err := f.s.UpdateAccount(ctx, f.uid, "role", "admin", "disabled", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if role(a.ID) != "admin" || role(b.ID) != "admin" {
+		t.Fatalf("sessions' roles after the change: %q, %q; want admin", role(a.ID), role(b.ID))
+	}
+	if f.exists(f.sessKey(f.uid, gone.ID)) {
+		t.Fatal("a role change recreated an expired session")
+	}
+	if r, _ := f.c.Do(ctx, f.c.B().Hget().Key(f.userKey(f.uid)).Field("role").Build()).ToString(); r != "admin" {
+		t.Fatalf("account role %q", r)
+	}
+	if role(f.create(f.uid).ID) != "admin" {
+		t.Fatal("a login after the change did not take the new role")
+	}
+
+	// Other changes leave the sessions alone.
+	if err := f.s.UpdateAccount(ctx, f.uid, "disabled", "0"); err != nil || role(a.ID) != "admin" {
+		t.Fatalf("enabling: %v, role %q", err, role(a.ID))
+	}
+	// Back to the default role: the sessions drop the field.
+	if err := f.s.UpdateAccount(ctx, f.uid, "role", "user"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := f.c.Do(ctx, f.c.B().Hexists().Key(f.sessKey(f.uid, a.ID)).Field("rl").Build()).AsInt64(); n != 0 {
+		t.Fatal("a session kept rl after the account went back to the default role")
+	}
+	if got, err := f.s.Check(ctx, f.uid, b.ID, "ip"); err != nil || got != "" {
+		t.Fatalf("Check after the demotion: %q, %v", got, err)
+	}
+	if err := f.s.UpdateAccount(ctx, "ghost", "role", "admin"); !errors.Is(err, sessions.ErrUserNotFound) {
+		t.Fatalf("a missing account: %v, want ErrUserNotFound", err)
+	}
+	if f.exists(f.userKey("ghost")) {
+		t.Fatal("a change to a missing account created it")
 	}
 }

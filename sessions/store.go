@@ -249,46 +249,72 @@ func (s *Store) cachedRead(ctx context.Context, key string, fields []string) ([]
 	return vals, nil
 }
 
-// checkFields are all Check reads: whether the session is live and when it
-// was last used. The rest of the hash is not needed on every request, and a
-// smaller read makes a smaller cache entry with less to decode.
-var checkFields = []string{fLastSeen, fExpires}
+// checkFields are all Check reads: whether the session is live, when it was
+// last used, and the account's role. The rest of the hash is not needed on
+// every request, and a smaller read makes a smaller cache entry with less to
+// decode.
+var checkFields = []string{fLastSeen, fExpires, fRole}
 
 // Check is the hot path of every authenticated request: the session must
-// exist, belong to uid and be live (else ErrNotFound). Use is written back at
-// most once per touch interval, so most requests write nothing and read from
-// the client-side cache.
-func (s *Store) Check(ctx context.Context, uid, sid, ip string) error {
+// exist, belong to uid and be live (else ErrNotFound). It returns the
+// account's role as the session holds it: "" for the default role, which
+// sessions do not store (it would grow every session past a memory size
+// class). Use is written back at most once per touch interval, so
+// most requests write nothing and read from the client-side cache.
+func (s *Store) Check(ctx context.Context, uid, sid, ip string) (role string, err error) {
 	if s.isRevoked(sid) {
-		return ErrNotFound
+		return "", ErrNotFound
 	}
 	now := s.o.Now()
 	key := s.sessKey(uid, sid)
 	vals, err := s.cachedRead(ctx, key, checkFields)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if vals[1].IsNil() {
-		return ErrNotFound
+		return "", ErrNotFound
 	}
 	lastSeen, _ := vals[0].AsInt64()
 	expires, _ := vals[1].AsInt64()
+	role, _ = vals[2].ToString()
 	seen := time.UnixMilli(lastSeen)
 	if !s.live(seen, time.Unix(expires, 0), now) {
-		return ErrNotFound
+		return "", ErrNotFound
 	}
 	if now.Sub(seen) < s.touch {
-		return nil
+		return role, nil
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	n, err := scripts.Touch.Exec(ctx, s.c, []string{key, s.indexKey(uid)},
 		[]string{ms(now), strconv.FormatInt(s.o.IdleTimeout.Milliseconds(), 10), ip, sid}).AsInt64()
 	if err != nil {
-		return unavailable("touch session", err)
+		return "", unavailable("touch session", err)
 	}
 	if n == 0 {
-		return ErrNotFound
+		return "", ErrNotFound
+	}
+	return role, nil
+}
+
+// UpdateAccount sets account fields that end no session (field, value
+// pairs: a role, enabling) and, when the role changes, copies it into every
+// live session of the account in the same step, so the next request sees it
+// (Check). ErrUserNotFound when the account does not exist; nothing is written
+// then.
+func (s *Store) UpdateAccount(ctx context.Context, uid string, fields ...string) error {
+	if len(fields) == 0 || len(fields)%2 != 0 {
+		return errors.New("update account: fields must be field, value pairs")
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := scripts.UpdateAccount.Exec(ctx, s.c, []string{s.o.UserKey(uid), s.indexKey(uid)},
+		append([]string{s.sessPrefix(uid)}, fields...)).AsInt64()
+	if err != nil {
+		return unavailable("update account", err)
+	}
+	if n < 0 {
+		return ErrUserNotFound
 	}
 	return nil
 }
@@ -425,6 +451,7 @@ const (
 	fCreated   = "ca" // created at, unix seconds (fits listpack's 4-byte integers)
 	fLastSeen  = "ls" // last seen at, unix ms (the idle timeout may be short)
 	fExpires   = "ea" // absolute end, unix seconds (it is the JWT's exp)
+	fRole      = "rl" // the account's role unless it is the default, kept current by the scripts
 )
 
 // sessFields are read positionally (HMGET): cheaper on the hot path than

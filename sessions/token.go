@@ -29,11 +29,24 @@ type Tokens struct {
 // ClockSkew is how far replicas' clocks may disagree on a token's iat and exp.
 const ClockSkew = 5 * time.Second
 
-// Claims are what a verified token says: whose session, and which one.
+// Claims are what a verified token says: whose session, and which one. The
+// account's username and creation time never change, so the token carries
+// them and GET /v1/me needs no account read; they are empty in a token issued
+// before tokens carried them.
 type Claims struct {
-	UserID    string
-	SessionID string
-	ExpiresAt time.Time
+	UserID           string
+	SessionID        string
+	ExpiresAt        time.Time
+	Username         string
+	AccountCreatedAt time.Time
+}
+
+// tokenClaims is the JWT payload: the registered claims, plus the account's
+// username (OpenID Connect's name for it) and creation time.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Username         string           `json:"preferred_username,omitempty"`
+	AccountCreatedAt *jwt.NumericDate `json:"account_created_at,omitempty"`
 }
 
 // NewTokens returns a signer/verifier for the given HMAC secret, issuer and audience.
@@ -60,15 +73,19 @@ func NewTokens(secret []byte, issuer, audience string) (*Tokens, error) {
 }
 
 // Sign issues the token for a session: sub is the user, jti the session, exp
-// the session's absolute end.
-func (t *Tokens) Sign(s Session) (string, error) {
-	claims := jwt.RegisteredClaims{
-		Issuer:    t.issuer,
-		Audience:  jwt.ClaimStrings{t.audience},
-		Subject:   s.UserID,
-		ID:        s.ID,
-		IssuedAt:  jwt.NewNumericDate(s.CreatedAt),
-		ExpiresAt: jwt.NewNumericDate(s.ExpiresAt),
+// the session's absolute end; username and accountCreated describe the account.
+func (t *Tokens) Sign(s Session, username string, accountCreated time.Time) (string, error) {
+	claims := tokenClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    t.issuer,
+			Audience:  jwt.ClaimStrings{t.audience},
+			Subject:   s.UserID,
+			ID:        s.ID,
+			IssuedAt:  jwt.NewNumericDate(s.CreatedAt),
+			ExpiresAt: jwt.NewNumericDate(s.ExpiresAt),
+		},
+		Username:         username,
+		AccountCreatedAt: jwt.NewNumericDate(accountCreated),
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(t.secret)
 }
@@ -76,13 +93,17 @@ func (t *Tokens) Sign(s Session) (string, error) {
 // Verify checks a token's signature and claims. It says nothing about whether
 // the session still exists: that is Store.Check's job.
 func (t *Tokens) Verify(token string) (Claims, error) {
-	var rc jwt.RegisteredClaims
-	_, err := t.parser.ParseWithClaims(token, &rc, func(*jwt.Token) (any, error) { return t.secret, nil })
+	var tc tokenClaims
+	_, err := t.parser.ParseWithClaims(token, &tc, func(*jwt.Token) (any, error) { return t.secret, nil })
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
-	if rc.Subject == "" || rc.ID == "" || rc.IssuedAt == nil {
+	if tc.Subject == "" || tc.ID == "" || tc.IssuedAt == nil {
 		return Claims{}, fmt.Errorf("%w: missing sub, jti or iat", ErrInvalidToken)
 	}
-	return Claims{UserID: rc.Subject, SessionID: rc.ID, ExpiresAt: rc.ExpiresAt.Time}, nil
+	c := Claims{UserID: tc.Subject, SessionID: tc.ID, ExpiresAt: tc.ExpiresAt.Time, Username: tc.Username}
+	if tc.AccountCreatedAt != nil {
+		c.AccountCreatedAt = tc.AccountCreatedAt.Time
+	}
+	return c, nil
 }

@@ -21,13 +21,21 @@ func TestTokenRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	tok, err := tk.Sign(sessions.Session{ID: "sid", UserID: "uid", CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	created := now.Add(-48 * time.Hour)
+	tok, err := tk.Sign(sessions.Session{ID: "sid", UserID: "uid", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, "Alice", created)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := tk.Verify(tok)
-	if err != nil || c.UserID != "uid" || c.SessionID != "sid" || c.ExpiresAt.Unix() != now.Add(time.Hour).Unix() {
+	if err != nil || c.UserID != "uid" || c.SessionID != "sid" || c.ExpiresAt.Unix() != now.Add(time.Hour).Unix() ||
+		c.Username != "Alice" || c.AccountCreatedAt.Unix() != created.Unix() {
 		t.Fatalf("verify: %+v, %v", c, err)
+	}
+	// A token from before tokens named the account still verifies, without it.
+	old, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "sessiond", "aud": "sessiond",
+		"sub": "uid", "jti": "sid", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}).SignedString(secret)
+	if c, err := tk.Verify(old); err != nil || c.Username != "" || !c.AccountCreatedAt.IsZero() {
+		t.Fatalf("a token without the account claims: %+v, %v", c, err)
 	}
 }
 

@@ -539,7 +539,9 @@ type Change struct {
 // Fields validates a change and turns it into account hash field, value
 // pairs. revoke is true when the change must end every session of the account
 // in the same step (disabling it, or setting its password): the caller applies
-// such fields together with the revocation, any other with Apply.
+// such fields together with the revocation (sessions.Store.RevokeAll), any
+// other together with copying a new role into the sessions
+// (sessions.Store.UpdateAccount).
 func (s *Store) Fields(ch Change) (fields []string, revoke bool, err error) {
 	if ch.Role != nil {
 		if !ValidRole(*ch.Role) {
@@ -562,32 +564,6 @@ func (s *Store) Fields(ch Change) (fields []string, revoke bool, err error) {
 		fields = append(fields, "disabled", v)
 	}
 	return fields, revoke, nil
-}
-
-// Apply sets account fields that need no revocation (role, enabling).
-func (s *Store) Apply(ctx context.Context, id string, fields []string) error {
-	if len(fields) == 0 {
-		return nil
-	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	// Accounts are never deleted, so checking first cannot race into creating
-	// a partial record.
-	n, err := s.c.Do(ctx, s.c.B().Exists().Key(s.Key(id)).Build()).AsInt64()
-	if err != nil {
-		return unavailable("update user", err)
-	}
-	if n == 0 {
-		return ErrNotFound
-	}
-	cmd := s.c.B().Hset().Key(s.Key(id)).FieldValue()
-	for i := 0; i+1 < len(fields); i += 2 {
-		cmd = cmd.FieldValue(fields[i], fields[i+1])
-	}
-	if err := s.c.Do(ctx, cmd.Build()).Error(); err != nil {
-		return unavailable("update user", err)
-	}
-	return nil
 }
 
 func decode(h map[string]string) (User, error) {
