@@ -40,19 +40,12 @@ type handlers struct {
 	Deps
 }
 
-// New builds the Fiber app.
-func New(d Deps) *fiber.App {
-	if d.Log == nil {
-		d.Log = slog.Default()
-	}
-	if d.ReadTimeout <= 0 {
-		d.ReadTimeout = 10 * time.Second
-	}
-	if d.IdleTimeout <= 0 {
-		d.IdleTimeout = 60 * time.Second
-	}
-	h := &handlers{d}
-	f := fiber.New(fiber.Config{
+// FiberConfig is the Fiber configuration New serves with: limits, timeouts,
+// error rendering, JSON. It is exported so a benchmark baseline can serve
+// with exactly the same server.
+func FiberConfig(d Deps) fiber.Config {
+	d = d.withDefaults()
+	return fiber.Config{
 		AppName:               "sessiond",
 		BodyLimit:             BodyLimit,
 		ErrorHandler:          errorHandler(d.Log),
@@ -66,7 +59,27 @@ func New(d Deps) *fiber.App {
 		IdleTimeout:  d.IdleTimeout,
 		JSONEncoder:  jsonMarshal,
 		JSONDecoder:  json.Unmarshal,
-	})
+	}
+}
+
+func (d Deps) withDefaults() Deps {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	if d.ReadTimeout <= 0 {
+		d.ReadTimeout = 10 * time.Second
+	}
+	if d.IdleTimeout <= 0 {
+		d.IdleTimeout = 60 * time.Second
+	}
+	return d
+}
+
+// New builds the Fiber app.
+func New(d Deps) *fiber.App {
+	d = d.withDefaults()
+	h := &handlers{d}
+	f := fiber.New(FiberConfig(d))
 	f.Use(h.requestMeta)
 
 	f.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })

@@ -32,7 +32,7 @@ func serveBench(b *testing.B, handler fasthttp.RequestHandler, token string) {
 }
 
 // GET /v1/me through the whole app: signature, session check (client-side
-// cache on real Redis), account read, JSON.
+// cache on real Redis), JSON.
 func BenchmarkMe(b *testing.B) {
 	e := newEnv(b, envOpts{})
 	e.createUser("alice", "password123", "")
@@ -48,13 +48,13 @@ func BenchmarkSignatureOnly(b *testing.B) {
 	e := newEnv(b, envOpts{})
 	e.createUser("alice", "password123", "")
 	tok, _ := e.login("alice", "password123")
-	f := fiber.New(fiber.Config{DisableStartupMessage: true})
+	f := fiber.New(app.FiberConfig(app.Deps{}))
 	f.Get("/v1/me", func(c *fiber.Ctx) error {
 		claims, err := e.Tokens.Verify(strings.TrimPrefix(c.Get("Authorization"), "Bearer "))
 		if err != nil {
 			return c.SendStatus(401)
 		}
-		return c.JSON(userJSONShape{ID: claims.UserID, Username: "alice", Role: "user", CreatedAt: time.Now().UTC().Format(time.RFC3339)})
+		return c.JSON(userJSONShape{ID: claims.UserID, Username: claims.Username, Role: "user", CreatedAt: claims.AccountCreatedAt.UTC().Format(time.RFC3339)})
 	})
 	serveBench(b, f.Handler(), tok)
 }

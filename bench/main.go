@@ -23,11 +23,13 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -42,6 +44,8 @@ import (
 
 var secret = "bench-secret-bench-secret-bench-secret-0123"
 
+var cpuProfile string
+
 func main() {
 	users := flag.Int("users", 50, "users signed in for the load")
 	conc := flag.Int("concurrency", 64, "concurrent requests")
@@ -50,6 +54,7 @@ func main() {
 	nrev := flag.Int("revocations", 200, "revocations timed between the two replicas")
 	bigUser := flag.Int("logout-all", 10_000, "sessions of the one user logged out everywhere")
 	cluster := flag.Bool("cluster", false, "run against a local Redis Cluster (3 masters, 3 replicas) instead of one node")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the GET /v1/me runs (both servers and the load) to this file")
 	flag.Parse()
 	uuid.EnableRandPool() // as main does
 	if err := run(*users, *conc, *dur, *nsess, *nrev, *bigUser, *cluster); err != nil {
@@ -126,6 +131,16 @@ func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster 
 	}
 	defer stopBase()
 
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	// Interleaved rounds, so a noisy moment on the machine hits both alike.
 	const rounds = 4
 	var ours, base result
@@ -136,6 +151,7 @@ func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster 
 		base = base.add(load(baseAddr, "/v1/me", tokens, conc, dur/rounds))
 	}
 	ours, base = ours.summary(), base.summary()
+	pprof.StopCPUProfile() // a no-op without -cpuprofile
 
 	progress("timing %d revocations through replica A as seen by replica B", nrev)
 	prop, err := propagation(addrs, nrev)
@@ -160,9 +176,12 @@ func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster 
 	}
 	fmt.Printf("\nsessiond bench — %s, loopback, GOMAXPROCS=%d, %d users, concurrency %d, %s per run\n\n",
 		mode, runtime.GOMAXPROCS(0), nUsers, conc, dur)
-	fmt.Printf("%-36s %12s %10s %10s %8s\n", "GET /v1/me", "req/s", "p50", "p99", "errors")
-	fmt.Printf("%-36s %12.0f %10s %10s %8d\n", "sessiond (signature + session)", ours.rps, ours.p50, ours.p99, ours.errors)
-	fmt.Printf("%-36s %12.0f %10s %10s %8d\n", "baseline (signature only)", base.rps, base.p50, base.p99, base.errors)
+	// CPU per request is this whole process's (server, load generator, kernel
+	// time of both) divided by the requests served: steadier than req/s on a
+	// shared machine, and the same yardstick for both sides.
+	fmt.Printf("%-36s %12s %10s %10s %8s %10s\n", "GET /v1/me", "req/s", "p50", "p99", "errors", "CPU/req")
+	fmt.Printf("%-36s %12.0f %10s %10s %8d %10s\n", "sessiond (signature + session)", ours.rps, ours.p50, ours.p99, ours.errors, ours.cpuPerReq)
+	fmt.Printf("%-36s %12.0f %10s %10s %8d %10s\n", "baseline (signature only)", base.rps, base.p50, base.p99, base.errors, base.cpuPerReq)
 	fmt.Printf("%-36s %12.2fx\n\n", "ratio", ours.rps/base.rps)
 	fmt.Printf("revocation seen by the other replica: p50 %s, p99 %s, max %s (%d revocations)\n",
 		prop[len(prop)/2], prop[len(prop)*99/100], prop[len(prop)-1], len(prop))
@@ -226,10 +245,12 @@ func login(addr, name string) (string, error) {
 }
 
 // baseline serves GET /v1/me by verifying the JWT only: what a stateless
-// service does. It sets the same response headers as sessiond and answers the
-// same JSON shape, so the difference is the revocation check.
+// service does, answering from the token's claims. It runs the same Fiber
+// configuration, sets the same response headers and answers the same JSON, so
+// the difference is the revocation check.
 func baseline(tk *sessions.Tokens) (string, func(), error) {
-	f := fiber.New(fiber.Config{DisableStartupMessage: true, BodyLimit: app.BodyLimit, Immutable: true})
+	// The same server configuration as sessiond (timeouts, limits, JSON).
+	f := fiber.New(app.FiberConfig(app.Deps{Log: slog.New(slog.DiscardHandler)}))
 	f.Use(func(c *fiber.Ctx) error {
 		c.Set("X-Request-Id", uuid.NewString())
 		c.Set("Cache-Control", "no-store")
@@ -251,7 +272,7 @@ func baseline(tk *sessions.Tokens) (string, func(), error) {
 			Role      string `json:"role"`
 			Disabled  bool   `json:"disabled"`
 			CreatedAt string `json:"created_at"`
-		}{claims.UserID, "bench", "user", false, time.Now().UTC().Format(time.RFC3339)})
+		}{claims.UserID, claims.Username, "user", false, claims.AccountCreatedAt.UTC().Format(time.RFC3339)})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -262,22 +283,24 @@ func baseline(tk *sessions.Tokens) (string, func(), error) {
 }
 
 type result struct {
+	cpu     time.Duration
 	seconds float64
 	lat     []time.Duration
 	errors  int64
 
-	rps      float64
-	p50, p99 time.Duration
+	rps                 float64
+	p50, p99, cpuPerReq time.Duration
 }
 
 func (r result) add(o result) result {
-	return result{seconds: r.seconds + o.seconds, lat: append(r.lat, o.lat...), errors: r.errors + o.errors}
+	return result{cpu: r.cpu + o.cpu, seconds: r.seconds + o.seconds, lat: append(r.lat, o.lat...), errors: r.errors + o.errors}
 }
 
 func (r result) summary() result {
 	slices.Sort(r.lat)
 	if len(r.lat) > 0 {
 		r.rps = float64(len(r.lat)) / r.seconds
+		r.cpuPerReq = (r.cpu / time.Duration(len(r.lat))).Round(100 * time.Nanosecond)
 		r.p50, r.p99 = r.lat[len(r.lat)/2].Round(time.Microsecond), r.lat[len(r.lat)*99/100].Round(time.Microsecond)
 	}
 	return r
@@ -286,6 +309,7 @@ func (r result) summary() result {
 // load drives GET path with the tokens round-robin from conc workers for d.
 func load(addr, path string, tokens []string, conc int, d time.Duration) result {
 	client := &fasthttp.HostClient{Addr: addr, MaxConns: conc}
+	cpu0 := processCPU()
 	var errs atomic.Int64
 	lat := make([][]time.Duration, conc)
 	stop := time.Now().Add(d)
@@ -314,7 +338,7 @@ func load(addr, path string, tokens []string, conc int, d time.Duration) result 
 	for _, l := range lat {
 		all = append(all, l...)
 	}
-	return result{seconds: d.Seconds(), lat: all, errors: errs.Load()}
+	return result{cpu: processCPU() - cpu0, seconds: d.Seconds(), lat: all, errors: errs.Load()}
 }
 
 // propagation signs in n sessions, warms replica B's cache with each, signs
@@ -382,7 +406,7 @@ func memoryPerSession(ctx context.Context, rs *redistest.Server, cfg app.Config,
 	for i := range uids {
 		uids[i] = uuid.NewString()
 		if err := c.Do(ctx, c.B().Hset().Key(prefix+"user:{"+uids[i]+"}").FieldValue().
-			FieldValue("id", uids[i]).FieldValue("cv", "0").FieldValue("disabled", "0").Build()).Error(); err != nil {
+			FieldValue("id", uids[i]).FieldValue("role", "user").FieldValue("cv", "0").FieldValue("disabled", "0").Build()).Error(); err != nil {
 			return 0, "", err
 		}
 	}
@@ -496,4 +520,13 @@ func parallel(n, w int, f func(i int) error) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
