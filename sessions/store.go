@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,8 +101,20 @@ type Store struct {
 	// reply, so without this the replica that revoked could still accept the
 	// token once. Other replicas rely on the invalidation push. It is read
 	// on every request and written on revocations only: a sync.Map reads
-	// without the shared lock word that an RWMutex's readers contend on.
-	revoked sync.Map // session id → time.Time of revocation
+	// without the shared lock word that an RWMutex's readers contend on, and
+	// keying it by user makes a logout-all of 10,000 sessions one store of a
+	// map built at its final size.
+	revoked sync.Map // uid → *tombstones
+}
+
+// tombstones are the sessions of one user this process revoked recently.
+type tombstones struct {
+	mu     sync.Mutex
+	ids    map[string]time.Time // session id → when it was revoked
+	latest time.Time
+	// dropped is set, under mu, when pruning removes this from the map, so
+	// a writer that loaded it just before stores a fresh one instead.
+	dropped bool
 }
 
 // tombstoneTTL is far longer than an invalidation push takes to arrive.
@@ -198,7 +211,7 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 	}
 	switch res[0] {
 	case "OK":
-		s.forget(res[1:])
+		s.forget(uid, res[1:])
 		return sess, nil
 	case "NOUSER":
 		return Session{}, ErrUserNotFound
@@ -213,7 +226,7 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 // Get returns a live session of a user, from the client-side cache when it
 // can. ErrNotFound when there is none.
 func (s *Store) Get(ctx context.Context, uid, sid string) (Session, error) {
-	if s.isRevoked(sid) {
+	if s.isRevoked(uid, sid) {
 		return Session{}, ErrNotFound
 	}
 	vals, err := s.cachedRead(ctx, s.sessKey(uid, sid), sessFields)
@@ -262,7 +275,7 @@ var checkFields = []string{fLastSeen, fExpires, fRole}
 // class). Use is written back at most once per touch interval, so
 // most requests write nothing and read from the client-side cache.
 func (s *Store) Check(ctx context.Context, uid, sid, ip string) (role string, err error) {
-	if s.isRevoked(sid) {
+	if s.isRevoked(uid, sid) {
 		return "", ErrNotFound
 	}
 	now := s.o.Now()
@@ -341,7 +354,7 @@ func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 		if err != nil {
 			return nil, unavailable("list sessions", err)
 		}
-		if sess, ok := s.decode(uid, ids[i], vals); ok && s.live(sess.LastSeenAt, sess.ExpiresAt, now) && !s.isRevoked(sess.ID) {
+		if sess, ok := s.decode(uid, ids[i], vals); ok && s.live(sess.LastSeenAt, sess.ExpiresAt, now) && !s.isRevoked(uid, sess.ID) {
 			out = append(out, sess)
 		}
 	}
@@ -366,7 +379,7 @@ func (s *Store) Revoke(ctx context.Context, uid, sid string) error {
 	if n == 0 {
 		return ErrNotFound
 	}
-	s.forget([]string{sid})
+	s.forget(uid, []string{sid})
 	return nil
 }
 
@@ -395,12 +408,14 @@ func (s *Store) RevokeAll(ctx context.Context, uid, keep string, accountFields .
 	if n < 0 {
 		return 0, ErrUserNotFound
 	}
-	ids := make([]string, 0, len(res)-1)
-	for _, m := range res[1:] {
-		id, _ := m.ToString()
-		ids = append(ids, id)
+	ids, err := res[1].AsStrSlice()
+	if err != nil {
+		return 0, fmt.Errorf("revoke sessions: %w", err)
 	}
-	s.forget(ids)
+	if keep != "" {
+		ids = slices.DeleteFunc(ids, func(id string) bool { return id == keep })
+	}
+	s.forget(uid, ids)
 	return int(n), nil
 }
 
@@ -475,24 +490,54 @@ func (s *Store) decode(uid, sid string, vals []rueidis.RedisMessage) (Session, b
 	}, true
 }
 
-func (s *Store) forget(ids []string) {
+func (s *Store) forget(uid string, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
 	now := time.Now()
-	for id, at := range s.revoked.Range {
-		if now.Sub(at.(time.Time)) > tombstoneTTL {
-			s.revoked.Delete(id)
+	for {
+		v, _ := s.revoked.LoadOrStore(uid, &tombstones{})
+		t := v.(*tombstones)
+		t.mu.Lock()
+		if t.dropped {
+			// Pruned between the load and the lock: store a fresh one.
+			t.mu.Unlock()
+			continue
 		}
+		if t.ids == nil || now.Sub(t.latest) > tombstoneTTL {
+			// All expired: start afresh, sized for a logout-all of thousands.
+			t.ids = make(map[string]time.Time, len(ids))
+		}
+		for _, id := range ids {
+			t.ids[id] = now
+		}
+		t.latest = now
+		t.mu.Unlock()
+		break
 	}
-	for _, id := range ids {
-		s.revoked.Store(id, now)
+	// Drop users whose tombstones have all expired, so the map holds only
+	// the last few seconds' revokers.
+	for k, v := range s.revoked.Range {
+		t := v.(*tombstones)
+		t.mu.Lock()
+		if now.Sub(t.latest) > tombstoneTTL {
+			t.dropped = true
+			s.revoked.CompareAndDelete(k, v)
+		}
+		t.mu.Unlock()
 	}
 }
 
-func (s *Store) isRevoked(sid string) bool {
-	at, ok := s.revoked.Load(sid)
-	return ok && time.Since(at.(time.Time)) <= tombstoneTTL
+func (s *Store) isRevoked(uid, sid string) bool {
+	v, ok := s.revoked.Load(uid)
+	if !ok {
+		return false
+	}
+	t := v.(*tombstones)
+	t.mu.Lock()
+	at, ok := t.ids[sid]
+	t.mu.Unlock()
+	return ok && time.Since(at) <= tombstoneTTL
 }
 
 // Ping reports whether Redis answers, within the store's timeout.
