@@ -15,8 +15,11 @@ func FuzzVerify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	now := time.Now()
-	good, err := tokens.Sign(sessions.Session{ID: "sid-1", UserID: "uid-1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, "alice", now)
+	// Fixed times: -fuzz reruns this set-up in each worker process, whose
+	// token must be byte for byte the coordinator's.
+	issued := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	good, err := tokens.Sign(sessions.Session{ID: "sid-1", UserID: "uid-1", CreatedAt: issued,
+		ExpiresAt: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}, "alice", issued)
 	if err != nil {
 		f.Fatal(err)
 	}

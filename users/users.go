@@ -180,8 +180,8 @@ func (s *Store) limits(username, ip string) []limit {
 // takeAttempt takes one attempt from every counter before the password is
 // checked, so a burst of concurrent guesses gets no more checks than the
 // limits allow. Past any limit it gives back what it took and returns
-// *TooManyAttemptsError. Every taken attempt stays counted as a failure until
-// settle says otherwise.
+// *TooManyAttemptsError. A taken attempt stays counted as a failure unless
+// succeeded or giveBack returns it.
 func (s *Store) takeAttempt(ctx context.Context, limits []limit) error {
 	if len(limits) == 0 {
 		return nil
