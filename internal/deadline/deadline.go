@@ -4,11 +4,11 @@
 // context.WithTimeout allocates and arms a runtime timer on every call, and
 // stops it on cancel. On the hot path almost every session read is answered
 // from rueidis's client-side cache, which never looks at the context, so that
-// timer was a quarter of the cost of a cached read. A Lazy context knows its
-// deadline from the start but arms the timer only when something first asks
-// for its Deadline, Done or Err — which a call that goes to the network always
-// does. Even the clock is read only then: the deadline counts from when the
-// call first waits, microseconds after it starts.
+// timer was a quarter of the cost of a cached read. A Lazy context arms its
+// timer only when something first asks for its Deadline, Done or Err — which
+// a call that goes to the network always does. Even the clock is read only
+// then: the deadline counts from when the call first waits, microseconds
+// after it starts.
 package deadline
 
 import (
