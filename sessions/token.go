@@ -1,6 +1,8 @@
 package sessions
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -49,6 +51,54 @@ type tokenClaims struct {
 	AccountCreatedAt *jwt.NumericDate `json:"account_created_at,omitempty"`
 }
 
+// claimTypes are the JSON types each claim we read must have. golang-jwt
+// decodes into typed fields, but it takes a number-looking string for a
+// NumericDate ("exp": "9999999999"): a token is refused unless every claim
+// has exactly its type.
+var claimTypes = map[string]string{
+	"iss": "string", "sub": "string", "jti": "string", "preferred_username": "string",
+	"exp": "number", "iat": "number", "nbf": "number", "account_created_at": "number",
+	"aud": "audience",
+}
+
+// UnmarshalJSON checks every known claim's JSON type before decoding.
+func (tc *tokenClaims) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	for name, v := range raw {
+		want, known := claimTypes[name]
+		if !known {
+			continue
+		}
+		if got := jsonType(v); got != want && (want != "audience" || (got != "string" && !stringArray(v))) {
+			return fmt.Errorf("claim %q: want a JSON %s", name, want)
+		}
+	}
+	type plain tokenClaims // no UnmarshalJSON: no recursion
+	return json.Unmarshal(b, (*plain)(tc))
+}
+
+// jsonType names the JSON type of a value: string, number, or another.
+func jsonType(v json.RawMessage) string {
+	v = bytes.TrimSpace(v)
+	switch {
+	case len(v) == 0:
+		return ""
+	case v[0] == '"':
+		return "string"
+	case v[0] == '-' || (v[0] >= '0' && v[0] <= '9'):
+		return "number"
+	}
+	return "other"
+}
+
+func stringArray(v json.RawMessage) bool {
+	var ss []string
+	return json.Unmarshal(v, &ss) == nil && bytes.HasPrefix(bytes.TrimSpace(v), []byte("["))
+}
+
 // NewTokens returns a signer/verifier for the given HMAC secret, issuer and audience.
 func NewTokens(secret []byte, issuer, audience string) (*Tokens, error) {
 	if len(secret) < MinSecretLen {
@@ -68,6 +118,8 @@ func NewTokens(secret []byte, issuer, audience string) (*Tokens, error) {
 			// one whose clock runs ahead is "used before issued" on another.
 			// The session's own expiry is enforced by Redis, not by exp.
 			jwt.WithLeeway(ClockSkew),
+			// Canonical base64url only: one token has one encoding.
+			jwt.WithStrictDecoding(),
 		),
 	}, nil
 }
@@ -94,7 +146,14 @@ func (t *Tokens) Sign(s Session, username string, accountCreated time.Time) (str
 // the session still exists: that is Store.Check's job.
 func (t *Tokens) Verify(token string) (Claims, error) {
 	var tc tokenClaims
-	_, err := t.parser.ParseWithClaims(token, &tc, func(*jwt.Token) (any, error) { return t.secret, nil })
+	_, err := t.parser.ParseWithClaims(token, &tc, func(tok *jwt.Token) (any, error) {
+		// RFC 7515 §4.1.11: a "crit" extension the recipient does not
+		// understand makes the token invalid, and we understand none.
+		if _, ok := tok.Header["crit"]; ok {
+			return nil, errors.New(`unsupported "crit" header`)
+		}
+		return t.secret, nil
+	})
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}

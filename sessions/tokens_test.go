@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,16 @@ func TestVerifyRefuses(t *testing.T) {
 	valid := hs(jwt.SigningMethodHS256, secret, good)
 	parts := strings.Split(valid, ".")
 	tampered := parts[0] + "." + strings.TrimRight(parts[1], "=") + "x." + parts[2]
+	// The same signature bytes with the unused low bits of the last
+	// base64url character set: a lenient decoder reads it as valid.
+	const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	sig := parts[2]
+	last := strings.IndexByte(b64, sig[len(sig)-1])
+	nonCanonical := parts[0] + "." + parts[1] + "." + sig[:len(sig)-1] + string(b64[last|1])
+	crit := jwt.NewWithClaims(jwt.SigningMethodHS256, good)
+	crit.Header["crit"] = []string{"exp-ext"}
+	crit.Header["exp-ext"] = true
+	critTok, _ := crit.SignedString(secret)
 
 	if _, err := tk.Verify(valid); err != nil {
 		t.Fatalf("the control token failed: %v", err)
@@ -100,6 +111,14 @@ func TestVerifyRefuses(t *testing.T) {
 		"no iat":          hs(jwt.SigningMethodHS256, secret, with("iat", nil)),
 		"issued later":    hs(jwt.SigningMethodHS256, secret, with("iat", now.Add(time.Hour).Unix())),
 		"tampered claims": tampered,
+		"non-canonical":   nonCanonical,
+		"crit extension":  critTok,
+		"exp as string":   hs(jwt.SigningMethodHS256, secret, with("exp", strconv.FormatInt(now.Add(time.Hour).Unix(), 10))),
+		"iat as string":   hs(jwt.SigningMethodHS256, secret, with("iat", strconv.FormatInt(now.Unix(), 10))),
+		"sub as number":   hs(jwt.SigningMethodHS256, secret, with("sub", 42)),
+		"jti as object":   hs(jwt.SigningMethodHS256, secret, with("jti", map[string]string{"a": "b"})),
+		"aud as number":   hs(jwt.SigningMethodHS256, secret, with("aud", 7)),
+		"name as number":  hs(jwt.SigningMethodHS256, secret, with("preferred_username", 7)),
 		"empty":           "",
 		"not a JWT":       "hello",
 	} {
