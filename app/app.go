@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/google/uuid"
 
 	"github.com/sessiond/sessiond/sessions"
@@ -81,6 +82,9 @@ func New(d Deps) *fiber.App {
 	h := &handlers{d}
 	f := fiber.New(FiberConfig(d))
 	f.Use(h.requestMeta)
+	// A panic in a handler becomes a 500 problem (logged with the request id
+	// by the error handler), never the end of the process.
+	f.Use(recover.New())
 
 	f.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	f.Get("/readyz", h.readyz)
@@ -114,14 +118,7 @@ func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 // requestMeta gives every request an unguessable id, security headers and a
 // log line. Nothing logged carries a token, password or query string.
 func (h *handlers) requestMeta(c *fiber.Ctx) error {
-	id := uuid.NewString()
-	c.Locals(ridKey{}, id)
-	c.Set("X-Request-Id", id)
-	c.Set("Cache-Control", "no-store")
-	c.Set("X-Content-Type-Options", "nosniff")
-	c.Set("X-Frame-Options", "DENY")
-	c.Set("Referrer-Policy", "no-referrer")
-	c.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	id := setResponseMeta(c)
 	// Checked first: building the line costs allocations, and even reading
 	// the clock shows on the hot path, when the handler would drop the line.
 	logging := h.Log.Enabled(c.UserContext(), slog.LevelInfo)
@@ -146,6 +143,21 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 }
 
 type ridKey struct{}
+
+// setResponseMeta gives the response its request id and the headers every
+// response carries, and returns the id. The error handler calls it too, for
+// the answers fasthttp gives before any middleware runs (413, 431).
+func setResponseMeta(c *fiber.Ctx) string {
+	id := uuid.NewString()
+	c.Locals(ridKey{}, id)
+	c.Set("X-Request-Id", id)
+	c.Set("Cache-Control", "no-store")
+	c.Set("X-Content-Type-Options", "nosniff")
+	c.Set("X-Frame-Options", "DENY")
+	c.Set("Referrer-Policy", "no-referrer")
+	c.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	return id
+}
 
 func requestID(c *fiber.Ctx) string {
 	id, _ := c.Locals(ridKey{}).(string)

@@ -24,6 +24,12 @@ func wantProblem(t *testing.T, r resp, status int, code string) {
 	if int(m["status"].(float64)) != status {
 		t.Fatalf("problem status %v, HTTP status %d", m["status"], status)
 	}
+	// Every response, errors included (also those fasthttp answers before
+	// any middleware runs), carries these.
+	if r.Header.Get("X-Request-Id") == "" || r.Header.Get("Cache-Control") != "no-store" ||
+		r.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("%d response lacks X-Request-Id, Cache-Control: no-store or nosniff: %v", status, r.Header)
+	}
 	if status == 401 && !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
 		t.Fatalf("401 without WWW-Authenticate: Bearer: %v", r.Header)
 	}

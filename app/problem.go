@@ -83,6 +83,13 @@ func toProblem(err error) *Problem {
 		return errAccountDisabled
 	case errors.Is(err, users.ErrUsernameTaken):
 		return problem(409, "username_taken", "that username is taken")
+	case errors.Is(err, users.ErrLastAdmin):
+		return problem(409, "last_admin", "this is the last enabled admin: make another admin first")
+	case errors.Is(err, sessions.ErrStale):
+		// A password change whose check of the current password raced with
+		// another change or an admin's reset: that one stands.
+		return problem(401, "invalid_credentials", "the password was changed by another request while this one was checked").
+			with(fiber.HeaderWWWAuthenticate, "Bearer")
 	case errors.Is(err, users.ErrNotFound), errors.Is(err, sessions.ErrNotFound), errors.Is(err, sessions.ErrUserNotFound):
 		return errNotFound
 	case errors.Is(err, users.ErrInvalidUsername):
@@ -114,6 +121,9 @@ func toProblem(err error) *Problem {
 // logged; their text stays out of the response.
 func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
+		if requestID(c) == "" {
+			setResponseMeta(c)
+		}
 		p := toProblem(err)
 		if p.Status >= 500 {
 			log.Error("request failed", "request_id", requestID(c), "method", c.Method(), "path", c.Path(), "status", p.Status, "err", err)
