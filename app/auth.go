@@ -92,26 +92,33 @@ func (h *handlers) requireAdmin(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// clientIP is the socket's address, unless that is a trusted proxy: then the
-// nearest address in X-Forwarded-For that is not itself a trusted proxy.
-// A client cannot spoof its address by sending the header itself.
+// clientIP is the socket's address, unless that is a trusted proxy: then,
+// walking X-Forwarded-For from the right (every line of the header, in
+// order, as one list), the first address that is not itself a trusted proxy.
+// A client cannot spoof its address by sending the header itself: what it
+// wrote stands left of what its proxies appended. An entry that is not a
+// plain IP (a port, an IPv6 zone, garbage) ends the walk at the proxy that
+// forwarded it, so no arbitrary text becomes a session's ip or a rate-limit key.
 func (h *handlers) clientIP(c *fiber.Ctx) string {
 	remote, _ := netip.AddrFromSlice(c.Context().RemoteIP())
 	remote = remote.Unmap()
 	if !h.trusted(remote) {
 		return remote.String()
 	}
-	hops := strings.Split(c.Get(fiber.HeaderXForwardedFor), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break
+	lines := c.Request().Header.PeekAll(fiber.HeaderXForwardedFor)
+	for l := len(lines) - 1; l >= 0; l-- {
+		hops := strings.Split(string(lines[l]), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil || a.Zone() != "" {
+				return remote.String()
+			}
+			a = a.Unmap()
+			if !h.trusted(a) {
+				return a.String()
+			}
+			remote = a
 		}
-		a = a.Unmap()
-		if !h.trusted(a) {
-			return a.String()
-		}
-		remote = a
 	}
 	return remote.String()
 }

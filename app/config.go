@@ -85,11 +85,18 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		KeyPrefix:                  p.str("REDIS_KEY_PREFIX", "sd:"),
 		TrustedProxies:             p.prefixes("TRUSTED_PROXIES"),
 		RedisTimeout:               p.duration("REDIS_TIMEOUT", 2*time.Second),
+		WaitReplicas:               p.integer("REDIS_WAIT_REPLICAS", 0, 0, 16),
+		WaitTimeout:                p.duration("REDIS_WAIT_TIMEOUT", 500*time.Millisecond),
 		ClientCacheMB:              p.integer("CLIENT_CACHE_MB", 64, 1, 1<<20),
 		ShutdownTimeout:            p.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 	}
 	if p.err != nil {
 		return Config{}, p.err
+	}
+	if strings.ContainsAny(c.KeyPrefix, "{}") {
+		// Braces would open a hash tag of their own, and a user's keys would
+		// no longer share the {uid} slot: every script would fail cross-slot.
+		return Config{}, &ConfigError{"REDIS_KEY_PREFIX", "must not contain { or }, got " + strconv.Quote(c.KeyPrefix)}
 	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return Config{}, &ConfigError{"LISTEN_ADDR", "want host:port or :port, got " + strconv.Quote(c.ListenAddr)}

@@ -26,7 +26,7 @@ func TestRedisDeadlineExcludesBcrypt(t *testing.T) {
 	if _, err := us.Authenticate(ctx, "slowhash", "password123", "127.0.0.1"); err != nil {
 		t.Fatalf("login with a %s bcrypt check and a 50ms Redis deadline: %v", time.Since(start), err)
 	}
-	if _, err := us.CheckPassword(ctx, mustFind(t, us, "slowhash"), "password123"); err != nil {
+	if _, err := us.CheckPassword(ctx, mustFind(t, us, "slowhash"), "password123", "192.0.2.1"); err != nil {
 		t.Fatalf("password check: %v", err)
 	}
 }

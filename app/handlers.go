@@ -245,17 +245,27 @@ func (h *handlers) changePassword(c *fiber.Ctx) error {
 	if err := required("new_password", req.New); err != nil {
 		return err
 	}
+	// A new password that breaks a rule is refused before the current one is
+	// checked, so it costs no attempt.
+	if err := users.ValidPassword(*req.New); err != nil {
+		return passwordProblem("new_password", err)
+	}
 	cl := callerOf(c)
 	ctx := c.UserContext()
-	if _, err := h.Users.CheckPassword(ctx, cl.UserID, *req.Current); err != nil {
+	u, err := h.Users.CheckPassword(ctx, cl.UserID, *req.Current, h.clientIP(c))
+	if err != nil {
 		return err
 	}
 	fields, _, err := h.Users.Fields(users.Change{Password: req.New})
 	if err != nil {
 		return passwordProblem("new_password", err)
 	}
-	// The new hash and the revocation of every other session land together.
-	if _, err := h.Sessions.RevokeAll(ctx, cl.UserID, cl.SessionID, fields...); err != nil {
+	// The new hash and the revocation of every other session land together,
+	// and only if no other change (another password change, an admin's
+	// reset) landed since the current password was checked.
+	_, err = h.Sessions.ChangeAccount(ctx, cl.UserID, cl.SessionID,
+		sessions.AccountChange{Fields: fields, IfVersion: u.CredentialVersion})
+	if err != nil {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)
@@ -386,14 +396,26 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 		return passwordProblem("password", err)
 	}
 	ctx := c.UserContext()
+	// Demoting or disabling an enabled admin must leave another one: the
+	// account leaves the set of enabled admins first, atomically, or the
+	// change is refused; afterwards the set is brought in line with the
+	// account, whatever happened.
+	if (req.Role != nil && *req.Role != users.RoleAdmin) || (req.Disabled != nil && *req.Disabled) {
+		if err := h.Users.ReleaseAdmin(ctx, id); err != nil {
+			return err
+		}
+	}
 	switch {
 	case revoke:
 		// Disabling or a new password ends every session in the same step,
 		// this admin's own included when they reset their own password.
-		_, err = h.Sessions.RevokeAll(ctx, id, "", fields...)
+		_, err = h.Sessions.ChangeAccount(ctx, id, "", sessions.AccountChange{Fields: fields})
 	case len(fields) > 0:
 		// A new role reaches the account's live sessions in the same step.
 		err = h.Sessions.UpdateAccount(ctx, id, fields...)
+	}
+	if serr := h.Users.SyncAdmin(ctx, id); err == nil {
+		err = serr
 	}
 	if err != nil {
 		return err

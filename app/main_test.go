@@ -83,6 +83,9 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := us.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ss := sessions.New(o.Client, sessions.Options{Prefix: o.Prefix, UserKey: us.Key, IdleTimeout: o.IdleTimeout,
 		MaxLifetime: o.MaxLifetime, MaxPerUser: o.MaxPerUser, Timeout: o.RedisTimeout, Now: o.Now,
 		WaitReplicas: o.WaitReplicas})
@@ -175,8 +178,15 @@ func (e *env) try(method, path, token string, body any, headers ...string) (resp
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	// A header named twice is sent as two lines, as proxies append them.
+	named := map[string]bool{}
 	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
+		if named[headers[i]] {
+			req.Header.Add(headers[i], headers[i+1])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		named[headers[i]] = true
 	}
 	res, err := e.App.Test(req, -1)
 	if err != nil {

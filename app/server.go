@@ -123,6 +123,9 @@ func (s *Server) wire(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.Users.Prepare(ctx); err != nil {
+		return fmt.Errorf("prepare accounts: %w", err)
+	}
 	s.Sessions = sessions.New(s.Client, sessions.Options{
 		Prefix: cfg.KeyPrefix, UserKey: s.Users.Key, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,

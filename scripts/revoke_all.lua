@@ -4,11 +4,16 @@
 -- (disable, new password hash) are applied in the same step too.
 -- KEYS[1] user hash, KEYS[2] the user's session index
 -- ARGV[1] sid to keep ('' for none)   ARGV[2] prefix of this user's session keys
--- ARGV[3..] field, value pairs to set on the user hash
--- Returns {revoked count, {sid...}} (every sid the index held, keep included), or {-1} with
--- nothing written when the user does not exist.
-if #ARGV < 2 or #ARGV % 2 ~= 0 then return redis.error_reply('ERR revoke_all: bad arguments') end
+-- ARGV[3] the credential version the change was checked against ('' when it
+--   was not: an admin's change, a force-logout)
+-- ARGV[4..] field, value pairs to set on the user hash
+-- Returns {revoked count, {sid...}} (every sid the index held, keep included), or, with
+-- nothing written, {-1} when the user does not exist and {-2} when its credential version
+-- is no longer ARGV[3] (a password change that checked the old password lost a race with
+-- another change or an admin's reset, and must not overwrite it).
+if #ARGV < 3 or #ARGV % 2 ~= 1 then return redis.error_reply('ERR revoke_all: bad arguments') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+if ARGV[3] ~= '' and (redis.call('HGET', KEYS[1], 'cv') or '0') ~= ARGV[3] then return {-2} end
 
 local keep = ARGV[1]
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
@@ -36,7 +41,7 @@ if kept then
 end
 
 redis.call('HINCRBY', KEYS[1], 'cv', 1)
-if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
 -- The index as it was, keep included: the caller skips it. Copying it
 -- into a reply table of its own would cost as much as the deletes.
 return {revoked, ids}

@@ -25,8 +25,14 @@ var (
 	updateAccountSrc string
 	//go:embed attempt.lua
 	attemptSrc string
-	//go:embed attempt_return.lua
-	attemptReturnSrc string
+	//go:embed attempt_settle.lua
+	attemptSettleSrc string
+	//go:embed rehash.lua
+	rehashSrc string
+	//go:embed admin_release.lua
+	adminReleaseSrc string
+	//go:embed max_cost.lua
+	maxCostSrc string
 )
 
 // The scripts, loaded once per process. rueidis runs them by EVALSHA and falls
@@ -48,6 +54,15 @@ var (
 	// Attempt takes one login attempt from a fixed-window budget, or refuses
 	// it once the budget is spent.
 	Attempt = rueidis.NewLuaScript(attemptSrc)
-	// AttemptReturn gives back an attempt that turned out not to be a failure.
-	AttemptReturn = rueidis.NewLuaScript(attemptReturnSrc)
+	// AttemptSettle ends an attempt: a failure, a success that clears the
+	// count, or neither.
+	AttemptSettle = rueidis.NewLuaScript(attemptSettleSrc)
+	// Rehash replaces a password hash with one at the configured cost,
+	// unless the password changed meanwhile.
+	Rehash = rueidis.NewLuaScript(rehashSrc)
+	// AdminRelease takes an account out of the enabled admins unless it is
+	// the last one.
+	AdminRelease = rueidis.NewLuaScript(adminReleaseSrc)
+	// MaxCost raises the highest bcrypt cost in use.
+	MaxCost = rueidis.NewLuaScript(maxCostSrc)
 )

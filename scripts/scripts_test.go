@@ -56,10 +56,14 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 		{"create with an odd field list", scripts.Create, []string{user, index, sess},
 			append([]string{"0", now, now, "5", p + "sess:{u1}:", "s1"}, sessionFields("s1")[1:]...)},
 		{"touch with a bad idle timeout", scripts.Touch, []string{sess, index}, []string{now, "soon", "ip", "s1"}},
-		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index}, []string{"", p + "sess:{u1}:", "disabled"}},
+		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index}, []string{"", p + "sess:{u1}:", "", "disabled"}},
+		{"revoke_all without a credential version", scripts.RevokeAll, []string{user, index}, []string{"", p + "sess:{u1}:"}},
 		{"update_account with an odd field list", scripts.UpdateAccount, []string{user, index}, []string{p + "sess:{u1}:", "role"}},
-		{"attempt with no window", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "0"}},
-		{"attempt with no budget", scripts.Attempt, []string{p + "fail:x"}, []string{"0", "60000"}},
+		{"attempt with no window", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "0", "a1", now, "30000"}},
+		{"attempt with no budget", scripts.Attempt, []string{p + "fail:x"}, []string{"0", "60000", "a1", now, "30000"}},
+		{"attempt without an id", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "60000", "", now, "30000"}},
+		{"attempt_settle with an unknown outcome", scripts.AttemptSettle, []string{p + "fail:x"}, []string{"a1", "60000", "maybe"}},
+		{"max_cost with no cost", scripts.MaxCost, []string{p + "maxcost"}, []string{"high"}},
 	} {
 		t.Run(call.name, func(t *testing.T) {
 			before := keys(t, p)
@@ -84,17 +88,17 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 func TestScriptsReloadAfterFlush(t *testing.T) {
 	c := srv.Client(t)
 	p := redistest.Prefix(t)
-	args := []string{"5", "60000"}
-	if err := scripts.Attempt.Exec(ctx(t), c, []string{p + "f"}, args).Error(); err != nil {
+	settle := []string{"a1", "60000", "fail"}
+	if err := scripts.AttemptSettle.Exec(ctx(t), c, []string{p + "f"}, settle).Error(); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Do(ctx(t), c.B().ScriptFlush().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	if err := scripts.Attempt.Exec(ctx(t), c, []string{p + "f"}, args).Error(); err != nil {
+	if err := scripts.AttemptSettle.Exec(ctx(t), c, []string{p + "f"}, settle).Error(); err != nil {
 		t.Fatalf("after SCRIPT FLUSH: %v", err)
 	}
-	if n, err := c.Do(ctx(t), c.B().Get().Key(p+"f").Build()).AsInt64(); err != nil || n != 2 {
+	if n, err := c.Do(ctx(t), c.B().Hget().Key(p+"f").Field("f").Build()).AsInt64(); err != nil || n != 2 {
 		t.Fatalf("after SCRIPT FLUSH the count is %d (%v); want 2", n, err)
 	}
 }

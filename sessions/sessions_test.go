@@ -204,7 +204,7 @@ func TestRevokeAll(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := f.create(f.uid), f.create(f.uid), f.create(f.uid)
 
-	n, err := f.s.RevokeAll(ctx, f.uid, b.ID, "disabled", "1", "role", "user")
+	n, err := f.s.ChangeAccount(ctx, f.uid, b.ID, sessions.AccountChange{Fields: []string{"disabled", "1", "role", "user"}})
 	if err != nil || n != 2 {
 		t.Fatalf("RevokeAll keeping one: %d, %v; want 2", n, err)
 	}
@@ -231,7 +231,7 @@ func TestRevokeAll(t *testing.T) {
 		t.Fatalf("keys left after revoking everything: %v", keys)
 	}
 
-	if _, err := f.s.RevokeAll(ctx, "no-such-user", "", "disabled", "1"); !errors.Is(err, sessions.ErrUserNotFound) {
+	if _, err := f.s.ChangeAccount(ctx, "no-such-user", "", sessions.AccountChange{Fields: []string{"disabled", "1"}}); !errors.Is(err, sessions.ErrUserNotFound) {
 		t.Fatalf("RevokeAll of a missing user: %v", err)
 	}
 	if f.exists(f.userKey("no-such-user")) {

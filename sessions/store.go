@@ -386,17 +386,34 @@ func (s *Store) Revoke(ctx context.Context, uid, sid string) error {
 // RevokeAll ends every session of a user except keep ("" keeps none) and
 // returns how many live sessions it ended. In the same atomic step it bumps
 // the account's credential version, so a login whose password check ran
-// before cannot create a session after, and sets the given account fields
-// (field, value pairs, e.g. a disable or a new password hash), so the change
-// and the revocation cannot be separated by a fault. ErrUserNotFound when the
-// account does not exist; nothing is written then.
-func (s *Store) RevokeAll(ctx context.Context, uid, keep string, accountFields ...string) (int, error) {
-	if len(accountFields)%2 != 0 {
-		return 0, errors.New("revoke all: account fields must be field, value pairs")
+// before cannot create a session after. ErrUserNotFound when the account does
+// not exist; nothing is written then.
+func (s *Store) RevokeAll(ctx context.Context, uid, keep string) (int, error) {
+	return s.ChangeAccount(ctx, uid, keep, AccountChange{})
+}
+
+// AccountChange is a change to an account that ends its sessions in the same
+// step (ChangeAccount).
+type AccountChange struct {
+	// Fields are account hash field, value pairs to set (a disable, a new
+	// password hash).
+	Fields []string
+	// IfVersion, when set, is the credential version the change was checked
+	// against (a password change checks the current password): if the account
+	// has another by now, nothing is written and the error is ErrStale.
+	IfVersion string
+}
+
+// ChangeAccount is RevokeAll that also applies ch to the account in the same
+// atomic step, so the change and the revocation cannot be separated by a
+// fault, and a change checked against an older credential version loses.
+func (s *Store) ChangeAccount(ctx context.Context, uid, keep string, ch AccountChange) (int, error) {
+	if len(ch.Fields)%2 != 0 {
+		return 0, errors.New("change account: fields must be field, value pairs")
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	args := append([]string{keep, s.sessPrefix(uid)}, accountFields...)
+	args := append([]string{keep, s.sessPrefix(uid), ch.IfVersion}, ch.Fields...)
 	res, err := s.revocation(ctx, scripts.RevokeAll, scripts.RevokeAllSrc, []string{s.o.UserKey(uid), s.indexKey(uid)}, args).ToArray()
 	if err != nil {
 		return 0, unavailable("revoke sessions", err)
@@ -405,8 +422,11 @@ func (s *Store) RevokeAll(ctx context.Context, uid, keep string, accountFields .
 	if err != nil {
 		return 0, fmt.Errorf("revoke sessions: %w", err)
 	}
-	if n < 0 {
+	switch n {
+	case -1:
 		return 0, ErrUserNotFound
+	case -2:
+		return 0, ErrStale
 	}
 	ids, err := res[1].AsStrSlice()
 	if err != nil {

@@ -216,10 +216,10 @@ func TestChangesAndPasswordChecks(t *testing.T) {
 			t.Errorf("Fields(%+v) = %v, revoke %v, %v", c.ch, fields, revoke, err)
 		}
 	}
-	if _, err := s.CheckPassword(ctx, u.ID, "password123"); err != nil {
+	if _, err := s.CheckPassword(ctx, u.ID, "password123", "192.0.2.1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckPassword(ctx, u.ID, "password124"); !errors.Is(err, users.ErrInvalidCredentials) {
+	if _, err := s.CheckPassword(ctx, u.ID, "password124", "192.0.2.1"); !errors.Is(err, users.ErrInvalidCredentials) {
 		t.Fatalf("wrong current password: %v", err)
 	}
 }

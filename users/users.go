@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -105,9 +106,10 @@ type Options struct {
 type Store struct {
 	c rueidis.Client
 	o Options
-	// dummy is checked against when the username does not exist, so unknown
-	// users and wrong passwords take the same time.
-	dummy []byte
+	// dummies are hashes checked against when the username does not exist,
+	// so unknown users and wrong passwords take the same time: one per bcrypt
+	// cost (int → dummy), made on first use.
+	dummies sync.Map
 }
 
 // New returns a Store over a rueidis client. It computes one bcrypt hash at
@@ -131,11 +133,14 @@ func New(c rueidis.Client, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte(uuid.NewString()), o.BcryptCost)
+	s := &Store{c: c, o: o}
+	start := time.Now()
+	h, err := bcrypt.GenerateFromPassword([]byte(uuid.NewString()), o.BcryptCost)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{c: c, o: o, dummy: dummy}, nil
+	s.dummies.Store(o.BcryptCost, dummy{hash: h, took: time.Since(start)})
+	return s, nil
 }
 
 // Key names a user's account hash. The {uid} hash tag puts it in the same
@@ -143,6 +148,18 @@ func New(c rueidis.Client, o Options) (*Store, error) {
 func (s *Store) Key(uid string) string { return s.o.Prefix + "user:{" + uid + "}" }
 
 func (s *Store) nameKey(lower string) string { return s.o.Prefix + "username:" + lower }
+
+// adminsKey is the set of enabled admins' ids, for the last-admin rule. It is
+// always a subset of them: an account joins after it became an enabled admin
+// and leaves (AdminRelease) before it stops being one.
+func (s *Store) adminsKey() string { return s.o.Prefix + "admins" }
+
+// maxCostKey holds the highest bcrypt cost any replica was configured with.
+func (s *Store) maxCostKey() string { return s.o.Prefix + "bcrypt:maxcost" }
+
+// indexedKey marks that adminsKey and maxCostKey were built from the
+// accounts once (data from before they existed).
+func (s *Store) indexedKey() string { return s.o.Prefix + "accounts:indexed" }
 
 // listKey is a sorted set of "lowercased name\x00uid", all scored 0, so
 // ZRANGE BYLEX pages through users in username order.
@@ -177,89 +194,127 @@ func (s *Store) limits(username, ip string) []limit {
 	return out
 }
 
-// takeAttempt takes one attempt from every counter before the password is
-// checked, so a burst of concurrent guesses gets no more checks than the
-// limits allow. Past any limit it gives back what it took and returns
-// *TooManyAttemptsError. A taken attempt stays counted as a failure unless
-// succeeded or giveBack returns it.
-func (s *Store) takeAttempt(ctx context.Context, limits []limit) error {
-	if len(limits) == 0 {
-		return nil
-	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	window := strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10)
-	execs := make([]rueidis.LuaExec, len(limits))
-	for i, l := range limits {
-		execs[i] = rueidis.LuaExec{Keys: []string{l.key}, Args: []string{strconv.Itoa(l.max), window}}
-	}
-	var (
-		taken []limit
-		wait  time.Duration
-		fault error
-	)
-	for i, r := range scripts.Attempt.ExecMulti(ctx, s.c, execs...) {
-		res, err := r.AsIntSlice()
-		switch {
-		case err != nil || len(res) != 2:
-			fault = cmp.Or(err, errors.New("unexpected reply"))
-		case res[0] == 1:
-			taken = append(taken, limits[i])
-		default:
-			wait = max(wait, retryAfter(res[1], s.o.FailureWindow))
-		}
-	}
-	if fault != nil || wait > 0 {
-		// Nothing was checked: this attempt is no failure.
-		s.giveBack(ctx, taken)
-	}
-	if fault != nil {
-		return unavailable("check login limit", fault)
-	}
-	if wait > 0 {
-		return &TooManyAttemptsError{RetryAfter: wait}
-	}
-	return nil
+// inFlightStale is how long an attempt may be in flight before the limits
+// take it to have died with its process and stop counting it. A bcrypt check
+// takes a second at most, even at cost 14 on a loaded machine.
+const inFlightStale = 30 * time.Second
+
+// maxAttemptWait bounds how long an attempt waits for others in flight to
+// settle before it is refused as over the limit.
+const maxAttemptWait = 10 * time.Second
+
+// attempt is a login attempt taken from every counter it is subject to.
+type attempt struct {
+	id     string
+	limits []limit
 }
 
-// giveBack returns taken attempts that were not failed guesses. It is best
-// effort: where Redis cannot be reached, the attempt stays counted, which errs
-// on the side of the limit.
-func (s *Store) giveBack(ctx context.Context, limits []limit) {
+// takeAttempt takes one attempt from every counter before the password is
+// checked, so a burst of concurrent guesses gets no more checks than the
+// limits allow. Past any limit (failures alone) it returns
+// *TooManyAttemptsError. Where only attempts still in flight fill a budget it
+// waits for them to settle, so a burst of right passwords is never refused:
+// they settle as successes. The attempt must be settled.
+func (s *Store) takeAttempt(ctx context.Context, limits []limit) (attempt, error) {
+	a := attempt{id: uuid.NewString()}
 	if len(limits) == 0 {
+		return a, nil
+	}
+	window := strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10)
+	stale := strconv.FormatInt(inFlightStale.Milliseconds(), 10)
+	giveUp := time.Now().Add(maxAttemptWait)
+	for pause := 5 * time.Millisecond; ; pause = min(pause*2, 100*time.Millisecond) {
+		now := strconv.FormatInt(s.o.Now().UnixMilli(), 10)
+		execs := make([]rueidis.LuaExec, len(limits))
+		for i, l := range limits {
+			execs[i] = rueidis.LuaExec{Keys: []string{l.key}, Args: []string{strconv.Itoa(l.max), window, a.id, now, stale}}
+		}
+		var (
+			wait  time.Duration
+			busy  bool
+			fault error
+		)
+		a.limits = a.limits[:0]
+		rctx, cancel := s.ctx(ctx)
+		for i, r := range scripts.Attempt.ExecMulti(rctx, s.c, execs...) {
+			res, err := r.AsIntSlice()
+			switch {
+			case err != nil || len(res) != 2:
+				fault = cmp.Or(err, errors.New("unexpected reply"))
+			case res[0] == 1:
+				a.limits = append(a.limits, limits[i])
+			case res[0] == 2:
+				busy = true
+			default:
+				wait = max(wait, retryAfter(res[1], s.o.FailureWindow))
+			}
+		}
+		cancel()
+		if fault == nil && wait == 0 && !busy {
+			return a, nil
+		}
+		// Nothing will be checked this round: it is no failure.
+		s.settle(ctx, a, "return")
+		switch {
+		case fault != nil:
+			return attempt{}, unavailable("check login limit", fault)
+		case wait > 0:
+			return attempt{}, &TooManyAttemptsError{RetryAfter: wait}
+		case time.Now().After(giveUp):
+			return attempt{}, &TooManyAttemptsError{RetryAfter: time.Second}
+		}
+		select {
+		case <-ctx.Done():
+			return attempt{}, unavailable("check login limit", ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// settle ends an attempt on every counter it took: "fail" counts a failed
+// guess, "ok" clears the failures of the counters a success clears and just
+// ends it on the others, "return" just ends it (no password was checked).
+// It is best effort where Redis cannot be reached: the attempt then stops
+// counting after inFlightStale.
+func (s *Store) settle(ctx context.Context, a attempt, outcome string) {
+	if len(a.limits) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.Timeout)
 	defer cancel()
-	execs := make([]rueidis.LuaExec, len(limits))
-	for i, l := range limits {
-		execs[i] = rueidis.LuaExec{Keys: []string{l.key}}
+	window := strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10)
+	execs := make([]rueidis.LuaExec, len(a.limits))
+	for i, l := range a.limits {
+		o := outcome
+		if o == "ok" {
+			o = "return"
+			if l.reset {
+				o = "reset"
+			}
+		}
+		execs[i] = rueidis.LuaExec{Keys: []string{l.key}, Args: []string{a.id, window, o}}
 	}
-	scripts.AttemptReturn.ExecMulti(ctx, s.c, execs...)
+	scripts.AttemptSettle.ExecMulti(ctx, s.c, execs...)
 }
 
-// succeeded settles a login whose password was right: its own counters are
-// cleared, and the attempt it took from the others is given back.
-func (s *Store) succeeded(ctx context.Context, limits []limit) error {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	var (
-		cmds rueidis.Commands
-		rest []limit
-	)
-	for _, l := range limits {
-		if l.reset {
-			cmds = append(cmds, s.c.B().Del().Key(l.key).Build())
-		} else {
-			rest = append(rest, l)
-		}
+// guard runs one password check under the failed-attempt limits of
+// (username, clientIP): the attempt is taken before check runs, and counted
+// as a failure unless check reports the password right.
+func (s *Store) guard(ctx context.Context, username, clientIP string, check func() (bool, error)) error {
+	a, err := s.takeAttempt(ctx, s.limits(username, clientIP))
+	if err != nil {
+		return err
 	}
-	for _, r := range s.c.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
-			return unavailable("clear failed logins", err)
-		}
+	ok, err := check()
+	switch {
+	case err != nil:
+		s.settle(ctx, a, "return") // no password was checked
+		return err
+	case !ok:
+		s.settle(ctx, a, "fail")
+		return ErrInvalidCredentials
 	}
-	s.giveBack(ctx, rest)
+	s.settle(ctx, a, "ok")
 	return nil
 }
 
@@ -291,13 +346,22 @@ func ValidUsername(name string) bool {
 // ValidRole reports whether role is one of the roles.
 func ValidRole(role string) bool { return role == RoleUser || role == RoleAdmin }
 
-// HashPassword checks a new password's length rules and hashes it.
-func (s *Store) HashPassword(password string) (string, error) {
+// ValidPassword checks a new password's length rules: ErrPasswordTooLong
+// or ErrPasswordTooShort.
+func ValidPassword(password string) error {
 	if len(password) > MaxPasswordBytes {
-		return "", ErrPasswordTooLong
+		return ErrPasswordTooLong
 	}
 	if utf8.RuneCountInString(password) < MinPasswordChars {
-		return "", ErrPasswordTooShort
+		return ErrPasswordTooShort
+	}
+	return nil
+}
+
+// HashPassword checks a new password's length rules and hashes it.
+func (s *Store) HashPassword(password string) (string, error) {
+	if err := ValidPassword(password); err != nil {
+		return "", err
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(password), s.o.BcryptCost)
 	return string(h), err
@@ -353,7 +417,113 @@ func (s *Store) Create(ctx context.Context, username, password, role string) (Us
 			return User{}, unavailable("create user", err)
 		}
 	}
+	if role == RoleAdmin {
+		if err := s.SyncAdmin(ctx, u.ID); err != nil {
+			return User{}, err
+		}
+	}
 	return u, nil
+}
+
+// ErrLastAdmin means the change would leave no enabled admin.
+var ErrLastAdmin = errors.New("the last enabled admin cannot be demoted, disabled or deleted")
+
+// ReleaseAdmin must run before an account may stop being an enabled admin
+// (demoted, disabled, deleted): it fails with ErrLastAdmin when the account
+// is the last enabled admin, atomically, so two admins demoting each other at
+// once cannot both succeed. It is a no-op for any other account. Call
+// SyncAdmin after the change, whether it succeeded or not.
+func (s *Store) ReleaseAdmin(ctx context.Context, id string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := scripts.AdminRelease.Exec(ctx, s.c, []string{s.adminsKey()}, []string{id}).AsInt64()
+	if err != nil {
+		return unavailable("check the last admin", err)
+	}
+	if n == 0 {
+		return ErrLastAdmin
+	}
+	return nil
+}
+
+// SyncAdmin puts an account in the set of enabled admins when it is one now
+// (after it was created as, promoted to or re-enabled as an admin, or after a
+// change that ReleaseAdmin allowed failed), and takes it out otherwise.
+func (s *Store) SyncAdmin(ctx context.Context, id string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	u, err := s.getWithHash(ctx, id)
+	var cmd rueidis.Completed
+	switch {
+	case err == nil && u.Role == RoleAdmin && !u.Disabled:
+		cmd = s.c.B().Sadd().Key(s.adminsKey()).Member(id).Build()
+	case err == nil || errors.Is(err, ErrNotFound):
+		cmd = s.c.B().Srem().Key(s.adminsKey()).Member(id).Build()
+	default:
+		return err
+	}
+	if err := s.c.Do(ctx, cmd).Error(); err != nil {
+		return unavailable("record admins", err)
+	}
+	return nil
+}
+
+// Prepare readies the store at start-up: it records this replica's bcrypt
+// cost as one an account's hash may have, makes the dummy hash for the
+// dearest such cost, and, on data from before sessiond kept them, builds the
+// set of enabled admins and the highest cost in use from the accounts, once.
+func (s *Store) Prepare(ctx context.Context) error {
+	rctx, cancel := s.ctx(ctx)
+	exists, err := s.c.Do(rctx, s.c.B().Exists().Key(s.indexedKey()).Build()).AsInt64()
+	cancel()
+	if err != nil {
+		return unavailable("read account indexes", err)
+	}
+	top := s.o.BcryptCost
+	if exists == 0 {
+		if top, err = s.index(ctx); err != nil {
+			return err
+		}
+	}
+	rctx, cancel = s.ctx(ctx)
+	defer cancel()
+	if err := scripts.MaxCost.Exec(rctx, s.c, []string{s.maxCostKey()}, []string{strconv.Itoa(max(top, s.o.BcryptCost))}).Error(); err != nil {
+		return unavailable("record bcrypt cost", err)
+	}
+	if err := s.c.Do(rctx, s.c.B().Set().Key(s.indexedKey()).Value("1").Build()).Error(); err != nil {
+		return unavailable("record account indexes", err)
+	}
+	s.dummyAt(s.topCost(ctx))
+	return nil
+}
+
+// index walks every account once, adding enabled admins to their set, and
+// returns the highest bcrypt cost of their hashes.
+func (s *Store) index(ctx context.Context) (int, error) {
+	top, cursor := 0, ""
+	for {
+		page, next, err := s.List(ctx, cursor, 500)
+		if err != nil {
+			return 0, err
+		}
+		rctx, cancel := s.ctx(ctx)
+		for _, u := range page {
+			if c, err := bcrypt.Cost([]byte(u.hash)); err == nil {
+				top = max(top, c)
+			}
+			if u.Role == RoleAdmin && !u.Disabled {
+				if err := s.c.Do(rctx, s.c.B().Sadd().Key(s.adminsKey()).Member(u.ID).Build()).Error(); err != nil {
+					cancel()
+					return 0, unavailable("record admins", err)
+				}
+			}
+		}
+		cancel()
+		if next == "" {
+			return top, nil
+		}
+		cursor = next
+	}
 }
 
 // Get returns an account by id as Redis has it now. Use it where a change
@@ -466,37 +636,136 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, str
 // (username, clientIP), per clientIP and per username; past any of them,
 // *TooManyAttemptsError until its window ends. An attempt is counted before
 // its password is checked, so concurrent guesses cannot overrun a limit.
+// A right password whose hash has another cost than the configured one is
+// rehashed at the configured cost.
 func (s *Store) Authenticate(ctx context.Context, username, password, clientIP string) (User, error) {
 	// Each Redis step has its own deadline: bcrypt in between may take longer
 	// than one (cost 14 is about a second, more on a loaded machine).
-	limits := s.limits(username, clientIP)
-	if err := s.takeAttempt(ctx, limits); err != nil {
+	var u User
+	err := s.guard(ctx, username, clientIP, func() (bool, error) {
+		var err error
+		u, err = s.FindByUsername(ctx, username)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return false, err
+		}
+		if errors.Is(err, ErrNotFound) {
+			s.compareUnknown(ctx, password)
+			return false, nil
+		}
+		return s.compare(ctx, u.hash, password), nil
+	})
+	if err != nil {
 		return User{}, err
 	}
-
-	u, err := s.FindByUsername(ctx, username)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		s.giveBack(ctx, limits) // no password was checked
-		return User{}, err
-	}
-	hash := s.dummy
-	if err == nil {
-		hash = []byte(u.hash)
-	}
-	// bcrypt would compare only the first 72 bytes: a longer password is simply
-	// wrong, after the same work as any other.
-	match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && len(password) <= MaxPasswordBytes
-	if err != nil || !match {
-		// The attempt taken above is the failure's count.
-		return User{}, ErrInvalidCredentials
-	}
-	if err := s.succeeded(ctx, limits); err != nil {
-		return User{}, err
-	}
+	s.rehash(ctx, u, password)
 	if u.Disabled {
 		return User{}, ErrAccountDisabled
 	}
 	return u, nil
+}
+
+// CheckPassword verifies an account's current password (for a password
+// change) from clientIP, under the same failed-attempt limits as a login of
+// that account. ErrInvalidCredentials when it is wrong, *TooManyAttemptsError
+// past a limit. The returned User's CredentialVersion is the one checked.
+func (s *Store) CheckPassword(ctx context.Context, id, password, clientIP string) (User, error) {
+	u, err := s.Get(ctx, id)
+	if err != nil {
+		return User{}, err
+	}
+	err = s.guard(ctx, u.Username, clientIP, func() (bool, error) {
+		return s.compare(ctx, u.hash, password), nil
+	})
+	if err != nil {
+		return User{}, err
+	}
+	s.rehash(ctx, u, password)
+	return u, nil
+}
+
+// compare reports whether password is the one hashed. bcrypt would compare
+// only the first 72 bytes: a longer password is simply wrong, after the same
+// work as any other. A wrong password for a hash cheaper than the dearest
+// an account may still have takes as long as that one would, so the time of a
+// refusal never tells one account from another, nor from an unknown name.
+func (s *Store) compare(ctx context.Context, hash, password string) bool {
+	start := time.Now()
+	ok := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil && len(password) <= MaxPasswordBytes
+	if !ok {
+		cost, err := bcrypt.Cost([]byte(hash))
+		if top := s.topCost(ctx); err == nil && cost < top {
+			s.padTo(start, top)
+		}
+	}
+	return ok
+}
+
+// compareUnknown does for a username that does not exist the work a wrong
+// password costs for an account at the dearest cost any account may have.
+func (s *Store) compareUnknown(ctx context.Context, password string) {
+	_ = bcrypt.CompareHashAndPassword(s.dummyAt(s.topCost(ctx)).hash, []byte(password))
+}
+
+// dummy is a hash of a random password, checked against when a username does
+// not exist, and how long making it took (about what one check costs).
+type dummy struct {
+	hash []byte
+	took time.Duration
+}
+
+// dummyAt returns the dummy hash at a bcrypt cost, made on first use.
+func (s *Store) dummyAt(cost int) dummy {
+	if d, ok := s.dummies.Load(cost); ok {
+		return d.(dummy)
+	}
+	start := time.Now()
+	h, err := bcrypt.GenerateFromPassword([]byte(uuid.NewString()), cost)
+	if err != nil {
+		// Out of range only; the configured cost's dummy is made in New.
+		d, _ := s.dummies.Load(s.o.BcryptCost)
+		return d.(dummy)
+	}
+	d, _ := s.dummies.LoadOrStore(cost, dummy{hash: h, took: time.Since(start)})
+	return d.(dummy)
+}
+
+// padTo sleeps until a check that started at start has taken as long as one
+// at cost would (sleeping, not hashing: the padding costs no CPU).
+func (s *Store) padTo(start time.Time, cost int) {
+	if d := s.dummyAt(cost).took - time.Since(start); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// topCost is the highest bcrypt cost an account's hash may have: the
+// highest any replica was ever configured with (maxCostKey), and at least
+// this one's. Read through the client-side cache: it changes only when a
+// replica starts with a higher cost.
+func (s *Store) topCost(ctx context.Context) int {
+	dl := deadline.After(ctx, s.o.Timeout)
+	defer dl.Stop()
+	n, err := s.c.DoCache(dl, s.c.B().Get().Key(s.maxCostKey()).Cache(), time.Minute).AsInt64()
+	if err != nil {
+		return s.o.BcryptCost
+	}
+	return max(int(n), s.o.BcryptCost)
+}
+
+// rehash stores a right password's hash again at the configured cost when
+// its cost differs, so an account's refusals cost what everyone's do and a
+// raised cost reaches accounts as their owners sign in. Best effort: the old
+// hash still works if this fails, and a password change meanwhile wins.
+func (s *Store) rehash(ctx context.Context, u User, password string) {
+	if cost, err := bcrypt.Cost([]byte(u.hash)); err != nil || cost == s.o.BcryptCost {
+		return
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), s.o.BcryptCost)
+	if err != nil {
+		return
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	scripts.Rehash.Exec(ctx, s.c, []string{s.Key(u.ID)}, []string{u.hash, string(h)})
 }
 
 func retryAfter(ttlMS int64, window time.Duration) time.Duration {
@@ -512,21 +781,6 @@ func (s *Store) getWithHash(ctx context.Context, id string) (User, error) {
 		return User{}, unavailable("read user", err)
 	}
 	return decode(h)
-}
-
-// CheckPassword verifies an account's current password (for a password
-// change). ErrInvalidCredentials when it is wrong.
-func (s *Store) CheckPassword(ctx context.Context, id, password string) (User, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	u, err := s.getWithHash(ctx, id)
-	if err != nil {
-		return User{}, err
-	}
-	if len(password) > MaxPasswordBytes || bcrypt.CompareHashAndPassword([]byte(u.hash), []byte(password)) != nil {
-		return User{}, ErrInvalidCredentials
-	}
-	return u, nil
 }
 
 // Change is an administrative change to an account; nil fields stay as they are.
