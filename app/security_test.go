@@ -355,3 +355,58 @@ func TestCritHeaderTokenRefused(t *testing.T) {
 	tok, _ = jwt.NewWithClaims(jwt.SigningMethodHS256, stringExp).SignedString(testSecret)
 	wantProblem(t, e.do("GET", "/v1/me", tok, nil), 401, "unauthorized")
 }
+
+// What replicas guarantee, measured: the replica that revoked refuses the
+// token on the very next request; another replica refuses it once Redis's
+// invalidation push has reached it. This measures that window, which the
+// README states, and fails if it grows past the bound stated there.
+func TestRevocationWindowOnOtherReplica(t *testing.T) {
+	srv.RequireReal(t, "client-side caching with invalidation pushes")
+	a := newEnv(t, envOpts{})
+	b := newEnv(t, envOpts{Prefix: a.Prefix})
+	a.createUser("carol", "password123", "")
+	const trials = 200
+	var windows []time.Duration
+	accepted := 0
+	for range trials {
+		tok, _ := a.login("carol", "password123")
+		for range 2 { // warm b's cache
+			if r := b.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+				t.Fatalf("before revoke: %d", r.Status)
+			}
+		}
+		if r := a.do("POST", "/v1/auth/logout", tok, nil); r.Status != 204 {
+			t.Fatalf("logout: %d", r.Status)
+		}
+		revoked := time.Now()
+		if r := a.do("GET", "/v1/me", tok, nil); r.Status != 401 {
+			t.Fatalf("the revoking replica accepted the token on the next request: %d", r.Status)
+		}
+		first := true
+		for {
+			r := b.do("GET", "/v1/me", tok, nil)
+			if r.Status == 401 {
+				break
+			}
+			if r.Status != 200 {
+				t.Fatalf("other replica: %d %s", r.Status, r.Body)
+			}
+			if first {
+				accepted++
+			}
+			first = false
+			if time.Since(revoked) > time.Second {
+				t.Fatal("the other replica still accepts the token a second after the revocation")
+			}
+		}
+		windows = append(windows, time.Since(revoked))
+	}
+	slices.Sort(windows)
+	p50, p99, worst := windows[trials/2], windows[trials*99/100], windows[trials-1]
+	t.Logf("other replica: next request accepted in %d of %d trials; refused after p50 %s, p99 %s, max %s",
+		accepted, trials, p50, p99, worst)
+	// The README states under 100 ms, for a loaded machine under -race; measured here it is a few ms.
+	if worst > 100*time.Millisecond {
+		t.Fatalf("the window reached %s, past the 100 ms the README states", worst)
+	}
+}
