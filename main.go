@@ -22,7 +22,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -59,8 +59,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func loadConfig(stderr io.Writer) (app.Config, bool) {
-	cfg, err := app.LoadConfig(os.Getenv)
+func loadConfig(stderr io.Writer) (server.Config, bool) {
+	cfg, err := server.LoadConfig(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "sessiond:", err)
 		return cfg, false
@@ -80,8 +80,8 @@ func serve(stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	srv, err := app.Open(ctx, cfg, log, stderr)
-	var cerr *app.ConfigError
+	srv, err := server.Open(ctx, cfg, server.Options{Log: log, Console: stderr})
+	var cerr *server.ConfigError
 	if errors.As(err, &cerr) {
 		fmt.Fprintln(stderr, "sessiond:", cerr)
 		return 2
@@ -132,18 +132,13 @@ func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	password := strings.TrimRight(line, "\r\n")
 
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	client, closeRedis, err := app.OpenRedis(cfg, log)
+	srv, err := server.Open(context.Background(), cfg, server.Options{Log: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "sessiond:", err)
 		return 1
 	}
-	defer closeRedis()
-	store, err := users.New(client, users.Options{Prefix: cfg.KeyPrefix, BcryptCost: cfg.BcryptCost, Timeout: cfg.RedisTimeout})
-	if err != nil {
-		fmt.Fprintln(stderr, "sessiond:", err)
-		return 1
-	}
-	u, err := store.Create(context.Background(), *username, password, *role)
+	defer srv.Close()
+	u, err := srv.Users.Create(context.Background(), *username, password, *role)
 	switch {
 	case errors.Is(err, users.ErrUsernameTaken):
 		fmt.Fprintf(stderr, "sessiond: user add: username %q is taken\n", *username)

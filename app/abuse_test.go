@@ -2,13 +2,12 @@ package app_test
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 )
 
 // behindProxy makes app.Test's peer (0.0.0.0) a trusted proxy, so each
 // request can name its client IP in X-Forwarded-For.
-var behindProxy = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")}
+const behindProxy = "0.0.0.0/32"
 
 func (e *env) loginFrom(ip, name, password string) resp {
 	e.t.Helper()

@@ -1,6 +1,8 @@
 // Package app is sessiond's HTTP side: the Fiber app, its routes and
-// handlers, bearer authentication, problem+json errors, configuration and
-// start-up. It reaches Redis only through the sessions and users stores.
+// handlers, bearer authentication, request metadata, and the one table that
+// turns errors into problem+json. It reaches Redis only through the sessions
+// and users stores it is given; it does not read the environment, build Redis
+// clients or know the embedded store (server/ does).
 package app
 
 import (
@@ -31,10 +33,10 @@ type Deps struct {
 	// Ping answers whether Redis is reachable, for /readyz.
 	Ping func(context.Context) error
 	Log  *slog.Logger
-	// ReadTimeout bounds reading a request, headers and body (default 10s),
-	// so a slow client cannot hold a connection; IdleTimeout bounds a
-	// keep-alive connection between requests (default 60s).
-	ReadTimeout, IdleTimeout time.Duration
+	// ReadTimeout bounds reading a request, headers and body, so a slow
+	// client cannot hold a connection; KeepAliveTimeout bounds a keep-alive
+	// connection between requests. Both are required.
+	ReadTimeout, KeepAliveTimeout time.Duration
 }
 
 type handlers struct {
@@ -57,7 +59,7 @@ func FiberConfig(d Deps) fiber.Config {
 		// Slow clients must not hold connections open.
 		ReadTimeout:  d.ReadTimeout,
 		WriteTimeout: 10 * time.Second,
-		IdleTimeout:  d.IdleTimeout,
+		IdleTimeout:  d.KeepAliveTimeout,
 		JSONEncoder:  jsonMarshal,
 		JSONDecoder:  json.Unmarshal,
 	}
@@ -66,12 +68,6 @@ func FiberConfig(d Deps) fiber.Config {
 func (d Deps) withDefaults() Deps {
 	if d.Log == nil {
 		d.Log = slog.Default()
-	}
-	if d.ReadTimeout <= 0 {
-		d.ReadTimeout = 10 * time.Second
-	}
-	if d.IdleTimeout <= 0 {
-		d.IdleTimeout = 60 * time.Second
 	}
 	return d
 }
@@ -169,7 +165,7 @@ func (h *handlers) readyz(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"status": "ready"})
 	}
 	if err := h.Ping(c.UserContext()); err != nil {
-		return errUnavailable
+		return err
 	}
 	return c.JSON(fiber.Map{"status": "ready"})
 }

@@ -54,21 +54,21 @@ func bearerToken(header string) (token string, ok bool) {
 func (h *handlers) authenticate(c *fiber.Ctx) error {
 	header := c.Get(fiber.HeaderAuthorization)
 	if header == "" {
-		return unauthorized("this needs an Authorization: Bearer token", false)
+		return errNoToken
 	}
 	token, ok := bearerToken(header)
 	if !ok {
-		return unauthorized("the Authorization header must be: Bearer <token>", true)
+		return errBadHeader
 	}
 	claims, err := h.Tokens.Verify(token)
 	if err != nil {
-		return unauthorized("the token is invalid or expired", true)
+		return err
 	}
-	role, err := h.Sessions.Check(c.UserContext(), claims.UserID, claims.SessionID, h.clientIP(c))
+	role, err := h.Sessions.Use(c.UserContext(), claims.UserID, claims.SessionID, h.clientIP(c))
+	if errors.Is(err, sessions.ErrNotFound) {
+		return errSessionEnded
+	}
 	if err != nil {
-		if errors.Is(err, sessions.ErrNotFound) {
-			return unauthorized("the session has ended (signed out, revoked or expired)", true)
-		}
 		return err
 	}
 	c.Locals(callerKey{}, caller{UserID: claims.UserID, SessionID: claims.SessionID,

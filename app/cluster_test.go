@@ -25,7 +25,7 @@ func TestClusterSpreadsUsersOverAllMasters(t *testing.T) {
 		if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
 			t.Fatalf("me: %d", r.Status)
 		}
-		masters[srv.MasterAddr(t, e.Users.Key(u.ID))]++
+		masters[srv.MasterAddr(t, e.Keys.User(u.ID))]++
 	}
 	if len(masters) != 3 {
 		t.Fatalf("users landed on %d masters (%v), want all 3", len(masters), masters)
@@ -70,7 +70,7 @@ func TestClusterFailoverKeepsRevocations(t *testing.T) {
 	if r := e.do("POST", "/v1/auth/logout", revoked, nil); r.Status != 204 {
 		t.Fatalf("logout: %d %s\n%s", r.Status, r.Body, e.Logs.String())
 	}
-	master := c.Node(c.MasterAddr(t, e.Users.Key(u.ID)))
+	master := c.Node(c.MasterAddr(t, e.Keys.User(u.ID)))
 	master.Stop()
 	killed := time.Now()
 

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -13,11 +12,7 @@ import (
 // them: a login whose hash takes longer than REDIS_TIMEOUT still succeeds.
 func TestRedisDeadlineExcludesBcrypt(t *testing.T) {
 	t.Parallel()
-	us, err := users.New(srv.Client(t), users.Options{Prefix: redistest.Prefix(t), BcryptCost: 12,
-		Timeout: 50 * time.Millisecond, MaxFailures: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
+	us := newEnv(t, envOpts{BcryptCost: 12, RedisTimeout: 50 * time.Millisecond}).Users
 	ctx := context.Background()
 	if _, err := us.Create(ctx, "slowhash", "password123", ""); err != nil {
 		t.Fatal(err)

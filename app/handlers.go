@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -113,10 +114,12 @@ func required(field string, v *string) error {
 	return nil
 }
 
-// passwordProblem names the field whose new password breaks a length rule.
-func passwordProblem(field string, err error) error {
+// inField names the request field a password rule was broken in: the users
+// store says "password: …", the request may call it new_password.
+func inField(field string, err error) error {
 	if errors.Is(err, users.ErrPasswordTooShort) || errors.Is(err, users.ErrPasswordTooLong) {
-		return invalid(field + ": " + err.Error())
+		_, rule, _ := strings.Cut(err.Error(), ": ")
+		return invalid(field + ": " + rule)
 	}
 	return err
 }
@@ -173,12 +176,12 @@ func (h *handlers) login(c *fiber.Ctx) error {
 		}
 		sess, err := h.Sessions.Create(ctx, u.ID, u.CredentialVersion, meta)
 		switch {
-		case errors.Is(err, sessions.ErrStale):
-			// A password change, disable or force-logout landed between the
-			// password check and the session: check again against the new state.
+		case errors.Is(err, sessions.ErrStale), errors.Is(err, sessions.ErrUserNotFound):
+			// A password change, disable, force-logout or deletion landed
+			// between the password check and the session: check again against
+			// the new state (a deleted account's check fails as any unknown
+			// name's does).
 			continue
-		case errors.Is(err, sessions.ErrUserNotFound):
-			return errInvalidCredentials
 		case err != nil:
 			return err
 		}
@@ -191,7 +194,7 @@ func (h *handlers) login(c *fiber.Ctx) error {
 			"session": toSessionJSON(sess, sess.ID),
 		})
 	}
-	return errUnavailable
+	return errLoginRaced
 }
 
 func (h *handlers) logout(c *fiber.Ctx) error {
@@ -223,7 +226,7 @@ func (h *handlers) me(c *fiber.Ctx) error {
 	}
 	u, err := h.Users.GetCached(c.UserContext(), cl.UserID)
 	if errors.Is(err, users.ErrNotFound) {
-		return unauthorized("the account no longer exists", true)
+		return errAccountGone
 	}
 	if err != nil {
 		return err
@@ -248,7 +251,7 @@ func (h *handlers) changePassword(c *fiber.Ctx) error {
 	// A new password that breaks a rule is refused before the current one is
 	// checked, so it costs no attempt.
 	if err := users.ValidPassword(*req.New); err != nil {
-		return passwordProblem("new_password", err)
+		return inField("new_password", err)
 	}
 	cl := callerOf(c)
 	ctx := c.UserContext()
@@ -256,15 +259,14 @@ func (h *handlers) changePassword(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	fields, _, err := h.Users.Fields(users.Change{Password: req.New})
+	update, err := h.Users.CheckChange(users.Change{Password: req.New})
 	if err != nil {
-		return passwordProblem("new_password", err)
+		return inField("new_password", err)
 	}
 	// The new hash and the revocation of every other session land together,
 	// and only if no other change (another password change, an admin's
 	// reset) landed since the current password was checked.
-	_, err = h.Sessions.ChangeAccount(ctx, cl.UserID, cl.SessionID,
-		sessions.AccountChange{Fields: fields, IfVersion: u.CredentialVersion})
+	_, err = h.Sessions.ChangeAccount(ctx, cl.UserID, cl.SessionID, update, u.CredentialVersion)
 	if err != nil {
 		return err
 	}
@@ -329,7 +331,7 @@ func (h *handlers) createUser(c *fiber.Ctx) error {
 	}
 	u, err := h.Users.Create(c.UserContext(), *req.Username, *req.Password, req.Role)
 	if err != nil {
-		return passwordProblem("password", err)
+		return inField("password", err)
 	}
 	return c.Status(fiber.StatusCreated).JSON(toUserJSON(u))
 }
@@ -391,28 +393,29 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	fields, revoke, err := h.Users.Fields(users.Change{Role: req.Role, Disabled: req.Disabled, Password: req.Password})
+	change := users.Change{Role: req.Role, Disabled: req.Disabled, Password: req.Password}
+	update, err := h.Users.CheckChange(change)
 	if err != nil {
-		return passwordProblem("password", err)
+		return inField("password", err)
 	}
 	ctx := c.UserContext()
 	// Demoting or disabling an enabled admin must leave another one: the
 	// account leaves the set of enabled admins first, atomically, or the
 	// change is refused; afterwards the set is brought in line with the
 	// account, whatever happened.
-	if (req.Role != nil && *req.Role != users.RoleAdmin) || (req.Disabled != nil && *req.Disabled) {
+	if change.RemovesAdmin() {
 		if err := h.Users.ReleaseAdmin(ctx, id); err != nil {
 			return err
 		}
 	}
 	switch {
-	case revoke:
+	case update.EndsSessions():
 		// Disabling or a new password ends every session in the same step,
 		// this admin's own included when they reset their own password.
-		_, err = h.Sessions.ChangeAccount(ctx, id, "", sessions.AccountChange{Fields: fields})
-	case len(fields) > 0:
+		_, err = h.Sessions.ChangeAccount(ctx, id, "", update, "")
+	case !update.Empty():
 		// A new role reaches the account's live sessions in the same step.
-		err = h.Sessions.UpdateAccount(ctx, id, fields...)
+		err = h.Sessions.UpdateAccount(ctx, id, update)
 	}
 	if serr := h.Users.SyncAdmin(ctx, id); err == nil {
 		err = serr

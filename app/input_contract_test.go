@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 	"testing"
 )
@@ -78,7 +77,7 @@ func TestClientIPFromTrustedProxiesOnly(t *testing.T) {
 	t.Parallel()
 	direct := newEnv(t, envOpts{})
 	direct.createUser("alice", "password123", "")
-	proxied := newEnv(t, envOpts{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32"), netip.MustParsePrefix("10.0.0.0/8")}})
+	proxied := newEnv(t, envOpts{TrustedProxies: "0.0.0.0/32,10.0.0.0/8"})
 	proxied.createUser("alice", "password123", "")
 	ipOf := func(e *env, xff string) string {
 		r := e.do("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "password123"}, "X-Forwarded-For", xff)

@@ -8,19 +8,19 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/internal/redistest"
+	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/sessions"
 )
 
-func openConfig(t *testing.T, redisAddr string, extra map[string]string) app.Config {
+func openConfig(t *testing.T, redisAddr string, extra map[string]string) server.Config {
 	t.Helper()
 	vars := map[string]string{"REDIS_URL": "redis://" + redisAddr + "/0", "JWT_SECRET": string(testSecret),
 		"BCRYPT_COST": "10", "REDIS_KEY_PREFIX": "open:"}
 	for k, v := range extra {
 		vars[k] = v
 	}
-	cfg, err := app.LoadConfig(getenv(vars))
+	cfg, err := server.LoadConfig(getenv(vars))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestOpenRefusesEvictingRedis(t *testing.T) {
 	t.Parallel()
 	rs, _ := ownRedis(t, "sets maxmemory-policy")
 	rs.Do(t, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
-	_, err := app.Open(context.Background(), openConfig(t, rs.Addr, nil), slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+	_, err := server.Open(context.Background(), openConfig(t, rs.Addr, nil), server.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if !errors.Is(err, sessions.ErrEvictionPolicy) || !strings.Contains(err.Error(), "allkeys-lru") {
 		t.Fatalf("Open on allkeys-lru: %v; want a refusal naming the policy", err)
 	}
@@ -47,14 +47,14 @@ func TestOpenBootstrapsAdminOnce(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	first := openConfig(t, rs.Addr, map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_PASSWORD": "first-password"})
 	second := openConfig(t, rs.Addr, map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_PASSWORD": "other-password"})
-	for _, cfg := range []app.Config{first, second} {
-		s, err := app.Open(context.Background(), cfg, log, io.Discard)
+	for _, cfg := range []server.Config{first, second} {
+		s, err := server.Open(context.Background(), cfg, server.Options{Log: log})
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.Close()
 	}
-	s, err := app.Open(context.Background(), first, log, io.Discard)
+	s, err := server.Open(context.Background(), first, server.Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,28 +74,28 @@ func TestOpenBootstrapsAdminOnce(t *testing.T) {
 func TestOpenThroughSentinel(t *testing.T) {
 	t.Parallel()
 	srv.RequireReal(t, "runs redis-server as a sentinel")
-	s, err := redistest.StartSentinel()
+	sent, err := redistest.StartSentinel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Stop)
-	cfg := openConfig(t, s.Sentinel.Addr, nil)
-	cfg.RedisURL = "redis://" + s.Sentinel.Addr + "/0?master_set=sd"
-	server, err := app.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+	t.Cleanup(sent.Stop)
+	cfg := openConfig(t, sent.Sentinel.Addr, nil)
+	cfg.RedisURL = "redis://" + sent.Sentinel.Addr + "/0?master_set=sd"
+	s, err := server.Open(context.Background(), cfg, server.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(server.Close)
-	if _, err := server.Users.Create(context.Background(), "sentinel-user", "password123", ""); err != nil {
+	t.Cleanup(s.Close)
+	if _, err := s.Users.Create(context.Background(), "sentinel-user", "password123", ""); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, App: server.App}
+	e := &env{t: t, App: s.App}
 	tok, _ := e.login("sentinel-user", "password123")
 	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
 		t.Fatalf("me through sentinel: %d %s", r.Status, r.Body)
 	}
 	// The data is on the master the sentinel named.
-	if n, _ := s.Master.Do(t, "EXISTS", "open:username:sentinel-user").AsInt64(); n != 1 {
+	if n, _ := sent.Master.Do(t, "EXISTS", "open:username:sentinel-user").AsInt64(); n != 1 {
 		t.Fatal("the account is not on the sentinel's master")
 	}
 }
@@ -112,27 +112,27 @@ func TestOpenOverTLS(t *testing.T) {
 	t.Cleanup(rs.Close)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	url := "rediss://" + rs.Addr + "/0"
-	cfg, err := app.LoadConfig(getenv(map[string]string{"REDIS_URL": url, "REDIS_CA_CERT": caFile,
+	cfg, err := server.LoadConfig(getenv(map[string]string{"REDIS_URL": url, "REDIS_CA_CERT": caFile,
 		"JWT_SECRET": string(testSecret), "BCRYPT_COST": "10", "REDIS_KEY_PREFIX": "tls:"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := app.Open(context.Background(), cfg, log, io.Discard)
+	s, err := server.Open(context.Background(), cfg, server.Options{Log: log})
 	if err != nil {
 		t.Fatalf("Open over TLS with the CA: %v", err)
 	}
-	t.Cleanup(server.Close)
-	if _, err := server.Users.Create(context.Background(), "tls-user", "password123", ""); err != nil {
+	t.Cleanup(s.Close)
+	if _, err := s.Users.Create(context.Background(), "tls-user", "password123", ""); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, App: server.App}
+	e := &env{t: t, App: s.App}
 	tok, _ := e.login("tls-user", "password123")
 	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
 		t.Fatalf("me over TLS: %d", r.Status)
 	}
 
 	cfg.RedisCA = nil // the system roots do not know the test CA
-	if s, err := app.Open(context.Background(), cfg, log, io.Discard); err == nil {
+	if s, err := server.Open(context.Background(), cfg, server.Options{Log: log}); err == nil {
 		s.Close()
 		t.Fatal("connected to a Redis whose certificate nobody vouched for")
 	}
@@ -148,13 +148,13 @@ func TestOpenWithACLUser(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := openConfig(t, rs.Addr, nil)
 	cfg.RedisURL = "redis://sessiond:acl-secret-1@" + rs.Addr + "/0"
-	server, err := app.Open(context.Background(), cfg, log, io.Discard)
+	s, err := server.Open(context.Background(), cfg, server.Options{Log: log})
 	if err != nil {
 		t.Fatalf("Open as an ACL user: %v", err)
 	}
-	server.Close()
+	s.Close()
 	cfg.RedisURL = "redis://sessiond:wrong-secret-2@" + rs.Addr + "/0"
-	_, err = app.Open(context.Background(), cfg, log, io.Discard)
+	_, err = server.Open(context.Background(), cfg, server.Options{Log: log})
 	if err == nil || strings.Contains(err.Error(), "wrong-secret-2") {
 		t.Fatalf("Open with a wrong password: %v; want an error without the password", err)
 	}

@@ -9,8 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/sessiond/sessiond/sessions"
-	"github.com/sessiond/sessiond/users"
+	"github.com/sessiond/sessiond/internal/errcode"
 )
 
 // Problem is an RFC 9457 problem details body. Code is the stable,
@@ -21,115 +20,113 @@ type Problem struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
-
-	// Headers the response needs (WWW-Authenticate, Retry-After).
-	header map[string]string
 }
 
-func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
-
-func problem(status int, code, detail string) *Problem {
-	return &Problem{Type: "urn:sessiond:problem:" + code, Title: http.StatusText(status),
-		Status: status, Detail: detail, Code: code}
-}
-
-func (p *Problem) with(k, v string) *Problem {
-	if p.header == nil {
-		p.header = map[string]string{}
-	}
-	p.header[k] = v
-	return p
-}
-
-func invalid(detail string) *Problem { return problem(400, "invalid_request", detail) }
-
-// unauthorized is a 401. tokenSent adds error="invalid_token" (RFC 6750):
-// a token was presented but is bad, expired or revoked.
-func unauthorized(detail string, tokenSent bool) *Problem {
-	h := "Bearer"
-	if tokenSent {
-		h = `Bearer error="invalid_token"`
-	}
-	return problem(401, "unauthorized", detail).with(fiber.HeaderWWWAuthenticate, h)
-}
-
-var (
-	errInvalidCredentials = problem(401, "invalid_credentials", "the username or password is wrong").
-				with(fiber.HeaderWWWAuthenticate, "Bearer")
-	errAccountDisabled = problem(403, "account_disabled", "this account is disabled")
-	errForbidden       = problem(403, "forbidden", "this needs the admin role")
-	errNotFound        = problem(404, "not_found", "no such resource")
-	errUnavailable     = problem(503, "unavailable", "the session store is unreachable; try again shortly").
-				with(fiber.HeaderRetryAfter, "1")
+// Codes only HTTP has: the request itself was too big or too slow.
+const (
+	codePayloadTooLarge = "payload_too_large"
+	codeHeadersTooLarge = "headers_too_large"
+	codeRequestTimeout  = "request_timeout"
 )
 
-// toProblem is the one mapping from the packages' errors to HTTP.
-func toProblem(err error) *Problem {
-	var p *Problem
-	var tooMany *users.TooManyAttemptsError
-	var fe *fiber.Error
-	switch {
-	case errors.As(err, &p):
-		return p
-	case errors.As(err, &tooMany):
-		secs := int((tooMany.RetryAfter + time.Second - 1) / time.Second)
-		return problem(429, "too_many_attempts", "too many failed logins; try again later").
-			with(fiber.HeaderRetryAfter, strconv.Itoa(max(secs, 1)))
-	case errors.Is(err, sessions.ErrUnavailable), errors.Is(err, users.ErrUnavailable):
-		return errUnavailable
-	case errors.Is(err, users.ErrInvalidCredentials):
-		return errInvalidCredentials
-	case errors.Is(err, users.ErrAccountDisabled), errors.Is(err, sessions.ErrAccountDisabled):
-		return errAccountDisabled
-	case errors.Is(err, users.ErrUsernameTaken):
-		return problem(409, "username_taken", "that username is taken")
-	case errors.Is(err, users.ErrLastAdmin):
-		return problem(409, "last_admin", "this is the last enabled admin: make another admin first")
-	case errors.Is(err, sessions.ErrStale):
-		// A password change whose check of the current password raced with
-		// another change or an admin's reset: that one stands.
-		return problem(401, "invalid_credentials", "the password was changed by another request while this one was checked").
-			with(fiber.HeaderWWWAuthenticate, "Bearer")
-	case errors.Is(err, users.ErrNotFound), errors.Is(err, sessions.ErrNotFound), errors.Is(err, sessions.ErrUserNotFound):
-		return errNotFound
-	case errors.Is(err, users.ErrInvalidUsername):
-		return invalid("username: " + err.Error())
-	case errors.Is(err, users.ErrInvalidRole):
-		return invalid("role: " + err.Error())
-	case errors.Is(err, users.ErrInvalidCursor):
-		return invalid("cursor: " + err.Error())
-	case errors.As(err, &fe):
-		switch fe.Code {
-		case fiber.StatusRequestEntityTooLarge:
-			return problem(413, "payload_too_large", "the request body is over 64 KiB")
-		case fiber.StatusNotFound:
-			return errNotFound
-		case fiber.StatusMethodNotAllowed:
-			return problem(405, "method_not_allowed", "this path does not take that method")
-		case fiber.StatusRequestHeaderFieldsTooLarge:
-			return problem(431, "headers_too_large", "the request headers are too large")
-		case fiber.StatusRequestTimeout:
-			return problem(408, "request_timeout", "the request took too long to arrive")
-		case fiber.StatusBadRequest:
-			return invalid("the request is malformed")
-		}
-	}
-	return problem(500, "internal", "something went wrong on our side")
+// statusOf is the one table from a code to its HTTP status, and the detail
+// shown when the error has none of its own to show.
+var statusOf = map[string]struct {
+	status int
+	detail string
+}{
+	errcode.Invalid:            {400, "the request is malformed"},
+	errcode.Unauthorized:       {401, "this needs a valid Authorization: Bearer token"},
+	errcode.InvalidCredentials: {401, "the username or password is wrong"},
+	errcode.AccountDisabled:    {403, "this account is disabled"},
+	errcode.Forbidden:          {403, "this needs the admin role"},
+	errcode.NotFound:           {404, "no such resource"},
+	codeRequestTimeout:         {408, "the request took too long to arrive"},
+	errcode.UsernameTaken:      {409, "that username is taken"},
+	errcode.LastAdmin:          {409, "this is the last enabled admin"},
+	codePayloadTooLarge:        {413, "the request body is over 64 KiB"},
+	errcode.TooManyAttempts:    {429, "too many failed attempts; try again later"},
+	codeHeadersTooLarge:        {431, "the request headers are too large"},
+	errcode.Internal:           {500, "something went wrong on our side"},
+	errcode.Unavailable:        {503, "the session store is unreachable; try again shortly"},
 }
 
-// errorHandler writes every error as problem+json. Unexpected errors are
+// The app's own errors: what it finds wrong with a request before any store
+// is asked.
+var (
+	errForbidden    = errcode.New(errcode.Forbidden, "this needs the admin role")
+	errNotFound     = errcode.New(errcode.NotFound, "no such resource")
+	errNoToken      = errcode.New(errcode.Unauthorized, "this needs an Authorization: Bearer token")
+	errBadHeader    = errcode.New(errcode.Unauthorized, "the Authorization header must be: Bearer <token>")
+	errSessionEnded = errcode.New(errcode.Unauthorized, "the session has ended (signed out, revoked or expired)")
+	errAccountGone  = errcode.New(errcode.Unauthorized, "the account no longer exists")
+	// errLoginRaced is answered when a login kept racing account changes.
+	errLoginRaced = errcode.New(errcode.Unavailable, "the account kept changing during sign-in; try again")
+)
+
+func invalid(detail string) error { return errcode.New(errcode.Invalid, detail) }
+
+// fiberCodes are the codes of the errors Fiber and fasthttp raise themselves.
+var fiberCodes = map[int]string{
+	fiber.StatusRequestEntityTooLarge:       codePayloadTooLarge,
+	fiber.StatusRequestHeaderFieldsTooLarge: codeHeadersTooLarge,
+	fiber.StatusRequestTimeout:              codeRequestTimeout,
+	fiber.StatusBadRequest:                  errcode.Invalid,
+}
+
+// retryAfter is an error that says when to try again (too many attempts).
+type retryAfter interface {
+	error
+	RetryAfter() time.Duration
+}
+
+// toProblem turns any error into the problem it is answered with.
+func toProblem(err error) (Problem, time.Duration) {
+	code := errcode.Of(err)
+	detail := errcode.Message(err)
+	var fe *fiber.Error
+	if errors.As(err, &fe) && fiberCodes[fe.Code] != "" {
+		code, detail = fiberCodes[fe.Code], ""
+	}
+	entry, ok := statusOf[code]
+	if !ok {
+		code, detail, entry = errcode.Internal, "", statusOf[errcode.Internal]
+	}
+	if code == errcode.Internal || detail == "" {
+		detail = entry.detail
+	}
+	var wait time.Duration
+	var ra retryAfter
+	if errors.As(err, &ra) {
+		wait = ra.RetryAfter()
+	} else if code == errcode.Unavailable || code == errcode.TooManyAttempts {
+		wait = time.Second
+	}
+	return Problem{Type: "urn:sessiond:problem:" + code, Title: http.StatusText(entry.status),
+		Status: entry.status, Detail: detail, Code: code}, wait
+}
+
+// errorHandler is the one writer of errors: every error is answered as
+// problem+json with the headers its status needs. Unexpected errors are
 // logged; their text stays out of the response.
 func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
 		if requestID(c) == "" {
 			setResponseMeta(c)
 		}
-		p := toProblem(err)
+		p, wait := toProblem(err)
 		if p.Status >= 500 {
 			log.Error("request failed", "request_id", requestID(c), "method", c.Method(), "path", c.Path(), "status", p.Status, "err", err)
 		}
-		for k, v := range p.header {
-			c.Set(k, v)
+		switch {
+		case p.Status == fiber.StatusUnauthorized && p.Code == errcode.Unauthorized && c.Get(fiber.HeaderAuthorization) != "":
+			// RFC 6750: a token was presented but is bad, expired or revoked.
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
+		case p.Status == fiber.StatusUnauthorized:
+			c.Set(fiber.HeaderWWWAuthenticate, "Bearer")
+		}
+		if wait > 0 {
+			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(max(int((wait+time.Second-1)/time.Second), 1)))
 		}
 		c.Status(p.Status)
 		c.Set(fiber.HeaderContentType, "application/problem+json")

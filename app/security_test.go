@@ -285,13 +285,7 @@ func TestRefusalTimingAfterACostChange(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{MaxFailures: 1000, MaxPerAccount: 0})
 	// Another replica, configured at a higher cost, made this account.
-	high, err := users.New(e.Client, users.Options{Prefix: e.Prefix, BcryptCost: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := high.Prepare(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	high := newEnv(t, envOpts{Prefix: e.Prefix, BcryptCost: 10}).Users
 	if _, err := high.Create(context.Background(), "oldcost", "password123", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +310,7 @@ func TestRefusalTimingAfterACostChange(t *testing.T) {
 	if !e.canLogin("oldcost", "password123") {
 		t.Fatal("the right password failed")
 	}
-	hash, err := e.Client.Do(context.Background(), e.Client.B().Hget().Key(e.Users.Key(mustFind(t, e.Users, "oldcost"))).Field("hash").Build()).ToString()
+	hash, err := e.Client.Do(context.Background(), e.Client.B().Hget().Key(e.Keys.User(mustFind(t, e.Users, "oldcost"))).Field("hash").Build()).ToString()
 	if err != nil {
 		t.Fatal(err)
 	}

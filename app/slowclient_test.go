@@ -2,22 +2,18 @@ package app_test
 
 import (
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sessiond/sessiond/app"
 )
 
 // A client that sends half a request and stalls (slowloris) is cut off once
 // the read timeout passes; it cannot hold the connection open.
 func TestSlowClientIsCutOff(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{})
-	a := app.New(app.Deps{Users: e.Users, Sessions: e.Sessions, Tokens: e.Tokens,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ReadTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	e := newEnv(t, envOpts{ReadTimeout: 300 * time.Millisecond})
+	a := e.App
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -38,7 +37,9 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
+	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/sessions"
 )
 
@@ -93,7 +94,7 @@ func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster 
 		url = "redis://" + opt.InitAddress[0] + "?addr=" + strings.Join(opt.InitAddress[1:], "&addr=")
 	}
 
-	cfg, err := app.LoadConfig(func(k string) string {
+	cfg, err := server.LoadConfig(func(k string) string {
 		return map[string]string{"REDIS_URL": url, "JWT_SECRET": secret, "BCRYPT_COST": "10",
 			"LOGIN_MAX_FAILURES": "1000000", "MAX_SESSIONS_PER_USER": "0", "REDIS_KEY_PREFIX": "bench:"}[k]
 	})
@@ -101,10 +102,10 @@ func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster 
 		return err
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	var replicas [2]*app.Server
+	var replicas [2]*server.Server
 	var addrs [2]string
 	for i := range replicas {
-		if replicas[i], err = app.Open(ctx, cfg, quiet, io.Discard); err != nil {
+		if replicas[i], err = server.Open(ctx, cfg, server.Options{Log: quiet}); err != nil {
 			return err
 		}
 		defer replicas[i].Close()
@@ -192,7 +193,7 @@ func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster 
 
 // signIn creates users and signs each in once over HTTP, two at a time
 // (bcrypt is the cost).
-func signIn(ctx context.Context, s *app.Server, addr string, n int) ([]string, error) {
+func signIn(ctx context.Context, s *server.Server, addr string, n int) ([]string, error) {
 	tokens := make([]string, n)
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 2)
@@ -393,20 +394,17 @@ func propagation(addrs [2]string, n int) ([]time.Duration, error) {
 
 // memoryPerSession creates n sessions over n/50 users and returns Redis's
 // used_memory growth per session.
-func memoryPerSession(ctx context.Context, rs *redistest.Server, cfg app.Config, n int) (float64, string, error) {
-	c, err := rueidis.NewClient(rs.Options())
+func memoryPerSession(ctx context.Context, rs *redistest.Server, cfg server.Config, n int) (float64, string, error) {
+	c, st, layout, err := openStore(ctx, rs, cfg, "mem:")
 	if err != nil {
 		return 0, "", err
 	}
 	defer c.Close()
-	prefix := "mem:"
-	st := sessions.New(c, sessions.Options{Prefix: prefix, MaxPerUser: 0, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime})
 	nUsers := max(n/50, 1)
 	uids := make([]string, nUsers)
 	for i := range uids {
 		uids[i] = uuid.NewString()
-		if err := c.Do(ctx, c.B().Hset().Key(prefix+"user:{"+uids[i]+"}").FieldValue().
-			FieldValue("id", uids[i]).FieldValue("role", "user").FieldValue("cv", "0").FieldValue("disabled", "0").Build()).Error(); err != nil {
+		if err := addAccount(ctx, c, layout, uids[i]); err != nil {
 			return 0, "", err
 		}
 	}
@@ -420,7 +418,7 @@ func memoryPerSession(ctx context.Context, rs *redistest.Server, cfg app.Config,
 		s, err := st.Create(ctx, uid, "0", sessions.Meta{DeviceName: "Alice's iPhone", Platform: "ios",
 			UserAgent: "MyApp/3.2 (iPhone; iOS 18.1)", IP: "203.0.113.7"})
 		if i == 0 {
-			firstKey = prefix + "sess:{" + uid + "}:" + s.ID
+			firstKey = layout.Session(uid, s.ID)
 		}
 		return err
 	})
@@ -466,16 +464,14 @@ func usedMemory(ctx context.Context, rs *redistest.Server) (int64, error) {
 }
 
 // timeLogoutAll gives one user n sessions and times RevokeAll of them.
-func timeLogoutAll(ctx context.Context, rs *redistest.Server, cfg app.Config, n int) (time.Duration, error) {
-	c, err := rueidis.NewClient(rs.Options())
+func timeLogoutAll(ctx context.Context, rs *redistest.Server, cfg server.Config, n int) (time.Duration, error) {
+	c, st, layout, err := openStore(ctx, rs, cfg, "big:")
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	prefix, uid := "big:", uuid.NewString()
-	st := sessions.New(c, sessions.Options{Prefix: prefix, MaxPerUser: 0, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime})
-	if err := c.Do(ctx, c.B().Hset().Key(prefix+"user:{"+uid+"}").FieldValue().
-		FieldValue("id", uid).FieldValue("cv", "0").FieldValue("disabled", "0").Build()).Error(); err != nil {
+	uid := uuid.NewString()
+	if err := addAccount(ctx, c, layout, uid); err != nil {
 		return 0, err
 	}
 	if err := parallel(n, 32, func(int) error {
@@ -494,6 +490,30 @@ func timeLogoutAll(ctx context.Context, rs *redistest.Server, cfg app.Config, n 
 		return 0, fmt.Errorf("logout-all revoked %d of %d", revoked, n)
 	}
 	return took, nil
+}
+
+// openStore opens the service's session store, as serve wires it, on a
+// client of its own under another key prefix.
+func openStore(ctx context.Context, rs *redistest.Server, cfg server.Config, prefix string) (rueidis.Client, *sessions.Store, keys.Layout, error) {
+	c, err := rueidis.NewClient(rs.Options())
+	if err != nil {
+		return nil, nil, keys.Layout{}, err
+	}
+	cfg.KeyPrefix = prefix
+	srv, err := server.Open(ctx, cfg, server.Options{Client: c})
+	if err != nil {
+		c.Close()
+		return nil, nil, keys.Layout{}, err
+	}
+	return c, srv.Sessions, keys.New(prefix), nil
+}
+
+// addAccount writes a bare enabled account record, without the bcrypt work
+// of a real one: sessions only need it to exist.
+func addAccount(ctx context.Context, c rueidis.Client, layout keys.Layout, uid string) error {
+	return c.Do(ctx, c.B().Hset().Key(layout.User(uid)).FieldValue().
+		FieldValue(keys.UserID, uid).FieldValue(keys.UserRole, keys.DefaultRole).
+		FieldValue(keys.UserVersion, "0").FieldValue(keys.UserDisabled, "0").Build()).Error()
 }
 
 // parallel runs f(0..n-1) on w goroutines and returns the first error.

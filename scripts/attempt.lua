@@ -3,7 +3,7 @@
 -- would let a burst of concurrent guesses all pass the check; taking the
 -- attempt in the same step as the check cannot be raced.
 --
--- KEYS[1] the limit's hash: 'f' = failed attempts this window, and one field
+-- KEYS[1] the limit's hash: '{{.Failures}}' = failed attempts this window, and one field
 --   'a:<attempt id>' = start (unix ms) per attempt still being checked.
 -- ARGV[1] attempts per window   ARGV[2] window (ms)   ARGV[3] attempt id
 -- ARGV[4] now (unix ms)   ARGV[5] an attempt older than this (ms) is taken to
@@ -19,7 +19,7 @@ end
 local h = redis.call('HGETALL', KEYS[1])
 local failed, live = 0, 0
 for i = 1, #h, 2 do
-  if h[i] == 'f' then
+  if h[i] == '{{.Failures}}' then
     failed = tonumber(h[i + 1]) or 0
   elseif now - (tonumber(h[i + 1]) or 0) > stale then
     redis.call('HDEL', KEYS[1], h[i])

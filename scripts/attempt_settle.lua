@@ -13,10 +13,10 @@ if not window or window < 1 or (outcome ~= 'fail' and outcome ~= 'reset' and out
 end
 redis.call('HDEL', KEYS[1], 'a:' .. ARGV[1])
 if outcome == 'fail' then
-  local n = redis.call('HINCRBY', KEYS[1], 'f', 1)
+  local n = redis.call('HINCRBY', KEYS[1], '{{.Failures}}', 1)
   -- The window may have ended while the password was checked: a new one.
   if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], window) end
   return n
 end
-if outcome == 'reset' then redis.call('HDEL', KEYS[1], 'f') end
-return tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+if outcome == 'reset' then redis.call('HDEL', KEYS[1], '{{.Failures}}') end
+return tonumber(redis.call('HGET', KEYS[1], '{{.Failures}}') or '0')

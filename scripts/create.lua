@@ -3,8 +3,8 @@
 -- ARGV[1] credential version the password was checked against
 -- ARGV[2] now (unix ms)   ARGV[3] session expiry (unix ms)   ARGV[4] max sessions (0 = no limit)
 -- ARGV[5] prefix of this user's session keys (the sid is appended)   ARGV[6] the new sid
--- ARGV[7..] field, value pairs of the session hash; the account's role is added as rl
---   unless it is the default role 'user' (most sessions; it would cost ~30 bytes each)
+-- ARGV[7..] field, value pairs of the session hash; the account's role is added
+--   unless it is the default role (most sessions; it would cost ~30 bytes each)
 -- Returns {'OK', evicted sid...} or {'NOUSER'} / {'DISABLED'} / {'STALE'} with nothing written.
 
 -- Validate first: a script that errors keeps its earlier writes.
@@ -13,7 +13,7 @@ if not (now and expiry and max) or #ARGV < 8 or #ARGV % 2 ~= 0 then
   return redis.error_reply('ERR create: bad arguments')
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOUSER'} end
-local st = redis.call('HMGET', KEYS[1], 'disabled', 'cv', 'role')
+local st = redis.call('HMGET', KEYS[1], '{{.UserDisabled}}', '{{.UserVersion}}', '{{.UserRole}}')
 if st[1] == '1' then return {'DISABLED'} end
 -- A disable, password change or force-logout since the password check bumped cv:
 -- this login must not outlive it.
@@ -25,8 +25,8 @@ if (st[2] or '0') ~= ARGV[1] then return {'STALE'} end
 -- The role is copied from the account in this same step, so a role change
 -- (update_account) either sees this session or came before it.
 local fields = {unpack(ARGV, 7)}
-if st[3] and st[3] ~= 'user' then
-  fields[#fields + 1] = 'rl'
+if st[3] and st[3] ~= '{{.DefaultRole}}' then
+  fields[#fields + 1] = '{{.SessRole}}'
   fields[#fields + 1] = st[3]
 end
 redis.call('HSET', KEYS[3], unpack(fields))
@@ -42,7 +42,7 @@ if max > 0 then
     -- Evict the least recently used. A member whose hash is missing sorts first.
     local byUse = {}
     for i, id in ipairs(ids) do
-      byUse[i] = {id, tonumber(redis.call('HGET', ARGV[5] .. id, 'ls') or '0')}
+      byUse[i] = {id, tonumber(redis.call('HGET', ARGV[5] .. id, '{{.SessLastSeen}}') or '0')}
     end
     table.sort(byUse, function(a, b) return a[2] < b[2] end)
     for i = 1, over do

@@ -4,6 +4,6 @@
 -- password is the same, so no session ends.
 -- KEYS[1] user hash   ARGV[1] the hash as read   ARGV[2] the new hash
 -- Returns 1 when replaced, 0 when the hash had changed.
-if redis.call('HGET', KEYS[1], 'hash') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'hash', ARGV[2])
+if redis.call('HGET', KEYS[1], '{{.UserHash}}') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], '{{.UserHash}}', ARGV[2])
 return 1

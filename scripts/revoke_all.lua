@@ -13,7 +13,7 @@
 -- another change or an admin's reset, and must not overwrite it).
 if #ARGV < 3 or #ARGV % 2 ~= 1 then return redis.error_reply('ERR revoke_all: bad arguments') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-if ARGV[3] ~= '' and (redis.call('HGET', KEYS[1], 'cv') or '0') ~= ARGV[3] then return {-2} end
+if ARGV[3] ~= '' and (redis.call('HGET', KEYS[1], '{{.UserVersion}}') or '0') ~= ARGV[3] then return {-2} end
 
 local keep = ARGV[1]
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
@@ -40,7 +40,7 @@ if kept then
   redis.call('PEXPIREAT', KEYS[2], kept)
 end
 
-redis.call('HINCRBY', KEYS[1], 'cv', 1)
+redis.call('HINCRBY', KEYS[1], '{{.UserVersion}}', 1)
 if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
 -- The index as it was, keep included: the caller skips it. Copying it
 -- into a reply table of its own would cost as much as the deletes.

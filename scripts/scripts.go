@@ -2,25 +2,64 @@
 // than one key runs as one of these, so no interleaving of requests can leave a
 // session alive that should be dead. Each script validates everything before its
 // first write: Redis keeps the writes a script made before it errored.
+//
+// The contract every script keeps, for Redis Cluster: all keys a script
+// touches are of one user and carry that user's hash tag {uid}, so they are
+// in one slot. Most are passed in KEYS. Three scripts also touch a user's
+// session hashes that they find in the user's index, by a key prefix passed
+// in ARGV (the prefix ends in "{uid}:", so every key built from it is in the
+// same slot as KEYS): create (evicting the least recently used sessions),
+// revoke_all (deleting them) and update_account (copying a new role into
+// them). The failed-login counters, the admin set and the bcrypt cost are
+// single keys, each script touching exactly the one in KEYS[1].
+//
+// Field names are not written in the .lua files: they are filled in from
+// internal/keys when the scripts load, so Go and Lua cannot disagree.
 package scripts
 
 import (
 	_ "embed"
+	"strings"
+	"text/template"
 
 	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/internal/keys"
 )
+
+// Script is a loaded script and its source (for sending it by EVAL in one
+// pipeline with a WAIT for replicas).
+type Script struct {
+	*rueidis.Lua
+	Src string
+}
+
+// fields are what the .lua files name as {{.Name}}.
+var fields = map[string]string{
+	"UserHash": keys.UserHash, "UserRole": keys.UserRole, "UserDisabled": keys.UserDisabled,
+	"UserVersion": keys.UserVersion, "SessLastSeen": keys.SessLastSeen, "SessExpires": keys.SessExpires,
+	"SessIP": keys.SessIP, "SessRole": keys.SessRole, "DefaultRole": keys.DefaultRole,
+	"Failures": keys.FieldFailures,
+}
+
+func load(src string) Script {
+	t := template.Must(template.New("").Option("missingkey=error").Parse(src))
+	var b strings.Builder
+	if err := t.Execute(&b, fields); err != nil {
+		panic(err) // a script names a field internal/keys lacks: caught by any test
+	}
+	return Script{Lua: rueidis.NewLuaScript(b.String()), Src: b.String()}
+}
 
 var (
 	//go:embed create.lua
 	createSrc string
 	//go:embed touch.lua
 	touchSrc string
-	// RevokeSrc and RevokeAllSrc are the sources, for sending a revocation
-	// by EVAL in one pipeline with a WAIT for replicas.
 	//go:embed revoke.lua
-	RevokeSrc string
+	revokeSrc string
 	//go:embed revoke_all.lua
-	RevokeAllSrc string
+	revokeAllSrc string
 	//go:embed update_account.lua
 	updateAccountSrc string
 	//go:embed attempt.lua
@@ -40,29 +79,29 @@ var (
 var (
 	// Create writes a new session hash and its index entry after checking the
 	// account is enabled and its credential version unchanged.
-	Create = rueidis.NewLuaScript(createSrc)
+	Create = load(createSrc)
 	// Touch records use of a session and slides its idle expiry.
-	Touch = rueidis.NewLuaScript(touchSrc)
+	Touch = load(touchSrc)
 	// Revoke deletes one session of one user.
-	Revoke = rueidis.NewLuaScript(RevokeSrc)
+	Revoke = load(revokeSrc)
 	// RevokeAll deletes a user's sessions (optionally keeping one), bumps the
 	// credential version and applies account changes in the same step.
-	RevokeAll = rueidis.NewLuaScript(RevokeAllSrc)
+	RevokeAll = load(revokeAllSrc)
 	// UpdateAccount sets account fields that end no session and copies a new
 	// role into every live session of the account in the same step.
-	UpdateAccount = rueidis.NewLuaScript(updateAccountSrc)
+	UpdateAccount = load(updateAccountSrc)
 	// Attempt takes one login attempt from a fixed-window budget, or refuses
 	// it once the budget is spent.
-	Attempt = rueidis.NewLuaScript(attemptSrc)
+	Attempt = load(attemptSrc)
 	// AttemptSettle ends an attempt: a failure, a success that clears the
 	// count, or neither.
-	AttemptSettle = rueidis.NewLuaScript(attemptSettleSrc)
+	AttemptSettle = load(attemptSettleSrc)
 	// Rehash replaces a password hash with one at the configured cost,
 	// unless the password changed meanwhile.
-	Rehash = rueidis.NewLuaScript(rehashSrc)
+	Rehash = load(rehashSrc)
 	// AdminRelease takes an account out of the enabled admins unless it is
 	// the last one.
-	AdminRelease = rueidis.NewLuaScript(adminReleaseSrc)
+	AdminRelease = load(adminReleaseSrc)
 	// MaxCost raises the highest bcrypt cost in use.
-	MaxCost = rueidis.NewLuaScript(maxCostSrc)
+	MaxCost = load(maxCostSrc)
 )

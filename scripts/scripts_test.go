@@ -6,8 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
+	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/scripts"
 )
@@ -22,14 +21,15 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// keys lists the keys under a prefix, on every master of a cluster.
-func keys(t *testing.T, prefix string) []string {
+// keysUnder lists the keys under a prefix, on every master of a cluster.
+func keysUnder(t *testing.T, prefix string) []string {
 	t.Helper()
 	return srv.Keys(t, prefix+"*")
 }
 
 func sessionFields(sid string) []string {
-	return []string{"dn", "", "pf", "", "ua", "", "ip", "127.0.0.1", "ca", "1", "ls", "1", "ea", "9999999999"}
+	return []string{keys.SessDevice, "", keys.SessPlatform, "", keys.SessUserAgent, "", keys.SessIP, "127.0.0.1",
+		keys.SessCreated, "1", keys.SessLastSeen, "1", keys.SessExpires, "9999999999"}
 }
 
 // Redis keeps what a script wrote before it errored, so every script checks
@@ -37,8 +37,9 @@ func sessionFields(sid string) []string {
 func TestScriptsValidateBeforeWriting(t *testing.T) {
 	c := srv.Client(t)
 	p := redistest.Prefix(t)
-	user, index, sess := p+"user:{u1}", p+"sessions:{u1}", p+"sess:{u1}:s1"
-	if err := c.Do(ctx(t), c.B().Hset().Key(user).FieldValue().FieldValue("id", "u1").FieldValue("cv", "0").Build()).Error(); err != nil {
+	k := keys.New(p)
+	user, index, sess := k.User("u1"), k.SessionIndex("u1"), k.Session("u1", "s1")
+	if err := c.Do(ctx(t), c.B().Hset().Key(user).FieldValue().FieldValue(keys.UserID, "u1").FieldValue(keys.UserVersion, "0").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	// An expired index member the create script would prune, if it got that far.
@@ -48,17 +49,17 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 	now := "1700000000000"
 	for _, call := range []struct {
 		name       string
-		script     *rueidis.Lua
+		script     scripts.Script
 		keys, args []string
 	}{
 		{"create with a non-numeric max", scripts.Create, []string{user, index, sess},
-			append([]string{"0", now, now, "many", p + "sess:{u1}:", "s1"}, sessionFields("s1")...)},
+			append([]string{"0", now, now, "many", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...)},
 		{"create with an odd field list", scripts.Create, []string{user, index, sess},
-			append([]string{"0", now, now, "5", p + "sess:{u1}:", "s1"}, sessionFields("s1")[1:]...)},
+			append([]string{"0", now, now, "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")[1:]...)},
 		{"touch with a bad idle timeout", scripts.Touch, []string{sess, index}, []string{now, "soon", "ip", "s1"}},
-		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index}, []string{"", p + "sess:{u1}:", "", "disabled"}},
-		{"revoke_all without a credential version", scripts.RevokeAll, []string{user, index}, []string{"", p + "sess:{u1}:"}},
-		{"update_account with an odd field list", scripts.UpdateAccount, []string{user, index}, []string{p + "sess:{u1}:", "role"}},
+		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index}, []string{"", k.SessionPrefix("u1"), "", "disabled"}},
+		{"revoke_all without a credential version", scripts.RevokeAll, []string{user, index}, []string{"", k.SessionPrefix("u1")}},
+		{"update_account with an odd field list", scripts.UpdateAccount, []string{user, index}, []string{k.SessionPrefix("u1"), "role"}},
 		{"attempt with no window", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "0", "a1", now, "30000"}},
 		{"attempt with no budget", scripts.Attempt, []string{p + "fail:x"}, []string{"0", "60000", "a1", now, "30000"}},
 		{"attempt without an id", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "60000", "", now, "30000"}},
@@ -66,16 +67,16 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 		{"max_cost with no cost", scripts.MaxCost, []string{p + "maxcost"}, []string{"high"}},
 	} {
 		t.Run(call.name, func(t *testing.T) {
-			before := keys(t, p)
+			before := keysUnder(t, p)
 			err := call.script.Exec(ctx(t), c, call.keys, call.args).Error()
 			if err == nil || !strings.Contains(err.Error(), "bad") {
 				t.Fatalf("got %v, want the script to refuse its arguments", err)
 			}
-			if after := keys(t, p); len(after) != len(before) {
+			if after := keysUnder(t, p); len(after) != len(before) {
 				t.Fatalf("keys before %v, after %v: the failed call wrote", before, after)
 			}
 			n, _ := c.Do(ctx(t), c.B().Zcard().Key(index).Build()).AsInt64()
-			cv, _ := c.Do(ctx(t), c.B().Hget().Key(user).Field("cv").Build()).ToString()
+			cv, _ := c.Do(ctx(t), c.B().Hget().Key(user).Field(keys.UserVersion).Build()).ToString()
 			if n != 1 || cv != "0" {
 				t.Fatalf("index has %d members, cv %q: the failed call wrote", n, cv)
 			}
@@ -110,8 +111,9 @@ func TestScriptsWriteNothingWhenRedisIsOutOfMemory(t *testing.T) {
 	srv.RequireSingle(t, "CONFIG SET maxmemory on the one node")
 	c := srv.Client(t)
 	p := redistest.Prefix(t)
-	user, index := p+"user:{u1}", p+"sessions:{u1}"
-	if err := c.Do(ctx(t), c.B().Hset().Key(user).FieldValue().FieldValue("id", "u1").FieldValue("cv", "0").Build()).Error(); err != nil {
+	k := keys.New(p)
+	user, index := k.User("u1"), k.SessionIndex("u1")
+	if err := c.Do(ctx(t), c.B().Hset().Key(user).FieldValue().FieldValue(keys.UserID, "u1").FieldValue(keys.UserVersion, "0").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Do(ctx(t), c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "1").Build()).Error(); err != nil {
@@ -122,12 +124,12 @@ func TestScriptsWriteNothingWhenRedisIsOutOfMemory(t *testing.T) {
 	})
 	now := "1700000000000"
 	err := scripts.Create.Exec(ctx(t), c, []string{user, index, p + "sess:{u1}:s1"},
-		append([]string{"0", now, "9999999999999", "5", p + "sess:{u1}:", "s1"}, sessionFields("s1")...)).Error()
+		append([]string{"0", now, "9999999999999", "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...)).Error()
 	if err == nil || !strings.Contains(err.Error(), "OOM") {
 		t.Fatalf("create at maxmemory: %v; want an OOM refusal", err)
 	}
 	c.Do(context.Background(), c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "0").Build())
-	if ks := keys(t, p); len(ks) != 1 {
+	if ks := keysUnder(t, p); len(ks) != 1 {
 		t.Fatalf("keys after the refused create: %v; want only the user", ks)
 	}
 }

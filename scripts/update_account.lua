@@ -1,7 +1,7 @@
 -- Apply account changes that end no session (a role, enabling), and copy a
 -- new role into every live session of the account in the same step: the
 -- request path reads the role from the session, so it must never lag. A
--- session holds no rl when the role is the default, 'user' (as create.lua).
+-- session holds no role field when the role is the default (as create.lua).
 -- KEYS[1] user hash, KEYS[2] the user's session index
 -- ARGV[1] prefix of this user's session keys   ARGV[2..] field, value pairs to set on the user hash
 -- Returns the number of sessions updated, or -1 with nothing written when the user does not exist.
@@ -10,7 +10,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 
 local role
 for i = 2, #ARGV, 2 do
-  if ARGV[i] == 'role' then role = ARGV[i + 1] end
+  if ARGV[i] == '{{.UserRole}}' then role = ARGV[i + 1] end
 end
 -- The account first: it is the write Redis refuses when out of memory, so an
 -- OOM refuses the whole change.
@@ -20,10 +20,10 @@ if role then
   for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     -- HSET on a session that has expired would recreate it without a TTL.
     if redis.call('EXISTS', ARGV[1] .. id) == 1 then
-      if role == 'user' then
-        redis.call('HDEL', ARGV[1] .. id, 'rl')
+      if role == '{{.DefaultRole}}' then
+        redis.call('HDEL', ARGV[1] .. id, '{{.SessRole}}')
       else
-        redis.call('HSET', ARGV[1] .. id, 'rl', role)
+        redis.call('HSET', ARGV[1] .. id, '{{.SessRole}}', role)
       end
       n = n + 1
     end

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/sessions"
 )
@@ -28,9 +29,9 @@ func BenchmarkVerifyHS256(b *testing.B) {
 func benchStore(b *testing.B, c rueidis.Client) (*sessions.Store, sessions.Session) {
 	b.Helper()
 	p := redistest.Prefix(b)
-	st := sessions.New(c, sessions.Options{Prefix: p, MaxPerUser: 0})
+	st := newStore(b, c, p, sessions.Options{})
 	ctx := context.Background()
-	c.Do(ctx, c.B().Hset().Key(p+"user:{u1}").FieldValue().FieldValue("id", "u1").FieldValue("cv", "0").Build())
+	c.Do(ctx, c.B().Hset().Key(keys.New(p).User("u1")).FieldValue().FieldValue(keys.UserID, "u1").FieldValue(keys.UserVersion, "0").Build())
 	s, err := st.Create(ctx, "u1", "0", sessions.Meta{DeviceName: "Alice's iPhone", Platform: "ios", IP: "203.0.113.7"})
 	if err != nil {
 		b.Fatal(err)
@@ -44,7 +45,7 @@ func benchCheck(b *testing.B, c rueidis.Client) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := st.Check(ctx, "u1", s.ID, "203.0.113.7"); err != nil {
+			if _, err := st.Use(ctx, "u1", s.ID, "203.0.113.7"); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/sessions"
 )
@@ -43,22 +44,20 @@ type fixture struct {
 func newFixture(t *testing.T, o sessions.Options) *fixture {
 	t.Helper()
 	f := &fixture{t: t, c: srv.Client(t), prefix: redistest.Prefix(t), clock: &clock{t: time.Now()}, uid: "u-" + fmt.Sprint(time.Now().UnixNano())}
-	o.Prefix, o.Now = f.prefix, f.clock.Now
-	f.s = sessions.New(f.c, o)
+	o.Now = f.clock.Now
+	f.s = newStore(t, f.c, f.prefix, o)
 	f.addUser(f.uid)
 	return f
 }
 
-func (f *fixture) userKey(uid string) string { return f.prefix + "user:{" + uid + "}" }
-func (f *fixture) sessKey(uid, sid string) string {
-	return f.prefix + "sess:{" + uid + "}:" + sid
-}
-func (f *fixture) indexKey(uid string) string { return f.prefix + "sessions:{" + uid + "}" }
+func (f *fixture) userKey(uid string) string      { return keys.New(f.prefix).User(uid) }
+func (f *fixture) sessKey(uid, sid string) string { return keys.New(f.prefix).Session(uid, sid) }
+func (f *fixture) indexKey(uid string) string     { return keys.New(f.prefix).SessionIndex(uid) }
 
 func (f *fixture) addUser(uid string) {
 	f.t.Helper()
 	if err := f.c.Do(context.Background(), f.c.B().Hset().Key(f.userKey(uid)).FieldValue().
-		FieldValue("id", uid).FieldValue("role", "user").FieldValue("disabled", "0").FieldValue("cv", "0").Build()).Error(); err != nil {
+		FieldValue(keys.UserID, uid).FieldValue(keys.UserRole, keys.DefaultRole).FieldValue(keys.UserDisabled, "0").FieldValue(keys.UserVersion, "0").Build()).Error(); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -73,7 +72,7 @@ func (f *fixture) create(uid string) sessions.Session {
 }
 
 func (f *fixture) cv(uid string) string {
-	v, _ := f.c.Do(context.Background(), f.c.B().Hget().Key(f.userKey(uid)).Field("cv").Build()).ToString()
+	v, _ := f.c.Do(context.Background(), f.c.B().Hget().Key(f.userKey(uid)).Field(keys.UserVersion).Build()).ToString()
 	return v
 }
 
@@ -91,16 +90,6 @@ func (f *fixture) exists(key string) bool {
 	return n == 1
 }
 
-func TestTouchInterval(t *testing.T) {
-	for idle, want := range map[time.Duration]time.Duration{
-		720 * time.Hour: time.Minute, 4 * time.Minute: time.Minute, 2 * time.Minute: 30 * time.Second, time.Second: 250 * time.Millisecond,
-	} {
-		if got := sessions.TouchInterval(idle); got != want {
-			t.Errorf("TouchInterval(%s) = %s, want %s", idle, got, want)
-		}
-	}
-}
-
 // A session's key expires at the idle timeout, slides with use (written at
 // most once per touch interval) and never outlives its absolute end.
 func TestIdleExpirySlidesUpToTheAbsoluteEnd(t *testing.T) {
@@ -114,7 +103,7 @@ func TestIdleExpirySlidesUpToTheAbsoluteEnd(t *testing.T) {
 	}
 
 	f.clock.Add(30 * time.Second) // within the 60s touch interval: nothing is written
-	if _, err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.1"); err != nil {
+	if _, err := f.s.Use(ctx, f.uid, s.ID, "10.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	if ip, _ := f.c.Do(ctx, f.c.B().Hget().Key(key).Field("ip").Build()).ToString(); ip != "127.0.0.1" {
@@ -122,7 +111,7 @@ func TestIdleExpirySlidesUpToTheAbsoluteEnd(t *testing.T) {
 	}
 
 	f.clock.Add(40 * time.Minute) // due: last use is recorded and the expiry slides
-	if _, err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.2"); err != nil {
+	if _, err := f.s.Use(ctx, f.uid, s.ID, "10.0.0.2"); err != nil {
 		t.Fatal(err)
 	}
 	got, err := f.c.Do(ctx, f.c.B().Hmget().Key(key).Field("ip", "ls").Build()).AsStrSlice()
@@ -143,7 +132,7 @@ func TestIdleExpirySlidesUpToTheAbsoluteEnd(t *testing.T) {
 
 	// Past the idle timeout since last use (by the store's clock): gone.
 	f.clock.Add(61 * time.Minute)
-	if _, err := f.s.Check(ctx, f.uid, s.ID, "10.0.0.2"); !errors.Is(err, sessions.ErrNotFound) {
+	if _, err := f.s.Use(ctx, f.uid, s.ID, "10.0.0.2"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("check after the idle timeout: %v, want ErrNotFound", err)
 	}
 }
@@ -154,18 +143,18 @@ func TestUnusedSessionExpiresInRedis(t *testing.T) {
 	srv.RequireReal(t, "keys expire by Redis's clock")
 	c := srv.Client(t)
 	p := redistest.Prefix(t)
-	s := sessions.New(c, sessions.Options{Prefix: p, IdleTimeout: 300 * time.Millisecond})
+	s := newStore(t, c, p, sessions.Options{IdleTimeout: 300 * time.Millisecond})
 	ctx := context.Background()
-	c.Do(ctx, c.B().Hset().Key(p+"user:{u1}").FieldValue().FieldValue("id", "u1").FieldValue("cv", "0").Build())
+	c.Do(ctx, c.B().Hset().Key(keys.New(p).User("u1")).FieldValue().FieldValue(keys.UserID, "u1").FieldValue(keys.UserVersion, "0").Build())
 	sess, err := s.Create(ctx, "u1", "0", sessions.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(450 * time.Millisecond)
-	if _, err := s.Check(ctx, "u1", sess.ID, "ip"); !errors.Is(err, sessions.ErrNotFound) {
+	if _, err := s.Use(ctx, "u1", sess.ID, "ip"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("check after idling out: %v", err)
 	}
-	if n, _ := c.Do(ctx, c.B().Exists().Key(p+"sess:{u1}:"+sess.ID).Build()).AsInt64(); n != 0 {
+	if n, _ := c.Do(ctx, c.B().Exists().Key(keys.New(p).Session("u1", sess.ID)).Build()).AsInt64(); n != 0 {
 		t.Fatal("the idle session's key is still in Redis")
 	}
 }
@@ -181,16 +170,16 @@ func TestRevokeOnlyOwnSessions(t *testing.T) {
 	if err := f.s.Revoke(ctx, f.uid, theirs.ID); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("revoking another user's session: %v, want ErrNotFound", err)
 	}
-	if _, err := f.s.Get(ctx, other, theirs.ID); err != nil {
+	if _, err := f.s.Use(ctx, other, theirs.ID, "ip"); err != nil {
 		t.Fatalf("their session after my revoke attempt: %v", err)
 	}
-	if _, err := f.s.Get(ctx, f.uid, theirs.ID); !errors.Is(err, sessions.ErrNotFound) {
+	if _, err := f.s.Use(ctx, f.uid, theirs.ID, "ip"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("reading their session as mine: %v", err)
 	}
 	if err := f.s.Revoke(ctx, f.uid, mine.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.s.Get(ctx, f.uid, mine.ID); !errors.Is(err, sessions.ErrNotFound) {
+	if _, err := f.s.Use(ctx, f.uid, mine.ID, "ip"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("after revoke: %v", err)
 	}
 	if err := f.s.Revoke(ctx, f.uid, mine.ID); !errors.Is(err, sessions.ErrNotFound) {
@@ -204,7 +193,7 @@ func TestRevokeAll(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := f.create(f.uid), f.create(f.uid), f.create(f.uid)
 
-	n, err := f.s.ChangeAccount(ctx, f.uid, b.ID, sessions.AccountChange{Fields: []string{"disabled", "1", "role", "user"}})
+	n, err := f.s.ChangeAccount(ctx, f.uid, b.ID, keys.AccountUpdate{Disabled: ptr(true), Role: ptr("user")}, "")
 	if err != nil || n != 2 {
 		t.Fatalf("RevokeAll keeping one: %d, %v; want 2", n, err)
 	}
@@ -220,7 +209,7 @@ func TestRevokeAll(t *testing.T) {
 	if f.cv(f.uid) != "1" {
 		t.Fatalf("credential version %q after RevokeAll, want 1", f.cv(f.uid))
 	}
-	if d, _ := f.c.Do(ctx, f.c.B().Hget().Key(f.userKey(f.uid)).Field("disabled").Build()).ToString(); d != "1" {
+	if d, _ := f.c.Do(ctx, f.c.B().Hget().Key(f.userKey(f.uid)).Field(keys.UserDisabled).Build()).ToString(); d != "1" {
 		t.Fatal("account fields were not applied with the revocation")
 	}
 
@@ -231,7 +220,7 @@ func TestRevokeAll(t *testing.T) {
 		t.Fatalf("keys left after revoking everything: %v", keys)
 	}
 
-	if _, err := f.s.ChangeAccount(ctx, "no-such-user", "", sessions.AccountChange{Fields: []string{"disabled", "1"}}); !errors.Is(err, sessions.ErrUserNotFound) {
+	if _, err := f.s.ChangeAccount(ctx, "no-such-user", "", keys.AccountUpdate{Disabled: ptr(true)}, ""); !errors.Is(err, sessions.ErrUserNotFound) {
 		t.Fatalf("RevokeAll of a missing user: %v", err)
 	}
 	if f.exists(f.userKey("no-such-user")) {
@@ -250,7 +239,7 @@ func TestCreateChecksTheAccount(t *testing.T) {
 	if _, err := f.s.Create(ctx, f.uid, "0", sessions.Meta{}); !errors.Is(err, sessions.ErrStale) {
 		t.Fatalf("create with the old credential version: %v, want ErrStale", err)
 	}
-	f.c.Do(ctx, f.c.B().Hset().Key(f.userKey(f.uid)).FieldValue().FieldValue("disabled", "1").Build())
+	f.c.Do(ctx, f.c.B().Hset().Key(f.userKey(f.uid)).FieldValue().FieldValue(keys.UserDisabled, "1").Build())
 	if _, err := f.s.Create(ctx, f.uid, "1", sessions.Meta{}); !errors.Is(err, sessions.ErrAccountDisabled) {
 		t.Fatalf("create on a disabled account: %v", err)
 	}
@@ -273,7 +262,7 @@ func TestMaxPerUserEvictsLeastRecentlyUsed(t *testing.T) {
 	f.clock.Add(time.Second)
 	c := f.create(f.uid)
 	f.clock.Add(2 * time.Minute)
-	if _, err := f.s.Check(ctx, f.uid, a.ID, "ip"); err != nil { // a: oldest, but just used
+	if _, err := f.s.Use(ctx, f.uid, a.ID, "ip"); err != nil { // a: oldest, but just used
 		t.Fatal(err)
 	}
 	f.clock.Add(time.Second)
@@ -310,7 +299,7 @@ func TestListMostRecentlyUsedFirst(t *testing.T) {
 	f.clock.Add(time.Second)
 	b := f.create(f.uid)
 	f.clock.Add(2 * time.Minute)
-	f.s.Check(ctx, f.uid, a.ID, "ip")
+	f.s.Use(ctx, f.uid, a.ID, "ip")
 	f.clock.Add(time.Second)
 	c := f.create(f.uid)
 	f.s.Revoke(ctx, f.uid, c.ID)
@@ -350,13 +339,13 @@ func TestRevokeRacingTouchNeverResurrects(t *testing.T) {
 		f.clock.Add(2 * time.Minute) // every check is due a touch
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); f.s.Check(ctx, f.uid, s.ID, "ip") }()
+		go func() { defer wg.Done(); f.s.Use(ctx, f.uid, s.ID, "ip") }()
 		go func() { defer wg.Done(); f.s.Revoke(ctx, f.uid, s.ID) }()
 		wg.Wait()
 		if f.exists(f.sessKey(f.uid, s.ID)) {
 			t.Fatal("a touch recreated a revoked session")
 		}
-		if _, err := f.s.Get(ctx, f.uid, s.ID); !errors.Is(err, sessions.ErrNotFound) {
+		if _, err := f.s.Use(ctx, f.uid, s.ID, "ip"); !errors.Is(err, sessions.ErrNotFound) {
 			t.Fatalf("revoked session readable: %v", err)
 		}
 	}
@@ -399,16 +388,16 @@ func TestUpdateAccountKeepsSessionsRoleCurrent(t *testing.T) {
 	f := newFixture(t, sessions.Options{})
 	ctx := context.Background()
 	role := func(sid string) string {
-		v, _ := f.c.Do(ctx, f.c.B().Hget().Key(f.sessKey(f.uid, sid)).Field("rl").Build()).ToString()
+		v, _ := f.c.Do(ctx, f.c.B().Hget().Key(f.sessKey(f.uid, sid)).Field(keys.SessRole).Build()).ToString()
 		return v
 	}
 	a, b, gone := f.create(f.uid), f.create(f.uid), f.create(f.uid)
-	if got, err := f.s.Check(ctx, f.uid, a.ID, "ip"); err != nil || got != "" || role(a.ID) != "" {
+	if got, err := f.s.Use(ctx, f.uid, a.ID, "ip"); err != nil || got != "" || role(a.ID) != "" {
 		t.Fatalf("Check after login: %q, %v; want \"\", the default role, which sessions do not store", got, err)
 	}
 	f.c.Do(ctx, f.c.B().Del().Key(f.sessKey(f.uid, gone.ID)).Build()) // expired, still indexed
 
-	if err := f.s.UpdateAccount(ctx, f.uid, "role", "admin", "disabled", "0"); err != nil {
+	if err := f.s.UpdateAccount(ctx, f.uid, keys.AccountUpdate{Role: ptr("admin"), Disabled: ptr(false)}); err != nil {
 		t.Fatal(err)
 	}
 	if role(a.ID) != "admin" || role(b.ID) != "admin" {
@@ -417,7 +406,7 @@ func TestUpdateAccountKeepsSessionsRoleCurrent(t *testing.T) {
 	if f.exists(f.sessKey(f.uid, gone.ID)) {
 		t.Fatal("a role change recreated an expired session")
 	}
-	if r, _ := f.c.Do(ctx, f.c.B().Hget().Key(f.userKey(f.uid)).Field("role").Build()).ToString(); r != "admin" {
+	if r, _ := f.c.Do(ctx, f.c.B().Hget().Key(f.userKey(f.uid)).Field(keys.UserRole).Build()).ToString(); r != "admin" {
 		t.Fatalf("account role %q", r)
 	}
 	if role(f.create(f.uid).ID) != "admin" {
@@ -425,20 +414,20 @@ func TestUpdateAccountKeepsSessionsRoleCurrent(t *testing.T) {
 	}
 
 	// Other changes leave the sessions alone.
-	if err := f.s.UpdateAccount(ctx, f.uid, "disabled", "0"); err != nil || role(a.ID) != "admin" {
+	if err := f.s.UpdateAccount(ctx, f.uid, keys.AccountUpdate{Disabled: ptr(false)}); err != nil || role(a.ID) != "admin" {
 		t.Fatalf("enabling: %v, role %q", err, role(a.ID))
 	}
 	// Back to the default role: the sessions drop the field.
-	if err := f.s.UpdateAccount(ctx, f.uid, "role", "user"); err != nil {
+	if err := f.s.UpdateAccount(ctx, f.uid, keys.AccountUpdate{Role: ptr("user")}); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := f.c.Do(ctx, f.c.B().Hexists().Key(f.sessKey(f.uid, a.ID)).Field("rl").Build()).AsInt64(); n != 0 {
+	if n, _ := f.c.Do(ctx, f.c.B().Hexists().Key(f.sessKey(f.uid, a.ID)).Field(keys.SessRole).Build()).AsInt64(); n != 0 {
 		t.Fatal("a session kept rl after the account went back to the default role")
 	}
-	if got, err := f.s.Check(ctx, f.uid, b.ID, "ip"); err != nil || got != "" {
-		t.Fatalf("Check after the demotion: %q, %v", got, err)
+	if got, err := f.s.Use(ctx, f.uid, b.ID, "ip"); err != nil || got != "" {
+		t.Fatalf("Use after the demotion: %q, %v", got, err)
 	}
-	if err := f.s.UpdateAccount(ctx, "ghost", "role", "admin"); !errors.Is(err, sessions.ErrUserNotFound) {
+	if err := f.s.UpdateAccount(ctx, "ghost", keys.AccountUpdate{Role: ptr("admin")}); !errors.Is(err, sessions.ErrUserNotFound) {
 		t.Fatalf("a missing account: %v, want ErrUserNotFound", err)
 	}
 	if f.exists(f.userKey("ghost")) {

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessiond/sessiond/internal/errcode"
 )
 
 // ErrInvalidToken means a token is malformed, badly signed, for another issuer
 // or audience, expired, or missing a required claim.
-var ErrInvalidToken = errors.New("invalid token")
+var ErrInvalidToken = errcode.New(errcode.Unauthorized, "the token is invalid or expired")
 
 // MinSecretLen is the shortest HMAC key accepted: HS256 keys shorter than the
 // hash output weaken it.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/users"
 )
@@ -20,20 +21,31 @@ func TestMain(m *testing.M) { redistest.Main(m, &srv) }
 
 func newStore(t *testing.T, o users.Options) *users.Store {
 	t.Helper()
-	o.Prefix, o.BcryptCost = redistest.Prefix(t), 4
+	s, _ := newStoreKeys(t, o)
+	return s
+}
+
+// newStoreKeys is newStore that also returns the store's key layout.
+func newStoreKeys(t *testing.T, o users.Options) (*users.Store, keys.Layout) {
+	t.Helper()
+	// Test values; the service's defaults are its configuration's (server/).
+	o.Keys, o.BcryptCost, o.Timeout = keys.New(redistest.Prefix(t)), 4, 2*time.Second
+	if o.FailureWindow == 0 {
+		o.FailureWindow = 15 * time.Minute
+	}
 	s, err := users.New(srv.Client(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return s, o.Keys
 }
 
 var ctx = context.Background()
 
 // hset changes an account as the session store's scripts do.
-func hset(t *testing.T, s *users.Store, id string, fieldValues ...string) {
+func hset(t *testing.T, k keys.Layout, id string, fieldValues ...string) {
 	t.Helper()
-	if err := srv.Do(t, append([]string{"HSET", s.Key(id)}, fieldValues...)...).Error(); err != nil {
+	if err := srv.Do(t, append([]string{"HSET", k.User(id)}, fieldValues...)...).Error(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -99,7 +111,7 @@ func TestCreateValidates(t *testing.T) {
 
 func TestAuthenticate(t *testing.T) {
 	t.Parallel()
-	s := newStore(t, users.Options{})
+	s, k := newStoreKeys(t, users.Options{})
 	long := strings.Repeat("k", 72)
 	u, _ := s.Create(ctx, "alice", long, "")
 	if got, err := s.Authenticate(ctx, "ALICE", long, "1.2.3.4"); err != nil || got.ID != u.ID {
@@ -115,7 +127,7 @@ func TestAuthenticate(t *testing.T) {
 			t.Errorf("%s: %v, want ErrInvalidCredentials", name, err)
 		}
 	}
-	hset(t, s, u.ID, "disabled", "1")
+	hset(t, k, u.ID, keys.UserDisabled, "1")
 	if _, err := s.Authenticate(ctx, "alice", long, "1.2.3.4"); !errors.Is(err, users.ErrAccountDisabled) {
 		t.Fatalf("disabled, right password: %v", err)
 	}
@@ -143,7 +155,7 @@ func TestFailedLoginLimit(t *testing.T) {
 	}
 	_, err := s.Authenticate(ctx, "alice", "password123", "1.1.1.1")
 	var tooMany *users.TooManyAttemptsError
-	if !errors.As(err, &tooMany) || tooMany.RetryAfter <= 0 || tooMany.RetryAfter > window {
+	if !errors.As(err, &tooMany) || tooMany.Wait <= 0 || tooMany.Wait > window {
 		t.Fatalf("4th attempt: %v; want TooManyAttemptsError with 0 < RetryAfter <= %s", err, window)
 	}
 	if _, err := s.Authenticate(ctx, "alice", "password123", "2.2.2.2"); err != nil {
@@ -211,9 +223,9 @@ func TestChangesAndPasswordChecks(t *testing.T) {
 		{users.Change{Password: &pw}, true, nil},
 		{users.Change{Role: &user}, false, users.ErrInvalidRole},
 	} {
-		fields, revoke, err := s.Fields(c.ch)
-		if !errors.Is(err, c.err) || (err == nil && revoke != c.revoke) {
-			t.Errorf("Fields(%+v) = %v, revoke %v, %v", c.ch, fields, revoke, err)
+		u, err := s.CheckChange(c.ch)
+		if !errors.Is(err, c.err) || (err == nil && u.EndsSessions() != c.revoke) {
+			t.Errorf("CheckChange(%+v) = %+v (ends sessions: %v), %v", c.ch, u, u.EndsSessions(), err)
 		}
 	}
 	if _, err := s.CheckPassword(ctx, u.ID, "password123", "192.0.2.1"); err != nil {
@@ -227,12 +239,12 @@ func TestChangesAndPasswordChecks(t *testing.T) {
 // A change made through one client reaches another client's cached read.
 func TestGetCachedSeesChanges(t *testing.T) {
 	t.Parallel()
-	s := newStore(t, users.Options{})
+	s, k := newStoreKeys(t, users.Options{})
 	u, _ := s.Create(ctx, "alice", "password123", "")
 	if got, _ := s.GetCached(ctx, u.ID); got.Role != users.RoleUser {
 		t.Fatal(got.Role)
 	}
-	hset(t, s, u.ID, "role", users.RoleAdmin)
+	hset(t, k, u.ID, keys.UserRole, users.RoleAdmin)
 	deadline := time.Now().Add(time.Second)
 	for {
 		got, err := s.GetCached(ctx, u.ID)

@@ -1,6 +1,7 @@
 // Package users owns accounts: the User record, usernames, roles, bcrypt
-// password hashes and the failed-login limit. It knows nothing about sessions'
-// keys or HTTP.
+// password hashes, the last-admin rule and the failed-login limits. It
+// reaches Redis through the layout in internal/keys and the plumbing in
+// internal/redisx; it knows nothing about sessions or HTTP.
 package users
 
 import (
@@ -21,13 +22,15 @@ import (
 	"github.com/redis/rueidis"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/sessiond/sessiond/internal/deadline"
+	"github.com/sessiond/sessiond/internal/errcode"
+	"github.com/sessiond/sessiond/internal/keys"
+	"github.com/sessiond/sessiond/internal/redisx"
 	"github.com/sessiond/sessiond/scripts"
 )
 
 // Roles.
 const (
-	RoleUser  = "user"
+	RoleUser  = keys.DefaultRole
 	RoleAdmin = "admin"
 )
 
@@ -39,30 +42,36 @@ const (
 	MaxUsernameLen   = 64
 )
 
-// Errors callers branch on.
+// Errors callers branch on, each with its code (internal/errcode).
 var (
-	ErrNotFound           = errors.New("user not found")
-	ErrUsernameTaken      = errors.New("username taken")
-	ErrInvalidCredentials = errors.New("invalid username or password")
-	ErrAccountDisabled    = errors.New("account disabled")
-	ErrInvalidUsername    = errors.New("username must be 1 to 64 characters of letters, digits and . _ @ + -")
-	ErrPasswordTooShort   = fmt.Errorf("password must be at least %d characters", MinPasswordChars)
-	ErrPasswordTooLong    = fmt.Errorf("password must be at most %d bytes", MaxPasswordBytes)
-	ErrInvalidRole        = errors.New(`role must be "user" or "admin"`)
-	ErrInvalidCursor      = errors.New("cursor is not one this service issued")
-	// ErrUnavailable means Redis could not be reached or refused the command.
-	ErrUnavailable = errors.New("user store unavailable")
+	ErrNotFound           = errcode.New(errcode.NotFound, "no such user")
+	ErrUsernameTaken      = errcode.New(errcode.UsernameTaken, "that username is taken")
+	ErrInvalidCredentials = errcode.New(errcode.InvalidCredentials, "the username or password is wrong")
+	ErrAccountDisabled    = errcode.New(errcode.AccountDisabled, "this account is disabled")
+	ErrInvalidUsername    = errcode.New(errcode.Invalid, "username: must be 1 to 64 characters of letters, digits and . _ @ + -")
+	ErrPasswordTooShort   = errcode.New(errcode.Invalid, fmt.Sprintf("password: must be at least %d characters", MinPasswordChars))
+	ErrPasswordTooLong    = errcode.New(errcode.Invalid, fmt.Sprintf("password: must be at most %d bytes", MaxPasswordBytes))
+	ErrInvalidRole        = errcode.New(errcode.Invalid, `role: must be "user" or "admin"`)
+	ErrInvalidCursor      = errcode.New(errcode.Invalid, "cursor: is not one this service issued")
+	ErrLastAdmin          = errcode.New(errcode.LastAdmin, "this is the last enabled admin: make another admin first")
 )
 
-// TooManyAttemptsError is returned by Authenticate while a login is locked out.
+// TooManyAttemptsError is returned while a login (or a password check) is
+// locked out.
 type TooManyAttemptsError struct {
-	// RetryAfter is how long until the window ends.
-	RetryAfter time.Duration
+	// Wait is how long until the window ends.
+	Wait time.Duration
 }
 
+// RetryAfter is how long until the window ends.
+func (e *TooManyAttemptsError) RetryAfter() time.Duration { return e.Wait }
+
 func (e *TooManyAttemptsError) Error() string {
-	return fmt.Sprintf("too many failed logins; retry after %s", e.RetryAfter)
+	return "too many failed attempts; try again later"
 }
+
+// ErrorCode is errcode.TooManyAttempts.
+func (e *TooManyAttemptsError) ErrorCode() string { return errcode.TooManyAttempts }
 
 // User is an account.
 type User struct {
@@ -79,13 +88,14 @@ type User struct {
 	hash string
 }
 
-// Options configure a Store. Zero values take the defaults in the comments.
+// Options configure a Store; each is required unless it says otherwise (the
+// service's defaults are its configuration's, not the store's).
 type Options struct {
-	// Prefix is put before every key (default "sd:").
-	Prefix string
-	// BcryptCost is the work factor of new hashes (default 12).
+	// Keys is the Redis layout, under the service's key prefix.
+	Keys keys.Layout
+	// BcryptCost is the work factor of new hashes.
 	BcryptCost int
-	// Timeout bounds every Redis call (default 2s).
+	// Timeout bounds every Redis call.
 	Timeout time.Duration
 	// MaxFailures failed logins per (username, client IP) per FailureWindow
 	// lock that pair out until the window ends; 0 disables the limit.
@@ -96,9 +106,9 @@ type Options struct {
 	// MaxFailuresPerAccount failed logins on one username, from any IP, per
 	// FailureWindow lock that username out (distributed guessing); 0 disables it.
 	MaxFailuresPerAccount int
-	// FailureWindow is the window of the limits above (default 15m).
+	// FailureWindow is the window of the limits above.
 	FailureWindow time.Duration
-	// Now is the clock (default time.Now).
+	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -106,6 +116,7 @@ type Options struct {
 type Store struct {
 	c rueidis.Client
 	o Options
+	k keys.Layout
 	// dummies are hashes checked against when the username does not exist,
 	// so unknown users and wrong passwords take the same time: one per bcrypt
 	// cost (int → dummy), made on first use.
@@ -115,25 +126,18 @@ type Store struct {
 // New returns a Store over a rueidis client. It computes one bcrypt hash at
 // the configured cost, for the unknown-user path.
 func New(c rueidis.Client, o Options) (*Store, error) {
-	if o.Prefix == "" {
-		o.Prefix = "sd:"
-	}
-	if o.BcryptCost == 0 {
-		o.BcryptCost = 12
-	}
-	if o.BcryptCost < bcrypt.MinCost || o.BcryptCost > bcrypt.MaxCost {
-		return nil, fmt.Errorf("bcrypt cost %d out of range", o.BcryptCost)
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 2 * time.Second
-	}
-	if o.FailureWindow <= 0 {
-		o.FailureWindow = 15 * time.Minute
+	switch {
+	case o.BcryptCost < bcrypt.MinCost || o.BcryptCost > bcrypt.MaxCost:
+		return nil, fmt.Errorf("users: bcrypt cost %d out of range", o.BcryptCost)
+	case o.Timeout <= 0:
+		return nil, errors.New("users: a Redis timeout is required")
+	case o.FailureWindow <= 0:
+		return nil, errors.New("users: a failure window is required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Store{c: c, o: o}
+	s := &Store{c: c, o: o, k: o.Keys}
 	start := time.Now()
 	h, err := bcrypt.GenerateFromPassword([]byte(uuid.NewString()), o.BcryptCost)
 	if err != nil {
@@ -142,28 +146,6 @@ func New(c rueidis.Client, o Options) (*Store, error) {
 	s.dummies.Store(o.BcryptCost, dummy{hash: h, took: time.Since(start)})
 	return s, nil
 }
-
-// Key names a user's account hash. The {uid} hash tag puts it in the same
-// cluster slot as the user's sessions.
-func (s *Store) Key(uid string) string { return s.o.Prefix + "user:{" + uid + "}" }
-
-func (s *Store) nameKey(lower string) string { return s.o.Prefix + "username:" + lower }
-
-// adminsKey is the set of enabled admins' ids, for the last-admin rule. It is
-// always a subset of them: an account joins after it became an enabled admin
-// and leaves (AdminRelease) before it stops being one.
-func (s *Store) adminsKey() string { return s.o.Prefix + "admins" }
-
-// maxCostKey holds the highest bcrypt cost any replica was configured with.
-func (s *Store) maxCostKey() string { return s.o.Prefix + "bcrypt:maxcost" }
-
-// indexedKey marks that adminsKey and maxCostKey were built from the
-// accounts once (data from before they existed).
-func (s *Store) indexedKey() string { return s.o.Prefix + "accounts:indexed" }
-
-// listKey is a sorted set of "lowercased name\x00uid", all scored 0, so
-// ZRANGE BYLEX pages through users in username order.
-func (s *Store) listKey() string { return s.o.Prefix + "users" }
 
 // limit is one failed-login counter and its cap.
 type limit struct {
@@ -181,9 +163,9 @@ func (s *Store) limits(username, ip string) []limit {
 	sum := sha256.Sum256([]byte(strings.ToLower(username)))
 	name := hex.EncodeToString(sum[:16])
 	all := []limit{
-		{s.o.Prefix + "fail:pair:" + name + ":" + ip, s.o.MaxFailures, true},
-		{s.o.Prefix + "fail:acct:" + name, s.o.MaxFailuresPerAccount, true},
-		{s.o.Prefix + "fail:ip:" + ip, s.o.MaxFailuresPerIP, false},
+		{s.k.FailPair(name, ip), s.o.MaxFailures, true},
+		{s.k.FailAccount(name), s.o.MaxFailuresPerAccount, true},
+		{s.k.FailIP(ip), s.o.MaxFailuresPerIP, false},
 	}
 	out := all[:0]
 	for _, l := range all {
@@ -235,7 +217,7 @@ func (s *Store) takeAttempt(ctx context.Context, limits []limit) (attempt, error
 			fault error
 		)
 		a.limits = a.limits[:0]
-		rctx, cancel := s.ctx(ctx)
+		rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 		for i, r := range scripts.Attempt.ExecMulti(rctx, s.c, execs...) {
 			res, err := r.AsIntSlice()
 			switch {
@@ -257,15 +239,15 @@ func (s *Store) takeAttempt(ctx context.Context, limits []limit) (attempt, error
 		s.settle(ctx, a, "return")
 		switch {
 		case fault != nil:
-			return attempt{}, unavailable("check login limit", fault)
+			return attempt{}, redisx.Unavailable("check login limit", fault)
 		case wait > 0:
-			return attempt{}, &TooManyAttemptsError{RetryAfter: wait}
+			return attempt{}, &TooManyAttemptsError{Wait: wait}
 		case time.Now().After(giveUp):
-			return attempt{}, &TooManyAttemptsError{RetryAfter: time.Second}
+			return attempt{}, &TooManyAttemptsError{Wait: time.Second}
 		}
 		select {
 		case <-ctx.Done():
-			return attempt{}, unavailable("check login limit", ctx.Err())
+			return attempt{}, redisx.Unavailable("check login limit", ctx.Err())
 		case <-time.After(pause):
 		}
 	}
@@ -316,14 +298,6 @@ func (s *Store) guard(ctx context.Context, username, clientIP string, check func
 	}
 	s.settle(ctx, a, "ok")
 	return nil
-}
-
-func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.o.Timeout)
-}
-
-func unavailable(op string, err error) error {
-	return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
 }
 
 // ValidUsername reports whether a name may be registered: ASCII letters,
@@ -387,34 +361,34 @@ func (s *Store) Create(ctx context.Context, username, password, role string) (Us
 		CreatedAt: s.o.Now().UTC().Truncate(time.Millisecond), CredentialVersion: "0", hash: hash}
 	lower := strings.ToLower(username)
 
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
 	// Claim the name first: the claim is what makes it unique. The record and
 	// the listing are in other cluster slots, so they follow as separate writes.
-	ok, err := s.c.Do(ctx, s.c.B().Set().Key(s.nameKey(lower)).Value(u.ID).Nx().Build()).ToString()
+	ok, err := s.c.Do(ctx, s.c.B().Set().Key(s.k.Username(lower)).Value(u.ID).Nx().Build()).ToString()
 	if rueidis.IsRedisNil(err) {
 		return User{}, ErrUsernameTaken
 	}
 	if err != nil || ok != "OK" {
-		return User{}, unavailable("claim username", err)
+		return User{}, redisx.Unavailable("claim username", err)
 	}
 	for _, r := range s.c.DoMulti(ctx,
-		s.c.B().Hset().Key(s.Key(u.ID)).FieldValue().
-			FieldValue("id", u.ID).FieldValue("username", u.Username).FieldValue("hash", hash).
-			FieldValue("role", role).FieldValue("disabled", "0").
-			FieldValue("created_at", strconv.FormatInt(u.CreatedAt.UnixMilli(), 10)).
-			FieldValue("cv", "0").Build(),
-		s.c.B().Zadd().Key(s.listKey()).ScoreMember().ScoreMember(0, lower+"\x00"+u.ID).Build(),
+		s.c.B().Hset().Key(s.k.User(u.ID)).FieldValue().
+			FieldValue(keys.UserID, u.ID).FieldValue(keys.UserName, u.Username).FieldValue(keys.UserHash, hash).
+			FieldValue(keys.UserRole, role).FieldValue(keys.UserDisabled, "0").
+			FieldValue(keys.UserCreated, strconv.FormatInt(u.CreatedAt.UnixMilli(), 10)).
+			FieldValue(keys.UserVersion, "0").Build(),
+		s.c.B().Zadd().Key(s.k.Users()).ScoreMember().ScoreMember(0, lower+"\x00"+u.ID).Build(),
 	) {
 		if err := r.Error(); err != nil {
 			// Release the name so the operator can simply retry.
 			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.Timeout)
 			s.c.DoMulti(cctx,
-				s.c.B().Del().Key(s.nameKey(lower)).Build(),
-				s.c.B().Del().Key(s.Key(u.ID)).Build(),
-				s.c.B().Zrem().Key(s.listKey()).Member(lower+"\x00"+u.ID).Build())
+				s.c.B().Del().Key(s.k.Username(lower)).Build(),
+				s.c.B().Del().Key(s.k.User(u.ID)).Build(),
+				s.c.B().Zrem().Key(s.k.Users()).Member(lower+"\x00"+u.ID).Build())
 			ccancel()
-			return User{}, unavailable("create user", err)
+			return User{}, redisx.Unavailable("create user", err)
 		}
 	}
 	if role == RoleAdmin {
@@ -425,20 +399,17 @@ func (s *Store) Create(ctx context.Context, username, password, role string) (Us
 	return u, nil
 }
 
-// ErrLastAdmin means the change would leave no enabled admin.
-var ErrLastAdmin = errors.New("the last enabled admin cannot be demoted, disabled or deleted")
-
 // ReleaseAdmin must run before an account may stop being an enabled admin
 // (demoted, disabled, deleted): it fails with ErrLastAdmin when the account
 // is the last enabled admin, atomically, so two admins demoting each other at
 // once cannot both succeed. It is a no-op for any other account. Call
 // SyncAdmin after the change, whether it succeeded or not.
 func (s *Store) ReleaseAdmin(ctx context.Context, id string) error {
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	n, err := scripts.AdminRelease.Exec(ctx, s.c, []string{s.adminsKey()}, []string{id}).AsInt64()
+	n, err := scripts.AdminRelease.Exec(ctx, s.c, []string{s.k.Admins()}, []string{id}).AsInt64()
 	if err != nil {
-		return unavailable("check the last admin", err)
+		return redisx.Unavailable("check the last admin", err)
 	}
 	if n == 0 {
 		return ErrLastAdmin
@@ -450,20 +421,20 @@ func (s *Store) ReleaseAdmin(ctx context.Context, id string) error {
 // (after it was created as, promoted to or re-enabled as an admin, or after a
 // change that ReleaseAdmin allowed failed), and takes it out otherwise.
 func (s *Store) SyncAdmin(ctx context.Context, id string) error {
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
 	u, err := s.getWithHash(ctx, id)
 	var cmd rueidis.Completed
 	switch {
 	case err == nil && u.Role == RoleAdmin && !u.Disabled:
-		cmd = s.c.B().Sadd().Key(s.adminsKey()).Member(id).Build()
+		cmd = s.c.B().Sadd().Key(s.k.Admins()).Member(id).Build()
 	case err == nil || errors.Is(err, ErrNotFound):
-		cmd = s.c.B().Srem().Key(s.adminsKey()).Member(id).Build()
+		cmd = s.c.B().Srem().Key(s.k.Admins()).Member(id).Build()
 	default:
 		return err
 	}
 	if err := s.c.Do(ctx, cmd).Error(); err != nil {
-		return unavailable("record admins", err)
+		return redisx.Unavailable("record admins", err)
 	}
 	return nil
 }
@@ -473,11 +444,11 @@ func (s *Store) SyncAdmin(ctx context.Context, id string) error {
 // dearest such cost, and, on data from before sessiond kept them, builds the
 // set of enabled admins and the highest cost in use from the accounts, once.
 func (s *Store) Prepare(ctx context.Context) error {
-	rctx, cancel := s.ctx(ctx)
-	exists, err := s.c.Do(rctx, s.c.B().Exists().Key(s.indexedKey()).Build()).AsInt64()
+	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	exists, err := s.c.Do(rctx, s.c.B().Exists().Key(s.k.Indexed()).Build()).AsInt64()
 	cancel()
 	if err != nil {
-		return unavailable("read account indexes", err)
+		return redisx.Unavailable("read account indexes", err)
 	}
 	top := s.o.BcryptCost
 	if exists == 0 {
@@ -485,13 +456,13 @@ func (s *Store) Prepare(ctx context.Context) error {
 			return err
 		}
 	}
-	rctx, cancel = s.ctx(ctx)
+	rctx, cancel = redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	if err := scripts.MaxCost.Exec(rctx, s.c, []string{s.maxCostKey()}, []string{strconv.Itoa(max(top, s.o.BcryptCost))}).Error(); err != nil {
-		return unavailable("record bcrypt cost", err)
+	if err := scripts.MaxCost.Exec(rctx, s.c, []string{s.k.MaxCost()}, []string{strconv.Itoa(max(top, s.o.BcryptCost))}).Error(); err != nil {
+		return redisx.Unavailable("record bcrypt cost", err)
 	}
-	if err := s.c.Do(rctx, s.c.B().Set().Key(s.indexedKey()).Value("1").Build()).Error(); err != nil {
-		return unavailable("record account indexes", err)
+	if err := s.c.Do(rctx, s.c.B().Set().Key(s.k.Indexed()).Value("1").Build()).Error(); err != nil {
+		return redisx.Unavailable("record account indexes", err)
 	}
 	s.dummyAt(s.topCost(ctx))
 	return nil
@@ -506,15 +477,15 @@ func (s *Store) index(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		rctx, cancel := s.ctx(ctx)
+		rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 		for _, u := range page {
 			if c, err := bcrypt.Cost([]byte(u.hash)); err == nil {
 				top = max(top, c)
 			}
 			if u.Role == RoleAdmin && !u.Disabled {
-				if err := s.c.Do(rctx, s.c.B().Sadd().Key(s.adminsKey()).Member(u.ID).Build()).Error(); err != nil {
+				if err := s.c.Do(rctx, s.c.B().Sadd().Key(s.k.Admins()).Member(u.ID).Build()).Error(); err != nil {
 					cancel()
-					return 0, unavailable("record admins", err)
+					return 0, redisx.Unavailable("record admins", err)
 				}
 			}
 		}
@@ -529,36 +500,25 @@ func (s *Store) index(ctx context.Context) (int, error) {
 // Get returns an account by id as Redis has it now. Use it where a change
 // must bite at once (admin rights).
 func (s *Store) Get(ctx context.Context, id string) (User, error) {
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
 	return s.getWithHash(ctx, id)
 }
 
 // publicFields are the fields GetCached reads: never the password hash, so
 // no hash sits in the process's client-side cache.
-var publicFields = []string{"id", "username", "role", "disabled", "created_at", "cv"}
+var publicFields = []string{keys.UserID, keys.UserName, keys.UserRole, keys.UserDisabled, keys.UserCreated, keys.UserVersion}
 
-// GetCached returns an account by id from the client-side cache when it can
-// (the hot path of GET /v1/me). Redis invalidates the entry on any change,
-// within milliseconds.
+// GetCached returns an account by id from the client-side cache when it can.
+// Redis invalidates the entry on any change, within milliseconds.
 func (s *Store) GetCached(ctx context.Context, id string) (User, error) {
-	// A lazy deadline: a read served from the cache never waits, so it
-	// should not pay for a timer.
-	dl := deadline.After(ctx, s.o.Timeout)
-	defer dl.Stop()
-	ctx = dl
-	r := s.c.DoCache(ctx, s.c.B().Hmget().Key(s.Key(id)).Field(publicFields...).Cache(), time.Minute)
-	if e, ok := rueidis.IsRedisErr(r.Error()); ok && strings.HasPrefix(e.Error(), "OOM") {
-		// A cached read is a MULTI, which Redis refuses when out of memory.
-		r = s.c.Do(ctx, s.c.B().Hmget().Key(s.Key(id)).Field(publicFields...).Build())
-	}
-	vals, err := r.ToArray()
+	vals, err := redisx.CachedHMGet(ctx, s.c, s.k.User(id), publicFields, time.Minute, s.o.Timeout)
 	if err != nil {
-		return User{}, unavailable("read user", err)
+		return User{}, err
 	}
-	// Positional, no map: this is on every GET /v1/me.
+	// Positional, no map.
 	str := func(i int) string { v, _ := vals[i].ToString(); return v }
-	if len(vals) != len(publicFields) || str(0) == "" {
+	if str(0) == "" {
 		return User{}, ErrNotFound
 	}
 	created, _ := strconv.ParseInt(str(4), 10, 64)
@@ -572,14 +532,14 @@ func (s *Store) FindByUsername(ctx context.Context, username string) (User, erro
 	if !ValidUsername(username) {
 		return User{}, ErrNotFound
 	}
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	id, err := s.c.Do(ctx, s.c.B().Get().Key(s.nameKey(strings.ToLower(username))).Build()).ToString()
+	id, err := s.c.Do(ctx, s.c.B().Get().Key(s.k.Username(strings.ToLower(username))).Build()).ToString()
 	if rueidis.IsRedisNil(err) {
 		return User{}, ErrNotFound
 	}
 	if err != nil {
-		return User{}, unavailable("find user", err)
+		return User{}, redisx.Unavailable("find user", err)
 	}
 	return s.getWithHash(ctx, id)
 }
@@ -597,12 +557,12 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, str
 		}
 		from = "(" + string(after)
 	}
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	members, err := s.c.Do(ctx, s.c.B().Zrange().Key(s.listKey()).Min(from).Max("+").Bylex().
+	members, err := s.c.Do(ctx, s.c.B().Zrange().Key(s.k.Users()).Min(from).Max("+").Bylex().
 		Limit(0, int64(limit)+1).Build()).AsStrSlice()
 	if err != nil {
-		return nil, "", unavailable("list users", err)
+		return nil, "", redisx.Unavailable("list users", err)
 	}
 	next := ""
 	if len(members) > limit {
@@ -615,12 +575,12 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, str
 	}
 	cmds := make(rueidis.Commands, len(members))
 	for i, m := range members {
-		cmds[i] = s.c.B().Hgetall().Key(s.Key(m[strings.IndexByte(m, 0)+1:])).Build()
+		cmds[i] = s.c.B().Hgetall().Key(s.k.User(m[strings.IndexByte(m, 0)+1:])).Build()
 	}
 	for _, r := range s.c.DoMulti(ctx, cmds...) {
 		h, err := r.AsStrMap()
 		if err != nil {
-			return nil, "", unavailable("list users", err)
+			return nil, "", redisx.Unavailable("list users", err)
 		}
 		if u, err := decode(h); err == nil {
 			out = append(out, u)
@@ -742,9 +702,9 @@ func (s *Store) padTo(start time.Time, cost int) {
 // this one's. Read through the client-side cache: it changes only when a
 // replica starts with a higher cost.
 func (s *Store) topCost(ctx context.Context) int {
-	dl := deadline.After(ctx, s.o.Timeout)
-	defer dl.Stop()
-	n, err := s.c.DoCache(dl, s.c.B().Get().Key(s.maxCostKey()).Cache(), time.Minute).AsInt64()
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	defer cancel()
+	n, err := s.c.DoCache(ctx, s.c.B().Get().Key(s.k.MaxCost()).Cache(), time.Minute).AsInt64()
 	if err != nil {
 		return s.o.BcryptCost
 	}
@@ -763,9 +723,9 @@ func (s *Store) rehash(ctx context.Context, u User, password string) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	scripts.Rehash.Exec(ctx, s.c, []string{s.Key(u.ID)}, []string{u.hash, string(h)})
+	scripts.Rehash.Exec(ctx, s.c, []string{s.k.User(u.ID)}, []string{u.hash, string(h)})
 }
 
 func retryAfter(ttlMS int64, window time.Duration) time.Duration {
@@ -776,9 +736,9 @@ func retryAfter(ttlMS int64, window time.Duration) time.Duration {
 }
 
 func (s *Store) getWithHash(ctx context.Context, id string) (User, error) {
-	h, err := s.c.Do(ctx, s.c.B().Hgetall().Key(s.Key(id)).Build()).AsStrMap()
+	h, err := s.c.Do(ctx, s.c.B().Hgetall().Key(s.k.User(id)).Build()).AsStrMap()
 	if err != nil {
-		return User{}, unavailable("read user", err)
+		return User{}, redisx.Unavailable("read user", err)
 	}
 	return decode(h)
 }
@@ -790,47 +750,38 @@ type Change struct {
 	Password *string
 }
 
-// Fields validates a change and turns it into account hash field, value
-// pairs. revoke is true when the change must end every session of the account
-// in the same step (disabling it, or setting its password): the caller applies
-// such fields together with the revocation (sessions.Store.RevokeAll), any
-// other together with copying a new role into the sessions
-// (sessions.Store.UpdateAccount).
-func (s *Store) Fields(ch Change) (fields []string, revoke bool, err error) {
-	if ch.Role != nil {
-		if !ValidRole(*ch.Role) {
-			return nil, false, ErrInvalidRole
-		}
-		fields = append(fields, "role", *ch.Role)
+// CheckChange validates a change and turns it into the update the session
+// scripts apply (hashing a new password). Apply it with the sessions store:
+// one that EndsSessions together with ending them, any other together with
+// copying a new role into them.
+func (s *Store) CheckChange(ch Change) (keys.AccountUpdate, error) {
+	u := keys.AccountUpdate{Role: ch.Role, Disabled: ch.Disabled}
+	if ch.Role != nil && !ValidRole(*ch.Role) {
+		return keys.AccountUpdate{}, ErrInvalidRole
 	}
 	if ch.Password != nil {
 		hash, err := s.HashPassword(*ch.Password)
 		if err != nil {
-			return nil, false, err
+			return keys.AccountUpdate{}, err
 		}
-		fields, revoke = append(fields, "hash", hash), true
+		u.PasswordHash = hash
 	}
-	if ch.Disabled != nil {
-		v := "0"
-		if *ch.Disabled {
-			v, revoke = "1", true
-		}
-		fields = append(fields, "disabled", v)
-	}
-	return fields, revoke, nil
+	return u, nil
+}
+
+// RemovesAdmin reports whether a change may leave the account no enabled
+// admin (a demotion or a disable), so ReleaseAdmin must allow it first.
+func (ch Change) RemovesAdmin() bool {
+	return (ch.Role != nil && *ch.Role != RoleAdmin) || (ch.Disabled != nil && *ch.Disabled)
 }
 
 func decode(h map[string]string) (User, error) {
-	if len(h) == 0 || h["id"] == "" {
+	if len(h) == 0 || h[keys.UserID] == "" {
 		return User{}, ErrNotFound
 	}
-	created, _ := strconv.ParseInt(h["created_at"], 10, 64)
-	cv := h["cv"]
-	if cv == "" {
-		cv = "0"
-	}
+	created, _ := strconv.ParseInt(h[keys.UserCreated], 10, 64)
 	return User{
-		ID: h["id"], Username: h["username"], Role: h["role"], Disabled: h["disabled"] == "1",
-		CreatedAt: time.UnixMilli(created).UTC(), CredentialVersion: cv, hash: h["hash"],
+		ID: h[keys.UserID], Username: h[keys.UserName], Role: h[keys.UserRole], Disabled: h[keys.UserDisabled] == "1",
+		CreatedAt: time.UnixMilli(created).UTC(), CredentialVersion: cmp.Or(h[keys.UserVersion], "0"), hash: h[keys.UserHash],
 	}, nil
 }

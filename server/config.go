@@ -1,4 +1,4 @@
-package app
+package server
 
 import (
 	"crypto/rand"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/sessions"
 )
 
@@ -53,6 +54,10 @@ type Config struct {
 	ClientCacheMB int
 	// ShutdownTimeout is how long in-flight requests get to finish on SIGTERM.
 	ShutdownTimeout time.Duration
+	// ReadTimeout bounds reading a request, so a slow client cannot hold a
+	// connection; KeepAliveTimeout bounds an idle keep-alive connection.
+	// Not environment variables: tests shorten them.
+	ReadTimeout, KeepAliveTimeout time.Duration
 }
 
 // ConfigError names the variable whose value is bad.
@@ -89,11 +94,13 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		WaitTimeout:                p.duration("REDIS_WAIT_TIMEOUT", 500*time.Millisecond),
 		ClientCacheMB:              p.integer("CLIENT_CACHE_MB", 64, 1, 1<<20),
 		ShutdownTimeout:            p.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+		ReadTimeout:                10 * time.Second,
+		KeepAliveTimeout:           60 * time.Second,
 	}
 	if p.err != nil {
 		return Config{}, p.err
 	}
-	if strings.ContainsAny(c.KeyPrefix, "{}") {
+	if !keys.ValidPrefix(c.KeyPrefix) {
 		// Braces would open a hash tag of their own, and a user's keys would
 		// no longer share the {uid} slot: every script would fail cross-slot.
 		return Config{}, &ConfigError{"REDIS_KEY_PREFIX", "must not contain { or }, got " + strconv.Quote(c.KeyPrefix)}

@@ -5,12 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,8 +20,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
 
-	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
+	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -33,34 +35,78 @@ func TestMain(m *testing.M) { redistest.Main(m, &srv) }
 var testSecret = []byte("test-secret-test-secret-test-secret!")
 
 // env is one sessiond replica over the package's Redis, with its own key
-// prefix unless it shares one with another replica.
+// prefix unless it shares one with another replica. It is built by
+// server.Open, exactly as `sessiond serve` builds the service.
 type env struct {
 	t        testing.TB
+	Server   *server.Server
 	App      *fiber.App
 	Users    *users.Store
 	Sessions *sessions.Store
 	Tokens   *sessions.Tokens
 	Client   rueidis.Client
 	Prefix   string
+	Keys     keys.Layout
 	Logs     *syncBuffer
 }
 
-// envOpts tune a test replica; zero values are the service defaults, except
-// bcrypt at its minimum cost to keep tests fast.
+// envOpts tune a test replica, as configuration: each is the environment
+// variable in its comment, and a zero value leaves the service's default,
+// except the per-IP and per-account login limits, which are off unless set.
+// bcrypt runs at cost 4 (below what configuration allows) to keep tests fast.
 type envOpts struct {
-	Prefix         string // share one to run several replicas on the same data
-	IdleTimeout    time.Duration
-	MaxLifetime    time.Duration
-	MaxPerUser     int
-	MaxFailures    int
-	MaxPerIP       int // failed logins per IP; 0 = off
-	MaxPerAccount  int // failed logins per account; 0 = off
-	FailureWindow  time.Duration
-	TrustedProxies []netip.Prefix
-	RedisTimeout   time.Duration
-	WaitReplicas   int
-	Client         rueidis.Client
-	Now            func() time.Time
+	Prefix         string        // REDIS_KEY_PREFIX; share one to run several replicas on the same data
+	IdleTimeout    time.Duration // SESSION_IDLE_TIMEOUT
+	MaxLifetime    time.Duration // SESSION_MAX_LIFETIME
+	MaxPerUser     int           // MAX_SESSIONS_PER_USER
+	MaxFailures    int           // LOGIN_MAX_FAILURES
+	MaxPerIP       int           // LOGIN_MAX_FAILURES_PER_IP
+	MaxPerAccount  int           // LOGIN_MAX_FAILURES_PER_ACCOUNT
+	FailureWindow  time.Duration // LOGIN_FAILURE_WINDOW
+	TrustedProxies string        // TRUSTED_PROXIES
+	RedisTimeout   time.Duration // REDIS_TIMEOUT
+	WaitReplicas   int           // REDIS_WAIT_REPLICAS
+	BcryptCost     int           // BCRYPT_COST (default here 4)
+	ReadTimeout    time.Duration // how long reading a request may take (and keep-alive idle)
+	// Client replaces the package's Redis (a server of the test's own).
+	Client rueidis.Client
+	// Now is the stores' clock.
+	Now func() time.Time
+}
+
+// config is the configuration of a test replica, read by server.LoadConfig
+// as `sessiond serve` reads its environment.
+func (o envOpts) config(t testing.TB) server.Config {
+	t.Helper()
+	vars := map[string]string{
+		"REDIS_URL": "redis://" + srv.Addr + "/0", "JWT_SECRET": string(testSecret), "REDIS_KEY_PREFIX": o.Prefix,
+		"LOGIN_MAX_FAILURES_PER_IP": strconv.Itoa(o.MaxPerIP), "LOGIN_MAX_FAILURES_PER_ACCOUNT": strconv.Itoa(o.MaxPerAccount),
+		"TRUSTED_PROXIES": o.TrustedProxies,
+	}
+	set := func(name string, v any, zero bool) {
+		if !zero {
+			vars[name] = fmt.Sprint(v)
+		}
+	}
+	set("SESSION_IDLE_TIMEOUT", o.IdleTimeout, o.IdleTimeout == 0)
+	set("SESSION_MAX_LIFETIME", o.MaxLifetime, o.MaxLifetime == 0)
+	set("MAX_SESSIONS_PER_USER", o.MaxPerUser, o.MaxPerUser == 0)
+	set("LOGIN_MAX_FAILURES", o.MaxFailures, o.MaxFailures == 0)
+	set("LOGIN_FAILURE_WINDOW", o.FailureWindow, o.FailureWindow == 0)
+	set("REDIS_TIMEOUT", o.RedisTimeout, o.RedisTimeout == 0)
+	set("REDIS_WAIT_REPLICAS", o.WaitReplicas, o.WaitReplicas == 0)
+	cfg, err := server.LoadConfig(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BcryptCost = 4
+	if o.BcryptCost != 0 {
+		cfg.BcryptCost = o.BcryptCost
+	}
+	if o.ReadTimeout != 0 {
+		cfg.ReadTimeout, cfg.KeepAliveTimeout = o.ReadTimeout, o.ReadTimeout
+	}
+	return cfg
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -71,32 +117,15 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if o.Client == nil {
 		o.Client = srv.Client(t)
 	}
-	if o.MaxFailures == 0 {
-		o.MaxFailures = 10
-	}
-	if o.MaxPerUser == 0 {
-		o.MaxPerUser = 50
-	}
-	us, err := users.New(o.Client, users.Options{Prefix: o.Prefix, BcryptCost: 4, Timeout: o.RedisTimeout,
-		MaxFailures: o.MaxFailures, FailureWindow: o.FailureWindow,
-		MaxFailuresPerIP: o.MaxPerIP, MaxFailuresPerAccount: o.MaxPerAccount})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := us.Prepare(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ss := sessions.New(o.Client, sessions.Options{Prefix: o.Prefix, UserKey: us.Key, IdleTimeout: o.IdleTimeout,
-		MaxLifetime: o.MaxLifetime, MaxPerUser: o.MaxPerUser, Timeout: o.RedisTimeout, Now: o.Now,
-		WaitReplicas: o.WaitReplicas})
-	tok, err := sessions.NewTokens(testSecret, "sessiond", "sessiond")
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
-	a := app.New(app.Deps{Users: us, Sessions: ss, Tokens: tok, TrustedProxies: o.TrustedProxies,
-		Ping: ss.Ping, Log: slog.New(slog.NewTextHandler(logs, nil))})
-	return &env{t: t, App: a, Users: us, Sessions: ss, Tokens: tok, Client: o.Client, Prefix: o.Prefix, Logs: logs}
+	s, err := server.Open(context.Background(), o.config(t), server.Options{
+		Client: o.Client, Now: o.Now, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return &env{t: t, Server: s, App: s.App, Users: s.Users, Sessions: s.Sessions, Tokens: s.Tokens,
+		Client: o.Client, Prefix: o.Prefix, Keys: keys.New(o.Prefix), Logs: logs}
 }
 
 // syncBuffer collects log output from concurrent requests.
@@ -261,4 +290,10 @@ func (e *env) admin() (users.User, string) {
 	u := e.createUser("root", "root-password", users.RoleAdmin)
 	tok, _ := e.login("root", "root-password")
 	return u, tok
+}
+
+// getenv reads configuration from a map, as server.LoadConfig reads the
+// environment.
+func getenv(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
 }

@@ -1,4 +1,8 @@
-package app
+// Package server is the command's side of sessiond: configuration from the
+// environment, the Redis connection (or the embedded store), and the one
+// wiring of stores and HTTP app that `sessiond serve`, the tests and the
+// bench all use. It holds no business logic and no HTTP handling.
+package server
 
 import (
 	"context"
@@ -16,6 +20,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -26,12 +32,28 @@ type Server struct {
 	Client   rueidis.Client
 	Users    *users.Store
 	Sessions *sessions.Store
+	Tokens   *sessions.Tokens
 	App      *fiber.App
 	Log      *slog.Logger
 	// Console is where the generated embedded admin password is shown.
 	Console io.Writer
 
 	closers []func()
+}
+
+// Options are what Open takes besides the configuration.
+type Options struct {
+	// Log receives the service's logs.
+	Log *slog.Logger
+	// Console is where the embedded mode's generated admin password is shown
+	// (once, never through the log).
+	Console io.Writer
+	// Client, when set, is used instead of connecting to the configured
+	// Redis (tests bring a client of their own server); Open does not close
+	// it.
+	Client rueidis.Client
+	// Now is the stores' clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // OpenRedis connects to REDIS_URL, or starts the embedded store when it is
@@ -98,55 +120,72 @@ func openEmbedded(log *slog.Logger) (rueidis.Client, func(), error) {
 	return c, func() { close(stop); c.Close(); m.Close() }, nil
 }
 
-// Open wires a Server from cfg: Redis, stores, the admin bootstrap and the app.
-func Open(ctx context.Context, cfg Config, log *slog.Logger, console io.Writer) (*Server, error) {
-	client, closeRedis, err := OpenRedis(cfg, log)
-	if err != nil {
-		return nil, err
+// Open wires a Server from cfg: Redis, the stores, the admin bootstrap and
+// the HTTP app. It is the one constructor: serve, the tests and the bench
+// all build the service through it.
+func Open(ctx context.Context, cfg Config, o Options) (*Server, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Config: cfg, Client: client, Log: log, Console: console, closers: []func(){closeRedis}}
-	if err := s.wire(ctx); err != nil {
+	if o.Console == nil {
+		o.Console = io.Discard
+	}
+	s := &Server{Config: cfg, Client: o.Client, Log: o.Log, Console: o.Console}
+	if s.Client == nil {
+		client, closeRedis, err := OpenRedis(cfg, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		s.Client, s.closers = client, []func(){closeRedis}
+	}
+	if err := s.wire(ctx, o.Now); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Server) wire(ctx context.Context) error {
+func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	cfg := s.Config
+	layout := keys.New(cfg.KeyPrefix)
 	var err error
 	s.Users, err = users.New(s.Client, users.Options{
-		Prefix: cfg.KeyPrefix, BcryptCost: cfg.BcryptCost, Timeout: cfg.RedisTimeout,
+		Keys: layout, BcryptCost: cfg.BcryptCost, Timeout: cfg.RedisTimeout,
 		MaxFailures: cfg.LoginMaxFailures, FailureWindow: cfg.LoginFailureWindow,
 		MaxFailuresPerIP: cfg.LoginMaxFailuresPerIP, MaxFailuresPerAccount: cfg.LoginMaxFailuresPerAccount,
+		Now: now,
 	})
 	if err != nil {
 		return err
 	}
-	if err := s.Users.Prepare(ctx); err != nil {
-		return fmt.Errorf("prepare accounts: %w", err)
-	}
-	s.Sessions = sessions.New(s.Client, sessions.Options{
-		Prefix: cfg.KeyPrefix, UserKey: s.Users.Key, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
+	s.Sessions, err = sessions.New(s.Client, sessions.Options{
+		Keys: layout, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
-		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout,
+		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now,
 	})
-	tokens, err := sessions.NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience)
+	if err != nil {
+		return err
+	}
+	s.Tokens, err = sessions.NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience)
 	if err != nil {
 		return &ConfigError{"JWT_SECRET", err.Error()}
 	}
 	if cfg.RedisURL != "" {
-		if _, err := s.Sessions.CheckEvictionPolicy(ctx); errors.Is(err, sessions.ErrEvictionPolicy) {
+		if err := s.Sessions.CheckEvictionPolicy(ctx); errors.Is(err, sessions.ErrEvictionPolicy) {
 			return fmt.Errorf("refusing to serve: %w", err)
 		} else if err != nil {
 			s.Log.Warn("could not read Redis maxmemory-policy (CONFIG not allowed?); make sure it is noeviction, or evictions may silently undo revocations", "err", err)
 		}
 	}
+	if err := s.Users.Prepare(ctx); err != nil {
+		return fmt.Errorf("prepare accounts: %w", err)
+	}
 	if err := s.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
-	s.App = New(Deps{Users: s.Users, Sessions: s.Sessions, Tokens: tokens,
-		TrustedProxies: cfg.TrustedProxies, Ping: s.Sessions.Ping, Log: s.Log})
+	s.App = app.New(app.Deps{Users: s.Users, Sessions: s.Sessions, Tokens: s.Tokens,
+		TrustedProxies: cfg.TrustedProxies, Ping: s.Sessions.Ping, Log: s.Log,
+		ReadTimeout: cfg.ReadTimeout, KeepAliveTimeout: cfg.KeepAliveTimeout})
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package app_test
+package server_test
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/server"
 )
 
 func getenv(vars map[string]string) func(string) string {
@@ -15,7 +15,7 @@ func getenv(vars map[string]string) func(string) string {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	c, err := app.LoadConfig(getenv(nil))
+	c, err := server.LoadConfig(getenv(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,14 +29,14 @@ func TestConfigDefaults(t *testing.T) {
 	if !c.SecretGenerated || len(c.JWTSecret) < 32 {
 		t.Fatalf("embedded mode secret: generated=%v len=%d", c.SecretGenerated, len(c.JWTSecret))
 	}
-	c2, _ := app.LoadConfig(getenv(nil))
+	c2, _ := server.LoadConfig(getenv(nil))
 	if string(c.JWTSecret) == string(c2.JWTSecret) {
 		t.Fatal("two runs generated the same secret")
 	}
 }
 
 func TestConfigValues(t *testing.T) {
-	c, err := app.LoadConfig(getenv(map[string]string{
+	c, err := server.LoadConfig(getenv(map[string]string{
 		"LISTEN_ADDR": "127.0.0.1:8080", "REDIS_URL": "rediss://u:p@redis.example:6380/2",
 		"JWT_SECRET": strings.Repeat("k", 32), "SESSION_IDLE_TIMEOUT": "1h", "SESSION_MAX_LIFETIME": "24h",
 		"MAX_SESSIONS_PER_USER": "0", "BCRYPT_COST": "10", "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7",
@@ -78,8 +78,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{map[string]string{"ADMIN_USERNAME": "root"}, "ADMIN_PASSWORD"},
 	} {
 		t.Run(c.varName, func(t *testing.T) {
-			_, err := app.LoadConfig(getenv(c.vars))
-			var ce *app.ConfigError
+			_, err := server.LoadConfig(getenv(c.vars))
+			var ce *server.ConfigError
 			if !errors.As(err, &ce) || ce.Var != c.varName {
 				t.Fatalf("%v: got %v, want an error naming %s", c.vars, err, c.varName)
 			}

@@ -1,0 +1,146 @@
+// Package keys is sessiond's Redis layout in one place: the key of every
+// record, the field names of the account and session hashes, and the typed
+// account change that the users store makes and the session scripts apply.
+// The stores, the Lua scripts (through scripts/), the tests and the bench all
+// name keys and fields through it. It knows nothing about HTTP.
+//
+// Everything of one user carries the hash tag {uid}, so every script that
+// touches a user's account, sessions and index touches one cluster slot.
+package keys
+
+import "strings"
+
+// Layout names the keys under one prefix.
+type Layout struct{ prefix string }
+
+// New returns the layout under prefix (REDIS_KEY_PREFIX). The prefix must not
+// hold { or }: it would open a hash tag of its own.
+func New(prefix string) Layout { return Layout{prefix: prefix} }
+
+// Prefix is what every key starts with.
+func (l Layout) Prefix() string { return l.prefix }
+
+// User is a user's account hash (fields User*).
+func (l Layout) User(uid string) string { return l.prefix + "user:{" + uid + "}" }
+
+// Username claims a lowercased username for one account id (SET NX).
+func (l Layout) Username(lower string) string { return l.prefix + "username:" + lower }
+
+// Users is a sorted set of "lowercased name \x00 uid", all scored 0, so
+// ZRANGE BYLEX pages through accounts in username order.
+func (l Layout) Users() string { return l.prefix + "users" }
+
+// Admins is the set of enabled admins' ids, for the last-admin rule: always
+// a subset of them (an account joins after it became one and leaves before it
+// stops).
+func (l Layout) Admins() string { return l.prefix + "admins" }
+
+// MaxCost holds the highest bcrypt cost any replica was configured with.
+func (l Layout) MaxCost() string { return l.prefix + "bcrypt:maxcost" }
+
+// Indexed marks that Admins and MaxCost were built from existing accounts.
+func (l Layout) Indexed() string { return l.prefix + "accounts:indexed" }
+
+// FailPair, FailAccount and FailIP are the failed-login counters (hashes:
+// FieldFailures and one field per attempt in flight) per (name, ip), per
+// name and per ip. name is a hash of the lowercased username: at login it is
+// arbitrary input and must not shape keys.
+func (l Layout) FailPair(name, ip string) string { return l.prefix + "fail:pair:" + name + ":" + ip }
+
+// FailAccount is the failed-login counter of one username from any address.
+func (l Layout) FailAccount(name string) string { return l.prefix + "fail:acct:" + name }
+
+// FailIP is the failed-login counter of one address across usernames.
+func (l Layout) FailIP(ip string) string { return l.prefix + "fail:ip:" + ip }
+
+// Session is one session's hash (fields Sess*). One concatenation, one
+// allocation: it is on every request.
+func (l Layout) Session(uid, sid string) string { return l.prefix + "sess:{" + uid + "}:" + sid }
+
+// SessionPrefix is what a user's session keys start with; scripts append
+// the sid.
+func (l Layout) SessionPrefix(uid string) string { return l.prefix + "sess:{" + uid + "}:" }
+
+// SessionIndex is a user's sorted set of sids scored by their expiry (ms).
+func (l Layout) SessionIndex(uid string) string { return l.prefix + "sessions:{" + uid + "}" }
+
+// Account hash fields.
+const (
+	UserID       = "id"
+	UserName     = "username"
+	UserHash     = "hash" // bcrypt hash of the password
+	UserRole     = "role"
+	UserDisabled = "disabled"   // "1" when disabled
+	UserCreated  = "created_at" // unix ms
+	// UserVersion is the credential version: bumped whenever the account's
+	// sessions are revoked together, so a login or password change checked
+	// against an older one cannot land after.
+	UserVersion = "cv"
+)
+
+// Session hash fields. The names are short because every byte of a field
+// name is stored in every session (small hashes stay listpack-encoded); the
+// user and session ids are not stored at all, since the key names both.
+const (
+	SessDevice    = "dn" // device name, as the client sent it
+	SessPlatform  = "pf" // platform, as the client sent it
+	SessUserAgent = "ua" // User-Agent the server saw
+	SessIP        = "ip" // client IP the server saw at last use
+	SessCreated   = "ca" // created at, unix seconds (fits listpack's 4-byte integers)
+	SessLastSeen  = "ls" // last seen at, unix ms (the idle timeout may be short)
+	SessExpires   = "ea" // absolute end, unix seconds (it is the JWT's exp)
+	// SessRole is the account's role unless it is the default, kept current
+	// by the scripts so a request needs no account read.
+	SessRole = "rl"
+)
+
+// DefaultRole is the role a session hash stores no SessRole for: most
+// sessions are of ordinary users, and the field would cost ~30 bytes each.
+const DefaultRole = "user"
+
+// FieldFailures is the failed-attempt count in a failed-login counter; the
+// counter's other fields are "a:<attempt id>", one per attempt in flight.
+const FieldFailures = "f"
+
+// AccountUpdate is a validated change to an account, as the users store
+// makes it and the session scripts apply it: nil or empty parts stay as
+// they are.
+type AccountUpdate struct {
+	Role         *string
+	Disabled     *bool
+	PasswordHash string
+}
+
+// EndsSessions reports whether the update must end every session of the
+// account in the same step: disabling it, or setting its password.
+func (u AccountUpdate) EndsSessions() bool {
+	return u.PasswordHash != "" || (u.Disabled != nil && *u.Disabled)
+}
+
+// Empty reports whether the update changes nothing.
+func (u AccountUpdate) Empty() bool {
+	return u.Role == nil && u.Disabled == nil && u.PasswordHash == ""
+}
+
+// Fields are the account hash field, value pairs the update sets.
+func (u AccountUpdate) Fields() []string {
+	var f []string
+	if u.Role != nil {
+		f = append(f, UserRole, *u.Role)
+	}
+	if u.PasswordHash != "" {
+		f = append(f, UserHash, u.PasswordHash)
+	}
+	if u.Disabled != nil {
+		v := "0"
+		if *u.Disabled {
+			v = "1"
+		}
+		f = append(f, UserDisabled, v)
+	}
+	return f
+}
+
+// ValidPrefix reports whether a key prefix keeps every user's keys in one
+// cluster slot: braces would open a hash tag of their own.
+func ValidPrefix(p string) bool { return !strings.ContainsAny(p, "{}") }
