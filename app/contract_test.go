@@ -129,9 +129,8 @@ func TestLoginRateLimit(t *testing.T) {
 	if r := login("password123"); r.Status != 201 {
 		t.Fatalf("success below the limit: %d", r.Status)
 	}
-	for i := range 3 { // the success reset the count
+	for range 3 { // the success reset the count
 		wantProblem(t, login("wrong-again"), 401, "invalid_credentials")
-		_ = i
 	}
 	r := login("password123")
 	wantProblem(t, r, 429, "too_many_attempts")

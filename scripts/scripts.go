@@ -14,7 +14,9 @@
 // single keys, each script touching exactly the one in KEYS[1].
 //
 // Field names are not written in the .lua files: they are filled in from
-// internal/keys when the scripts load, so Go and Lua cannot disagree.
+// internal/keys when the scripts load, so Go and Lua cannot disagree. This
+// package holds no Go logic beyond loading the scripts; the stores decide
+// what to run and what a reply means.
 package scripts
 
 import (

@@ -56,9 +56,9 @@ type Options struct {
 	Now func() time.Time
 }
 
-// OpenRedis connects to REDIS_URL, or starts the embedded store when it is
+// openRedis connects to REDIS_URL, or starts the embedded store when it is
 // unset. The returned func releases it.
-func OpenRedis(cfg Config, log *slog.Logger) (rueidis.Client, func(), error) {
+func openRedis(cfg Config, log *slog.Logger) (rueidis.Client, func(), error) {
 	if cfg.RedisURL == "" {
 		return openEmbedded(log)
 	}
@@ -132,7 +132,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	}
 	s := &Server{Config: cfg, Client: o.Client, Log: o.Log, Console: o.Console}
 	if s.Client == nil {
-		client, closeRedis, err := OpenRedis(cfg, o.Log)
+		client, closeRedis, err := openRedis(cfg, o.Log)
 		if err != nil {
 			return nil, err
 		}

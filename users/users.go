@@ -317,8 +317,8 @@ func ValidUsername(name string) bool {
 	return true
 }
 
-// ValidRole reports whether role is one of the roles.
-func ValidRole(role string) bool { return role == RoleUser || role == RoleAdmin }
+// validRole reports whether role is one of the roles.
+func validRole(role string) bool { return role == RoleUser || role == RoleAdmin }
 
 // ValidPassword checks a new password's length rules: ErrPasswordTooLong
 // or ErrPasswordTooShort.
@@ -332,8 +332,8 @@ func ValidPassword(password string) error {
 	return nil
 }
 
-// HashPassword checks a new password's length rules and hashes it.
-func (s *Store) HashPassword(password string) (string, error) {
+// hashPassword checks a new password's length rules and hashes it.
+func (s *Store) hashPassword(password string) (string, error) {
 	if err := ValidPassword(password); err != nil {
 		return "", err
 	}
@@ -350,10 +350,10 @@ func (s *Store) Create(ctx context.Context, username, password, role string) (Us
 	if !ValidUsername(username) {
 		return User{}, ErrInvalidUsername
 	}
-	if !ValidRole(role) {
+	if !validRole(role) {
 		return User{}, ErrInvalidRole
 	}
-	hash, err := s.HashPassword(password)
+	hash, err := s.hashPassword(password)
 	if err != nil {
 		return User{}, err
 	}
@@ -756,11 +756,11 @@ type Change struct {
 // copying a new role into them.
 func (s *Store) CheckChange(ch Change) (keys.AccountUpdate, error) {
 	u := keys.AccountUpdate{Role: ch.Role, Disabled: ch.Disabled}
-	if ch.Role != nil && !ValidRole(*ch.Role) {
+	if ch.Role != nil && !validRole(*ch.Role) {
 		return keys.AccountUpdate{}, ErrInvalidRole
 	}
 	if ch.Password != nil {
-		hash, err := s.HashPassword(*ch.Password)
+		hash, err := s.hashPassword(*ch.Password)
 		if err != nil {
 			return keys.AccountUpdate{}, err
 		}

@@ -199,8 +199,6 @@ func (s *Server) signal(sig os.Signal) error {
 	return s.cmd.Process.Signal(sig)
 }
 
-// Miniredis is the embedded fallback, or nil on a real server.
-func (s *Server) Miniredis() *miniredis.Miniredis { return s.mini }
 
 // RequireSingle skips the test, by name and with reason, on a cluster.
 func (s *Server) RequireSingle(t testing.TB, why string) {

@@ -32,8 +32,8 @@ func Timeout(ctx context.Context, d time.Duration) (context.Context, context.Can
 	return context.WithTimeout(ctx, d)
 }
 
-// IsOOM reports whether Redis refused a command for want of memory.
-func IsOOM(err error) bool {
+// isOOM reports whether Redis refused a command for want of memory.
+func isOOM(err error) bool {
 	e, ok := rueidis.IsRedisErr(err)
 	return ok && strings.HasPrefix(e.Error(), "OOM")
 }
@@ -46,7 +46,7 @@ func CachedHMGet(ctx context.Context, c rueidis.Client, key string, fields []str
 	dl := deadline.After(ctx, timeout)
 	defer dl.Stop()
 	r := c.DoCache(dl, c.B().Hmget().Key(key).Field(fields...).Cache(), ttl)
-	if IsOOM(r.Error()) {
+	if isOOM(r.Error()) {
 		// A cached read is a MULTI, which Redis refuses when out of memory;
 		// a plain read still works, so revocations and reads go on.
 		r = c.Do(dl, c.B().Hmget().Key(key).Field(fields...).Build())

@@ -1,6 +1,7 @@
 // Command rediscluster starts a Redis Cluster on loopback (three masters,
 // three replicas) for a test run, prints its node addresses on one line as
-// SESSIOND_TEST_CLUSTER_ADDRS wants them, and stops it on SIGTERM or SIGINT. .ci/run uses it to start the cluster once per run.
+// SESSIOND_TEST_CLUSTER_ADDRS wants them, and stops it on SIGTERM or SIGINT.
+// .ci/run uses it to start the cluster once per run.
 package main
 
 import (
