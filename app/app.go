@@ -84,6 +84,7 @@ func New(d Deps) *fiber.App {
 
 	f.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	f.Get("/readyz", h.readyz)
+	f.Get("/openapi.json", openAPI)
 
 	v1 := f.Group("/v1")
 	v1.Post("/auth/login", h.login)

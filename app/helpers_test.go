@@ -223,6 +223,8 @@ func (e *env) try(method, path, token string, body any, headers ...string) (resp
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	// Every response a test sees must be one the OpenAPI document allows.
+	checkResponse(e.t, method, path, req.Header, res.StatusCode, res.Header, b)
 	return resp{Status: res.StatusCode, Header: res.Header, Body: b}, nil
 }
 
@@ -258,6 +260,10 @@ func (e *env) raw(request string) resp {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	if method, target, ok := strings.Cut(strings.SplitN(request, "\r\n", 2)[0], " "); ok {
+		target, _, _ = strings.Cut(target, " ")
+		checkResponse(e.t, method, target, http.Header{}, res.StatusCode, res.Header, b)
+	}
 	return resp{Status: res.StatusCode, Header: res.Header, Body: b}
 }
 
