@@ -199,7 +199,6 @@ func (s *Server) signal(sig os.Signal) error {
 	return s.cmd.Process.Signal(sig)
 }
 
-
 // RequireSingle skips the test, by name and with reason, on a cluster.
 func (s *Server) RequireSingle(t testing.TB, why string) {
 	t.Helper()
