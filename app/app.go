@@ -30,6 +30,9 @@ type Deps struct {
 	Tokens   *sessions.Tokens
 	// TrustedProxies may set the client IP with X-Forwarded-For.
 	TrustedProxies []netip.Prefix
+	// IntrospectionClients may call the introspection endpoint: client id →
+	// SHA-256 of its secret. None: it answers 401 to everyone.
+	IntrospectionClients map[string][32]byte
 	// Ping answers whether Redis is reachable, for /readyz.
 	Ping func(context.Context) error
 	Log  *slog.Logger
@@ -85,10 +88,13 @@ func New(d Deps) *fiber.App {
 	f.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	f.Get("/readyz", h.readyz)
 	f.Get("/openapi.json", openAPI)
+	f.Get("/.well-known/jwks.json", h.jwks)
 
 	v1 := f.Group("/v1")
 	v1.Post("/auth/login", h.login)
+	v1.Post("/oauth/introspect", h.introspect)
 	auth := v1.Group("", h.authenticate)
+	auth.Get("/auth/verify", h.verify)
 	auth.Post("/auth/logout", h.logout)
 	auth.Post("/auth/logout-all", h.logoutAll)
 	auth.Get("/me", h.me)

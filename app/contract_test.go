@@ -159,9 +159,9 @@ func TestBearerAuthentication(t *testing.T) {
 	if h := none.Header.Get("WWW-Authenticate"); h != "Bearer" {
 		t.Fatalf("no token: WWW-Authenticate %q, want plain Bearer", h)
 	}
-	other, _ := sessions.NewTokens([]byte(strings.Repeat("z", 32)), "sessiond", "sessiond")
-	foreignIss, _ := sessions.NewTokens(testSecret, "someone-else", "sessiond")
-	foreignAud, _ := sessions.NewTokens(testSecret, "sessiond", "another-app")
+	other, _ := sessions.NewTokens(sessions.Keyring{Secret: []byte(strings.Repeat("z", 32))}, "sessiond", "sessiond")
+	foreignIss, _ := sessions.NewTokens(sessions.Keyring{Secret: testSecret}, "someone-else", "sessiond")
+	foreignAud, _ := sessions.NewTokens(sessions.Keyring{Secret: testSecret}, "sessiond", "another-app")
 	now := time.Now()
 	sess := sessions.Session{ID: sid, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	expired := sessions.Session{ID: sid, UserID: u.ID, CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}

@@ -68,6 +68,8 @@ type envOpts struct {
 	WaitReplicas   int           // REDIS_WAIT_REPLICAS
 	BcryptCost     int           // BCRYPT_COST (default here 4)
 	ReadTimeout    time.Duration // how long reading a request may take (and keep-alive idle)
+	// Env is more configuration, by variable name.
+	Env map[string]string
 	// Client replaces the package's Redis (a server of the test's own).
 	Client rueidis.Client
 	// Now is the stores' clock.
@@ -95,6 +97,9 @@ func (o envOpts) config(t testing.TB) server.Config {
 	set("LOGIN_FAILURE_WINDOW", o.FailureWindow, o.FailureWindow == 0)
 	set("REDIS_TIMEOUT", o.RedisTimeout, o.RedisTimeout == 0)
 	set("REDIS_WAIT_REPLICAS", o.WaitReplicas, o.WaitReplicas == 0)
+	for k, v := range o.Env {
+		vars[k] = v
+	}
 	cfg, err := server.LoadConfig(func(k string) string { return vars[k] })
 	if err != nil {
 		t.Fatal(err)

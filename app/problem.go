@@ -80,6 +80,13 @@ type retryAfter interface {
 	RetryAfter() time.Duration
 }
 
+// challenger is an error whose 401 challenges for another scheme than
+// Bearer (introspection clients use HTTP Basic).
+type challenger interface {
+	error
+	Challenge() string
+}
+
 // toProblem turns any error into the problem it is answered with.
 func toProblem(err error) (Problem, time.Duration) {
 	code := errcode.Of(err)
@@ -118,7 +125,10 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 		if p.Status >= 500 {
 			log.Error("request failed", "request_id", requestID(c), "method", c.Method(), "path", c.Path(), "status", p.Status, "err", err)
 		}
+		var ch challenger
 		switch {
+		case p.Status == fiber.StatusUnauthorized && errors.As(err, &ch):
+			c.Set(fiber.HeaderWWWAuthenticate, ch.Challenge())
 		case p.Status == fiber.StatusUnauthorized && p.Code == errcode.Unauthorized && c.Get(fiber.HeaderAuthorization) != "":
 			// RFC 6750: a token was presented but is bad, expired or revoked.
 			c.Set(fiber.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)

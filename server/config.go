@@ -1,8 +1,11 @@
 package server
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/netip"
@@ -24,8 +27,16 @@ type Config struct {
 	// RedisCA trusts these CA certificates (PEM) for rediss://, for a Redis
 	// whose certificate a private CA signed; nil uses the system roots.
 	RedisCA            *x509.CertPool
-	JWTSecret          []byte
-	SecretGenerated    bool // JWT_SECRET was unset in embedded mode
+	// Keys sign and verify tokens: JWT_SECRET, JWT_PREVIOUS_SECRETS and
+	// JWT_PRIVATE_KEYS.
+	Keys sessions.Keyring
+	// KeyGenerated is true when neither JWT_SECRET nor JWT_PRIVATE_KEYS was
+	// set in embedded mode: an Ed25519 key was made for this run.
+	KeyGenerated bool
+	// IntrospectionClients are the clients allowed to call the
+	// introspection endpoint (INTROSPECTION_CLIENTS): id → SHA-256 of the
+	// secret, so secrets compare in constant time whatever their length.
+	IntrospectionClients map[string][32]byte
 	JWTIssuer          string
 	JWTAudience        string
 	AdminUsername      string
@@ -127,17 +138,24 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			return Config{}, &ConfigError{"REDIS_CA_CERT", "no PEM certificate in " + path}
 		}
 	}
-	secret := getenv("JWT_SECRET")
-	switch {
-	case secret == "" && c.RedisURL != "":
-		return Config{}, &ConfigError{"JWT_SECRET", "required when REDIS_URL is set (at least 32 random bytes)"}
-	case secret == "":
-		c.JWTSecret, c.SecretGenerated = make([]byte, 32), true
-		_, _ = rand.Read(c.JWTSecret)
-	case len(secret) < sessions.MinSecretLen:
-		return Config{}, &ConfigError{"JWT_SECRET", fmt.Sprintf("must be at least %d bytes, got %d", sessions.MinSecretLen, len(secret))}
-	default:
-		c.JWTSecret = []byte(secret)
+	if err := c.loadKeys(getenv); err != nil {
+		return Config{}, err
+	}
+	if v := getenv("INTROSPECTION_CLIENTS"); v != "" {
+		c.IntrospectionClients = map[string][32]byte{}
+		for _, pair := range strings.Split(v, ",") {
+			id, secret, ok := strings.Cut(strings.TrimSpace(pair), ":")
+			if !ok || id == "" {
+				return Config{}, &ConfigError{"INTROSPECTION_CLIENTS", "want comma-separated id:secret pairs"}
+			}
+			if len(secret) < sessions.MinSecretLen {
+				return Config{}, &ConfigError{"INTROSPECTION_CLIENTS", fmt.Sprintf("the secret of client %q must be at least %d bytes, got %d", id, sessions.MinSecretLen, len(secret))}
+			}
+			if _, dup := c.IntrospectionClients[id]; dup {
+				return Config{}, &ConfigError{"INTROSPECTION_CLIENTS", fmt.Sprintf("client %q is named twice", id)}
+			}
+			c.IntrospectionClients[id] = sha256.Sum256([]byte(secret))
+		}
 	}
 	if (c.AdminUsername == "") != (c.AdminPassword == "") {
 		v := "ADMIN_PASSWORD"
@@ -147,6 +165,79 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return Config{}, &ConfigError{v, "ADMIN_USERNAME and ADMIN_PASSWORD go together"}
 	}
 	return c, nil
+}
+
+// loadKeys reads the keyring: JWT_SECRET (HS256), JWT_PREVIOUS_SECRETS
+// (verify only) and JWT_PRIVATE_KEYS (Ed25519; the first signs). With
+// REDIS_URL one of JWT_SECRET and JWT_PRIVATE_KEYS is required; embedded
+// mode with neither makes one Ed25519 key for the run.
+func (c *Config) loadKeys(getenv func(string) string) error {
+	if secret := getenv("JWT_SECRET"); secret != "" {
+		if len(secret) < sessions.MinSecretLen {
+			return &ConfigError{"JWT_SECRET", fmt.Sprintf("must be at least %d bytes, got %d", sessions.MinSecretLen, len(secret))}
+		}
+		c.Keys.Secret = []byte(secret)
+	}
+	if v := getenv("JWT_PREVIOUS_SECRETS"); v != "" {
+		for i, secret := range strings.Split(v, ",") {
+			if len(secret) < sessions.MinSecretLen {
+				return &ConfigError{"JWT_PREVIOUS_SECRETS", fmt.Sprintf("secret %d must be at least %d bytes, got %d", i+1, sessions.MinSecretLen, len(secret))}
+			}
+			c.Keys.PreviousSecrets = append(c.Keys.PreviousSecrets, []byte(secret))
+		}
+	}
+	if path := getenv("JWT_PRIVATE_KEYS"); path != "" {
+		keys, err := readEd25519Keys(path)
+		if err != nil {
+			return &ConfigError{"JWT_PRIVATE_KEYS", err.Error()}
+		}
+		c.Keys.PrivateKeys = keys
+	}
+	switch {
+	case c.Keys.Secret != nil || c.Keys.PrivateKeys != nil:
+	case c.RedisURL != "":
+		return &ConfigError{"JWT_SECRET", "JWT_SECRET (at least 32 random bytes) or JWT_PRIVATE_KEYS is required when REDIS_URL is set"}
+	default:
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return fmt.Errorf("generate a signing key: %w", err)
+		}
+		c.Keys.PrivateKeys, c.KeyGenerated = []ed25519.PrivateKey{priv}, true
+	}
+	return nil
+}
+
+// readEd25519Keys reads the PKCS#8 Ed25519 private keys of a PEM file, in
+// order.
+func readEd25519Keys(path string) ([]ed25519.PrivateKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var keys []ed25519.PrivateKey
+	for n := 1; ; n++ {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "PRIVATE KEY" {
+			return nil, fmt.Errorf("%s: PEM block %d is %q, want PRIVATE KEY (PKCS#8)", path, n, block.Type)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: PEM block %d: %v", path, n, err)
+		}
+		ed, ok := k.(ed25519.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: PEM block %d is a %T, want an Ed25519 key", path, n, k)
+		}
+		keys = append(keys, ed)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM private key", path)
+	}
+	return keys, nil
 }
 
 func redactURLError(err error, url string) string {

@@ -25,13 +25,13 @@ func TestConfigDefaults(t *testing.T) {
 		c.KeyPrefix != "sd:" || len(c.TrustedProxies) != 0 {
 		t.Fatalf("defaults differ from API.md: %+v", c)
 	}
-	// Embedded mode makes up a secret per run.
-	if !c.SecretGenerated || len(c.JWTSecret) < 32 {
-		t.Fatalf("embedded mode secret: generated=%v len=%d", c.SecretGenerated, len(c.JWTSecret))
+	// Embedded mode makes up an Ed25519 signing key per run.
+	if !c.KeyGenerated || len(c.Keys.PrivateKeys) != 1 || c.Keys.Secret != nil {
+		t.Fatalf("embedded mode keys: generated=%v %d private keys", c.KeyGenerated, len(c.Keys.PrivateKeys))
 	}
 	c2, _ := server.LoadConfig(getenv(nil))
-	if string(c.JWTSecret) == string(c2.JWTSecret) {
-		t.Fatal("two runs generated the same secret")
+	if c.Keys.PrivateKeys[0].Equal(c2.Keys.PrivateKeys[0]) {
+		t.Fatal("two runs generated the same key")
 	}
 }
 
@@ -47,7 +47,7 @@ func TestConfigValues(t *testing.T) {
 	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32")}
 	if c.IdleTimeout != time.Hour || c.MaxLifetime != 24*time.Hour || c.MaxSessionsPerUser != 0 ||
 		c.BcryptCost != 10 || len(c.TrustedProxies) != 2 || c.TrustedProxies[0] != want[0] || c.TrustedProxies[1] != want[1] ||
-		c.SecretGenerated {
+		c.KeyGenerated || string(c.Keys.Secret) != strings.Repeat("k", 32) {
 		t.Fatalf("got %+v", c)
 	}
 }

@@ -166,7 +166,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.Tokens, err = sessions.NewTokens(cfg.JWTSecret, cfg.JWTIssuer, cfg.JWTAudience)
+	s.Tokens, err = sessions.NewTokens(cfg.Keys, cfg.JWTIssuer, cfg.JWTAudience)
 	if err != nil {
 		return &ConfigError{"JWT_SECRET", err.Error()}
 	}
@@ -184,7 +184,8 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		return err
 	}
 	s.App = app.New(app.Deps{Users: s.Users, Sessions: s.Sessions, Tokens: s.Tokens,
-		TrustedProxies: cfg.TrustedProxies, Ping: s.Sessions.Ping, Log: s.Log,
+		TrustedProxies: cfg.TrustedProxies, IntrospectionClients: cfg.IntrospectionClients,
+		Ping: s.Sessions.Ping, Log: s.Log,
 		ReadTimeout: cfg.ReadTimeout, KeepAliveTimeout: cfg.KeepAliveTimeout})
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 // ever verifies (the fuzzer cannot forge an HMAC, so any other acceptance
 // would be a parser that skipped the signature or the pinned algorithm).
 func FuzzVerify(f *testing.F) {
-	tokens, err := sessions.NewTokens([]byte("fuzz-secret-fuzz-secret-fuzz-secret!"), "sessiond", "sessiond")
+	tokens, err := sessions.NewTokens(sessions.Keyring{Secret: []byte("fuzz-secret-fuzz-secret-fuzz-secret!")}, "sessiond", "sessiond")
 	if err != nil {
 		f.Fatal(err)
 	}

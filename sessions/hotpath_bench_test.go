@@ -13,7 +13,7 @@ import (
 )
 
 func BenchmarkVerifyHS256(b *testing.B) {
-	tk, _ := sessions.NewTokens(secret, "sessiond", "sessiond")
+	tk, _ := sessions.NewTokens(sessions.Keyring{Secret: secret}, "sessiond", "sessiond")
 	now := time.Now()
 	tok, _ := tk.Sign(sessions.Session{ID: "6f1c7a2e-1111-4222-8333-444444444444", UserID: "7f1c7a2e-1111-4222-8333-444444444444",
 		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, "alice@example.com", now.Add(-24*time.Hour))

@@ -234,6 +234,29 @@ func (s *Store) Use(ctx context.Context, uid, sid, ip string) (role string, err 
 	return role, nil
 }
 
+// Check reports whether a session of uid is live, as Use does, and returns
+// the account's role as the session holds it, without recording use: for a
+// third party asking about a token (introspection).
+func (s *Store) Check(ctx context.Context, uid, sid string) (role string, err error) {
+	if s.revokedHere(uid, sid) {
+		return "", ErrNotFound
+	}
+	vals, err := redisx.CachedHMGet(ctx, s.c, s.k.Session(uid, sid), useFields, cacheTTL, s.o.Timeout)
+	if err != nil {
+		return "", err
+	}
+	if vals[1].IsNil() {
+		return "", ErrNotFound
+	}
+	lastSeen, _ := vals[0].AsInt64()
+	expires, _ := vals[1].AsInt64()
+	if !s.live(time.UnixMilli(lastSeen), time.Unix(expires, 0), s.o.Now()) {
+		return "", ErrNotFound
+	}
+	role, _ = vals[2].ToString()
+	return role, nil
+}
+
 // UpdateAccount applies an update that ends no session (a role, enabling)
 // and, when the role changes, copies it into every live session of the
 // account in the same step, so the next request sees it (Use).

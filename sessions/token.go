@@ -2,11 +2,16 @@ package sessions
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sessiond/sessiond/internal/errcode"
@@ -20,14 +25,43 @@ var ErrInvalidToken = errcode.New(errcode.Unauthorized, "the token is invalid or
 // hash output weaken it.
 const MinSecretLen = 32
 
-// Tokens signs and verifies sessiond's JWTs. The algorithm is pinned to HS256:
-// a token naming any other algorithm (none, RS256 with the HMAC key as a public
-// key, …) is rejected before its signature is looked at.
+// Tokens signs and verifies sessiond's JWTs with a keyring. Every token names
+// the key that signed it in its "kid" header, and each key has its one
+// algorithm (HS256 for a secret, EdDSA for an Ed25519 key): a token can never
+// choose its own algorithm or key (RFC 8725 §3.1–3.2). A token naming any
+// other algorithm (none, RS256 with the HMAC key as a public key, …), or a key
+// with another algorithm than its own, is refused before its signature is
+// looked at.
 type Tokens struct {
-	secret   []byte
+	signer   tokenKey
+	byKID    map[string]tokenKey
+	legacy   *tokenKey // verifies tokens from before tokens carried a kid
+	jwks     []byte
 	issuer   string
 	audience string
 	parser   *jwt.Parser
+}
+
+// tokenKey is one key of the ring.
+type tokenKey struct {
+	kid    string
+	method jwt.SigningMethod
+	sign   any // []byte secret or ed25519.PrivateKey; nil for verify-only
+	verify any // []byte secret or ed25519.PublicKey
+}
+
+// Keyring is what tokens are signed and verified with.
+type Keyring struct {
+	// Secret is an HMAC key (HS256) of at least MinSecretLen bytes. It signs
+	// unless there are PrivateKeys; it always verifies.
+	Secret []byte
+	// PreviousSecrets verify the tokens they signed and never sign: a
+	// rotated-out secret, kept until its tokens have ended.
+	PreviousSecrets [][]byte
+	// PrivateKeys are Ed25519 keys: the first signs (EdDSA), all verify and
+	// are published (JWKS), so other services can check signatures without
+	// holding a key that mints tokens.
+	PrivateKeys []ed25519.PrivateKey
 }
 
 // ClockSkew is how far replicas' clocks may disagree on a token's iat and exp.
@@ -40,6 +74,7 @@ const ClockSkew = 5 * time.Second
 type Claims struct {
 	UserID           string
 	SessionID        string
+	IssuedAt         time.Time
 	ExpiresAt        time.Time
 	Username         string
 	AccountCreatedAt time.Time
@@ -101,29 +136,119 @@ func stringArray(v json.RawMessage) bool {
 	return json.Unmarshal(v, &ss) == nil && bytes.HasPrefix(bytes.TrimSpace(v), []byte("["))
 }
 
-// NewTokens returns a signer/verifier for the given HMAC secret, issuer and audience.
-func NewTokens(secret []byte, issuer, audience string) (*Tokens, error) {
-	if len(secret) < MinSecretLen {
-		return nil, fmt.Errorf("JWT secret must be at least %d bytes", MinSecretLen)
+// NewTokens returns a signer/verifier for a keyring, issuer and audience.
+func NewTokens(ring Keyring, issuer, audience string) (*Tokens, error) {
+	t := &Tokens{byKID: map[string]tokenKey{}, issuer: issuer, audience: audience}
+	var public []jose.JSONWebKey
+	for i, priv := range ring.PrivateKeys {
+		if len(priv) != ed25519.PrivateKeySize {
+			return nil, fmt.Errorf("Ed25519 key %d is malformed", i+1)
+		}
+		pub := priv.Public().(ed25519.PublicKey)
+		jwk := jose.JSONWebKey{Key: pub, Algorithm: jwt.SigningMethodEdDSA.Alg(), Use: "sig"}
+		thumb, err := jwk.Thumbprint(crypto.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("Ed25519 key %d: %w", i+1, err)
+		}
+		// The RFC 7638 thumbprint: the same key has the same kid on every
+		// replica and after every restart.
+		jwk.KeyID = base64.RawURLEncoding.EncodeToString(thumb)
+		t.add(tokenKey{kid: jwk.KeyID, method: jwt.SigningMethodEdDSA, sign: priv, verify: pub})
+		public = append(public, jwk)
 	}
-	return &Tokens{
-		secret:   append([]byte(nil), secret...),
-		issuer:   issuer,
-		audience: audience,
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-			jwt.WithIssuer(issuer),
-			jwt.WithAudience(audience),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			// Replicas' clocks differ a little: without leeway a token signed by
-			// one whose clock runs ahead is "used before issued" on another.
-			// The session's own expiry is enforced by Redis, not by exp.
-			jwt.WithLeeway(ClockSkew),
-			// Canonical base64url only: one token has one encoding.
-			jwt.WithStrictDecoding(),
-		),
-	}, nil
+	secrets := ring.PreviousSecrets
+	if ring.Secret != nil {
+		secrets = append([][]byte{ring.Secret}, secrets...)
+	}
+	for i, secret := range secrets {
+		if len(secret) < MinSecretLen {
+			return nil, fmt.Errorf("JWT secret must be at least %d bytes", MinSecretLen)
+		}
+		k := tokenKey{kid: secretKID(secret), method: jwt.SigningMethodHS256, verify: bytes.Clone(secret)}
+		if i == 0 && ring.Secret != nil {
+			k.sign = k.verify
+			t.legacy = &k
+		}
+		t.add(k)
+	}
+	switch {
+	case len(ring.PrivateKeys) > 0:
+		t.signer = t.byKID[public[0].KeyID]
+	case ring.Secret != nil:
+		t.signer = *t.legacy
+	default:
+		return nil, errors.New("a JWT secret or an Ed25519 private key is required to sign tokens")
+	}
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: append([]jose.JSONWebKey{}, public...)})
+	if err != nil {
+		return nil, err
+	}
+	t.jwks = jwks
+	t.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg(), jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithIssuer(issuer),
+		jwt.WithAudience(audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		// Replicas' clocks differ a little: without leeway a token signed by
+		// one whose clock runs ahead is "used before issued" on another.
+		// The session's own expiry is enforced by Redis, not by exp.
+		jwt.WithLeeway(ClockSkew),
+		// Canonical base64url only: one token has one encoding.
+		jwt.WithStrictDecoding(),
+	)
+	return t, nil
+}
+
+func (t *Tokens) add(k tokenKey) {
+	if _, dup := t.byKID[k.kid]; !dup {
+		t.byKID[k.kid] = k
+	}
+}
+
+// secretKID names an HMAC secret without revealing it: a hash of it, cut
+// short (a kid only has to tell a ring's few keys apart).
+func secretKID(secret []byte) string {
+	sum := sha256.Sum256(append([]byte("sessiond hmac kid\x00"), secret...))
+	return "hs-" + base64.RawURLEncoding.EncodeToString(sum[:9])
+}
+
+// Issuer is the iss tokens carry and must carry.
+func (t *Tokens) Issuer() string { return t.issuer }
+
+// Audience is the aud tokens carry and must carry.
+func (t *Tokens) Audience() string { return t.audience }
+
+// JWKS is the JSON Web Key Set (RFC 7517) of the public keys that verify
+// tokens: every Ed25519 key, with its kid, alg and use. A secret is never
+// published, so with only HMAC secrets the set is empty.
+func (t *Tokens) JWKS() []byte { return t.jwks }
+
+// keyFor is the key a token's header names, which must be one of the ring's
+// and of the algorithm the token says; nothing else about the header is
+// trusted.
+func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {
+	// RFC 7515 §4.1.11: a "crit" extension the recipient does not
+	// understand makes the token invalid, and we understand none.
+	if _, ok := tok.Header["crit"]; ok {
+		return nil, errors.New(`unsupported "crit" header`)
+	}
+	var k tokenKey
+	switch kid, present := tok.Header["kid"]; {
+	case !present && t.legacy != nil:
+		k = *t.legacy // issued before tokens named their key
+	case !present:
+		return nil, errors.New("no kid")
+	default:
+		s, ok := kid.(string)
+		if k, ok = t.byKID[s]; !ok || s == "" {
+			return nil, errors.New("unknown kid")
+		}
+	}
+	if tok.Method.Alg() != k.method.Alg() {
+		return nil, fmt.Errorf("kid %s is a %s key, the token says %s", k.kid, k.method.Alg(), tok.Method.Alg())
+	}
+	return k.verify, nil
 }
 
 // Sign issues the token for a session: sub is the user, jti the session, exp
@@ -141,28 +266,23 @@ func (t *Tokens) Sign(s Session, username string, accountCreated time.Time) (str
 		Username:         username,
 		AccountCreatedAt: jwt.NewNumericDate(accountCreated),
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(t.secret)
+	tok := jwt.NewWithClaims(t.signer.method, claims)
+	tok.Header["kid"] = t.signer.kid
+	return tok.SignedString(t.signer.sign)
 }
 
 // Verify checks a token's signature and claims. It says nothing about whether
 // the session still exists: that is Store.Check's job.
 func (t *Tokens) Verify(token string) (Claims, error) {
 	var tc tokenClaims
-	_, err := t.parser.ParseWithClaims(token, &tc, func(tok *jwt.Token) (any, error) {
-		// RFC 7515 §4.1.11: a "crit" extension the recipient does not
-		// understand makes the token invalid, and we understand none.
-		if _, ok := tok.Header["crit"]; ok {
-			return nil, errors.New(`unsupported "crit" header`)
-		}
-		return t.secret, nil
-	})
+	_, err := t.parser.ParseWithClaims(token, &tc, t.keyFor)
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	if tc.Subject == "" || tc.ID == "" || tc.IssuedAt == nil {
 		return Claims{}, fmt.Errorf("%w: missing sub, jti or iat", ErrInvalidToken)
 	}
-	c := Claims{UserID: tc.Subject, SessionID: tc.ID, ExpiresAt: tc.ExpiresAt.Time, Username: tc.Username}
+	c := Claims{UserID: tc.Subject, SessionID: tc.ID, IssuedAt: tc.IssuedAt.Time, ExpiresAt: tc.ExpiresAt.Time, Username: tc.Username}
 	if tc.AccountCreatedAt != nil {
 		c.AccountCreatedAt = tc.AccountCreatedAt.Time
 	}

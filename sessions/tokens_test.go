@@ -17,7 +17,7 @@ import (
 var secret = []byte("0123456789abcdef0123456789abcdef")
 
 func TestTokenRoundTrip(t *testing.T) {
-	tk, err := sessions.NewTokens(secret, "sessiond", "sessiond")
+	tk, err := sessions.NewTokens(sessions.Keyring{Secret: secret}, "sessiond", "sessiond")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,14 +41,14 @@ func TestTokenRoundTrip(t *testing.T) {
 }
 
 func TestNewTokensRejectsShortSecrets(t *testing.T) {
-	if _, err := sessions.NewTokens([]byte(strings.Repeat("k", 31)), "i", "a"); err == nil {
+	if _, err := sessions.NewTokens(sessions.Keyring{Secret: []byte(strings.Repeat("k", 31))}, "i", "a"); err == nil {
 		t.Fatal("a 31-byte HMAC secret was accepted")
 	}
 }
 
 // Every way a token can be wrong is refused.
 func TestVerifyRefuses(t *testing.T) {
-	tk, _ := sessions.NewTokens(secret, "sessiond", "sessiond")
+	tk, _ := sessions.NewTokens(sessions.Keyring{Secret: secret}, "sessiond", "sessiond")
 	now := time.Now()
 	good := jwt.MapClaims{"iss": "sessiond", "aud": "sessiond", "sub": "uid", "jti": "sid",
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}

@@ -279,10 +279,14 @@ func (s *Store) settle(ctx context.Context, a attempt, outcome string) {
 	scripts.AttemptSettle.ExecMulti(ctx, s.c, execs...)
 }
 
-// guard runs one password check under the failed-attempt limits of
-// (username, clientIP): the attempt is taken before check runs, and counted
-// as a failure unless check reports the password right.
-func (s *Store) guard(ctx context.Context, username, clientIP string, check func() (bool, error)) error {
+// Guard runs one credential check under the failed-attempt limits of
+// (username, clientIP), the limits logins are under: the attempt is taken
+// before check runs, and counted as a failure unless check reports the
+// credential right. Past a limit it returns *TooManyAttemptsError without
+// running check; a wrong credential is ErrInvalidCredentials. Other
+// credentials than account passwords (an introspection client's secret) use
+// a name of their own.
+func (s *Store) Guard(ctx context.Context, username, clientIP string, check func() (bool, error)) error {
 	a, err := s.takeAttempt(ctx, s.limits(username, clientIP))
 	if err != nil {
 		return err
@@ -602,7 +606,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password, clientIP s
 	// Each Redis step has its own deadline: bcrypt in between may take longer
 	// than one (cost 14 is about a second, more on a loaded machine).
 	var u User
-	err := s.guard(ctx, username, clientIP, func() (bool, error) {
+	err := s.Guard(ctx, username, clientIP, func() (bool, error) {
 		var err error
 		u, err = s.FindByUsername(ctx, username)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -633,7 +637,7 @@ func (s *Store) CheckPassword(ctx context.Context, id, password, clientIP string
 	if err != nil {
 		return User{}, err
 	}
-	err = s.guard(ctx, u.Username, clientIP, func() (bool, error) {
+	err = s.Guard(ctx, u.Username, clientIP, func() (bool, error) {
 		return s.compare(ctx, u.hash, password), nil
 	})
 	if err != nil {

@@ -1,0 +1,290 @@
+package app_test
+
+// Tokens the rest of the stack can trust: key rotation, Ed25519 and the
+// JWKS, forward auth, introspection.
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const (
+	secretA = "first-secret-first-secret-first-secret!!"
+	secretB = "second-secret-second-secret-second-secret"
+)
+
+// header decodes a token's JOSE header.
+func header(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h map[string]any
+	if err := json.Unmarshal(raw, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// Rotating JWT_SECRET signs no one out while the old one stays in
+// JWT_PREVIOUS_SECRETS; once it is dropped, its tokens get 401.
+func TestSecretRotationKeepsSessions(t *testing.T) {
+	t.Parallel()
+	before := newEnv(t, envOpts{Env: map[string]string{"JWT_SECRET": secretA}})
+	before.createUser("alice", "password123", "")
+	old, _ := before.login("alice", "password123")
+
+	rotated := newEnv(t, envOpts{Prefix: before.Prefix, Env: map[string]string{"JWT_SECRET": secretB, "JWT_PREVIOUS_SECRETS": secretA}})
+	if r := rotated.do("GET", "/v1/me", old, nil); r.Status != 200 {
+		t.Fatalf("a token signed before the rotation, after it: %d %s", r.Status, r.Body)
+	}
+	fresh, _ := rotated.login("alice", "password123")
+	if header(t, fresh)["kid"] == header(t, old)["kid"] || header(t, fresh)["kid"] == "" {
+		t.Fatalf("kids: old %v, new %v; want two different ones", header(t, old)["kid"], header(t, fresh)["kid"])
+	}
+	if header(t, fresh)["alg"] != "HS256" {
+		t.Fatalf("alg %v", header(t, fresh)["alg"])
+	}
+
+	dropped := newEnv(t, envOpts{Prefix: before.Prefix, Env: map[string]string{"JWT_SECRET": secretB}})
+	wantProblem(t, dropped.do("GET", "/v1/me", old, nil), 401, "unauthorized")
+	if r := dropped.do("GET", "/v1/me", fresh, nil); r.Status != 200 {
+		t.Fatalf("a token of the current secret: %d", r.Status)
+	}
+	// A previous secret verifies and never signs.
+	if r := before.do("GET", "/v1/me", fresh, nil); r.Status != 401 {
+		t.Fatalf("a replica without the new secret accepted its token: %d", r.Status)
+	}
+}
+
+// writeKeys writes Ed25519 private keys as one PKCS#8 PEM file.
+func writeKeys(t *testing.T, keys ...ed25519.PrivateKey) string {
+	t.Helper()
+	var b strings.Builder
+	for _, k := range keys {
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = pem.Encode(&b, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	}
+	path := filepath.Join(t.TempDir(), "keys.pem")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func newKey(t *testing.T) ed25519.PrivateKey {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// jwksOf fetches and parses the JWKS.
+func jwksOf(t *testing.T, e *env) (jose.JSONWebKeySet, resp) {
+	t.Helper()
+	r := e.do("GET", "/.well-known/jwks.json", "", nil)
+	if r.Status != 200 {
+		t.Fatalf("jwks: %d %s", r.Status, r.Body)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(r.Body, &set); err != nil {
+		t.Fatalf("jwks is not a JWK set: %v: %s", err, r.Body)
+	}
+	return set, r
+}
+
+// With JWT_PRIVATE_KEYS the first key signs (EdDSA), every key verifies and
+// is published, and another service can check a token with the JWKS alone.
+func TestEd25519KeysAndJWKS(t *testing.T) {
+	t.Parallel()
+	first, second := newKey(t), newKey(t)
+	e := newEnv(t, envOpts{Env: map[string]string{"JWT_SECRET": "", "JWT_PRIVATE_KEYS": writeKeys(t, first, second)}})
+	u := e.createUser("alice", "password123", "")
+	tok, sid := e.login("alice", "password123")
+	h := header(t, tok)
+	if h["alg"] != "EdDSA" {
+		t.Fatalf("alg %v, want EdDSA", h["alg"])
+	}
+	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+		t.Fatalf("me: %d %s", r.Status, r.Body)
+	}
+
+	set, r := jwksOf(t, e)
+	if len(set.Keys) != 2 {
+		t.Fatalf("jwks has %d keys, want both: %s", len(set.Keys), r.Body)
+	}
+	if cc := r.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=") || strings.Contains(cc, "no-store") {
+		t.Fatalf("jwks Cache-Control %q: resource servers should be able to cache it", cc)
+	}
+	if strings.Contains(string(r.Body), `"d"`) {
+		t.Fatalf("the JWKS publishes a private part: %s", r.Body)
+	}
+	for _, k := range set.Keys {
+		if k.KeyID == "" || k.Algorithm != "EdDSA" || k.Use != "sig" || !k.IsPublic() {
+			t.Fatalf("key %+v: want kid, alg EdDSA, use sig, public", k)
+		}
+	}
+	// A resource server verifies the token with the published key its kid names.
+	keys := set.Key(h["kid"].(string))
+	if len(keys) != 1 || !keys[0].Key.(ed25519.PublicKey).Equal(first.Public()) {
+		t.Fatalf("the token's kid %v does not name the first key in the JWKS", h["kid"])
+	}
+	parsed, err := jwt.Parse(tok, func(*jwt.Token) (any, error) { return keys[0].Key, nil },
+		jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithIssuer("sessiond"), jwt.WithAudience("sessiond"))
+	if err != nil || !parsed.Valid {
+		t.Fatalf("verifying with the JWKS: %v", err)
+	}
+
+	// The second key verifies too (a key added ahead of a rotation).
+	claims := jwt.MapClaims{"iss": "sessiond", "aud": "sessiond", "sub": u.ID, "jti": sid,
+		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}
+	sign := func(m jwt.SigningMethod, kid string, key any) string {
+		tk := jwt.NewWithClaims(m, claims)
+		tk.Header["kid"] = kid
+		s, err := tk.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var secondKID string
+	for _, k := range set.Keys {
+		if k.Key.(ed25519.PublicKey).Equal(second.Public()) {
+			secondKID = k.KeyID
+		}
+	}
+	if r := e.do("GET", "/v1/me", sign(jwt.SigningMethodEdDSA, secondKID, second), nil); r.Status != 200 {
+		t.Fatalf("a token of the second key: %d", r.Status)
+	}
+	// A token cannot choose its algorithm or key.
+	pub := []byte(first.Public().(ed25519.PublicKey))
+	for name, bad := range map[string]string{
+		"HS256 with the public key as secret": sign(jwt.SigningMethodHS256, h["kid"].(string), append(pub, pub...)),
+		"an unknown kid":                      sign(jwt.SigningMethodEdDSA, "no-such-key", first),
+		"a key that is not ours":              sign(jwt.SigningMethodEdDSA, h["kid"].(string), newKey(t)),
+		"no kid":                              sign(jwt.SigningMethodEdDSA, "", first),
+	} {
+		if r := e.do("GET", "/v1/me", bad, nil); r.Status != 401 {
+			t.Errorf("%s: %d, want 401", name, r.Status)
+		}
+	}
+}
+
+// A secret is never published: with only HMAC secrets the JWKS is empty.
+func TestJWKSNeverPublishesASecret(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{Env: map[string]string{"JWT_PREVIOUS_SECRETS": secretA}})
+	set, r := jwksOf(t, e)
+	if len(set.Keys) != 0 || strings.Contains(string(r.Body), "secret") {
+		t.Fatalf("jwks with only HMAC secrets: %s", r.Body)
+	}
+}
+
+// Forward auth: 200 with the caller in headers and an empty body while the
+// session lives, 401 with WWW-Authenticate as soon as it is revoked.
+func TestVerifyForwardAuth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	u := e.createUser("alice", "password123", "")
+	tok, sid := e.login("alice", "password123")
+	r := e.do("GET", "/v1/auth/verify", tok, nil)
+	if r.Status != 200 || len(r.Body) != 0 {
+		t.Fatalf("verify: %d %q", r.Status, r.Body)
+	}
+	for k, want := range map[string]string{"X-User-Id": u.ID, "X-Username": "alice", "X-User-Role": "user", "X-Session-Id": sid} {
+		if got := r.Header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	wantProblem(t, e.do("GET", "/v1/auth/verify", "", nil), 401, "unauthorized")
+	e.do("POST", "/v1/auth/logout", tok, nil)
+	r = e.do("GET", "/v1/auth/verify", tok, nil)
+	wantProblem(t, r, 401, "unauthorized")
+	if r.Header.Get("WWW-Authenticate") != `Bearer error="invalid_token"` {
+		t.Fatalf("WWW-Authenticate %q", r.Header.Get("WWW-Authenticate"))
+	}
+}
+
+// introspect posts a token as an introspection client.
+func (e *env) introspect(client, secret, token string) resp {
+	e.t.Helper()
+	h := []string{"Content-Type", "application/x-www-form-urlencoded"}
+	if client != "" {
+		h = append(h, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(client+":"+secret)))
+	}
+	return e.do("POST", "/v1/oauth/introspect", "", "token="+url.QueryEscape(token), h...)
+}
+
+// RFC 7662 introspection for configured clients only: an active token's
+// claims, and exactly {"active": false} for anything else.
+func TestIntrospection(t *testing.T) {
+	t.Parallel()
+	const gw = "gateway-secret-gateway-secret-gateway!!"
+	e := newEnv(t, envOpts{MaxFailures: 3, Env: map[string]string{"INTROSPECTION_CLIENTS": "kong:" + gw}})
+	u := e.createUser("alice", "password123", "")
+	tok, sid := e.login("alice", "password123")
+
+	r := e.introspect("kong", gw, tok)
+	if r.Status != 200 {
+		t.Fatalf("introspect: %d %s", r.Status, r.Body)
+	}
+	m := r.JSON(t)
+	for k, want := range map[string]any{"active": true, "sub": u.ID, "username": "alice", "role": "user", "sid": sid,
+		"iss": "sessiond", "aud": "sessiond", "token_type": "Bearer"} {
+		if m[k] != want {
+			t.Errorf("%s = %v, want %v", k, m[k], want)
+		}
+	}
+	if exp, _ := m["exp"].(float64); time.Until(time.Unix(int64(exp), 0)) < time.Hour {
+		t.Errorf("exp %v", m["exp"])
+	}
+	for name, token := range map[string]string{"garbage": "not-a-token", "empty-ish": "a.b.c"} {
+		if r := e.introspect("kong", gw, token); r.Status != 200 || string(r.Body) != `{"active":false}` {
+			t.Errorf("%s: %d %s", name, r.Status, r.Body)
+		}
+	}
+	e.do("POST", "/v1/auth/logout", tok, nil)
+	if r := e.introspect("kong", gw, tok); string(r.Body) != `{"active":false}` {
+		t.Fatalf("revoked: %s", r.Body)
+	}
+
+	// Client authentication: missing, unknown or wrong is 401 with a Basic
+	// challenge; failures are limited like logins.
+	for name, c := range map[string][2]string{"no credentials": {"", ""}, "wrong secret": {"kong", gw + "x"}} {
+		r := e.introspect(c[0], c[1], tok)
+		if r.Status != 401 || r.Code(t) != "unauthorized" {
+			t.Errorf("%s: %d %s", name, r.Status, r.Body)
+		}
+		if !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Basic") {
+			t.Errorf("%s: WWW-Authenticate %q", name, r.Header.Get("WWW-Authenticate"))
+		}
+	}
+	e.introspect("kong", "wrong-wrong", tok)
+	e.introspect("kong", "wrong-wrong", tok)
+	wantProblem(t, e.introspect("kong", gw, tok), 429, "too_many_attempts")
+
+	// Without INTROSPECTION_CLIENTS the endpoint answers 401 to everyone.
+	none := newEnv(t, envOpts{})
+	if r := none.introspect("kong", gw, tok); r.Status != 401 || r.Code(t) != "unauthorized" {
+		t.Fatalf("no clients configured: %d %s", r.Status, r.Body)
+	}
+}
