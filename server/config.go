@@ -26,7 +26,7 @@ type Config struct {
 	RedisURL   string // "" runs the embedded in-memory store
 	// RedisCA trusts these CA certificates (PEM) for rediss://, for a Redis
 	// whose certificate a private CA signed; nil uses the system roots.
-	RedisCA            *x509.CertPool
+	RedisCA *x509.CertPool
 	// Keys sign and verify tokens: JWT_SECRET, JWT_PREVIOUS_SECRETS and
 	// JWT_PRIVATE_KEYS.
 	Keys sessions.Keyring
@@ -37,15 +37,15 @@ type Config struct {
 	// introspection endpoint (INTROSPECTION_CLIENTS): id → SHA-256 of the
 	// secret, so secrets compare in constant time whatever their length.
 	IntrospectionClients map[string][32]byte
-	JWTIssuer          string
-	JWTAudience        string
-	AdminUsername      string
-	AdminPassword      string
-	IdleTimeout        time.Duration
-	MaxLifetime        time.Duration
-	MaxSessionsPerUser int
-	LoginMaxFailures   int
-	LoginFailureWindow time.Duration
+	JWTIssuer            string
+	JWTAudience          string
+	AdminUsername        string
+	AdminPassword        string
+	IdleTimeout          time.Duration
+	MaxLifetime          time.Duration
+	MaxSessionsPerUser   int
+	LoginMaxFailures     int
+	LoginFailureWindow   time.Duration
 	// LoginMaxFailuresPerIP caps failed logins from one IP across accounts
 	// (credential stuffing); 0 disables it.
 	LoginMaxFailuresPerIP int
