@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -91,7 +93,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		AdminUsername:              getenv("ADMIN_USERNAME"),
 		AdminPassword:              getenv("ADMIN_PASSWORD"),
 		IdleTimeout:                p.duration("SESSION_IDLE_TIMEOUT", 720*time.Hour),
-		MaxLifetime:                p.duration("SESSION_MAX_LIFETIME", 2160*time.Hour),
+		MaxLifetime:                p.durationAtLeast("SESSION_MAX_LIFETIME", 2160*time.Hour, time.Second),
 		MaxSessionsPerUser:         p.integer("MAX_SESSIONS_PER_USER", 50, 0, 1_000_000),
 		LoginMaxFailures:           p.integer("LOGIN_MAX_FAILURES", 10, 1, 1_000_000),
 		LoginFailureWindow:         p.duration("LOGIN_FAILURE_WINDOW", 15*time.Minute),
@@ -102,7 +104,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		TrustedProxies:             p.prefixes("TRUSTED_PROXIES"),
 		RedisTimeout:               p.duration("REDIS_TIMEOUT", 2*time.Second),
 		WaitReplicas:               p.integer("REDIS_WAIT_REPLICAS", 0, 0, 16),
-		WaitTimeout:                p.duration("REDIS_WAIT_TIMEOUT", 500*time.Millisecond),
+		WaitTimeout:                p.durationAtLeast("REDIS_WAIT_TIMEOUT", 500*time.Millisecond, time.Millisecond),
 		ClientCacheMB:              p.integer("CLIENT_CACHE_MB", 64, 1, 1<<20),
 		ShutdownTimeout:            p.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 		ReadTimeout:                10 * time.Second,
@@ -240,9 +242,16 @@ func readEd25519Keys(path string) ([]ed25519.PrivateKey, error) {
 	return keys, nil
 }
 
-func redactURLError(err error, url string) string {
-	// net/url quotes the whole URL in its errors, password included.
-	return strings.ReplaceAll(err.Error(), url, "REDIS_URL")
+// redactURLError says what is wrong with REDIS_URL without quoting it: the
+// URL may hold a password. net/url quotes the URL in its errors (without its
+// fragment, with control characters escaped), so its own text is dropped and
+// only the cause kept; any other error has the URL replaced.
+func redactURLError(err error, rawURL string) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return strings.ReplaceAll(err.Error(), rawURL, "REDIS_URL")
 }
 
 // parser keeps the first error so LoadConfig reads as a list of variables.
@@ -265,13 +274,20 @@ func (p *parser) str(name, def string) string {
 }
 
 func (p *parser) duration(name string, def time.Duration) time.Duration {
+	return p.durationAtLeast(name, def, time.Nanosecond)
+}
+
+// durationAtLeast is duration for a setting that cannot be finer than least:
+// sessions end at whole seconds (the JWT's exp), Redis WAIT takes whole
+// milliseconds (and 0 would mean for ever).
+func (p *parser) durationAtLeast(name string, def, least time.Duration) time.Duration {
 	v := p.getenv(name)
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		p.fail(name, fmt.Sprintf("want a positive Go duration such as 15m or 720h, got %q", v))
+	if err != nil || d < least {
+		p.fail(name, fmt.Sprintf("want a Go duration of at least %s, such as 15m or 720h, got %q", least, v))
 		return def
 	}
 	return d
