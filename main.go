@@ -17,11 +17,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"strings"
 	"syscall"
 
 	"github.com/google/uuid"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/users"
 )
@@ -138,7 +140,7 @@ func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer srv.Close()
-	u, err := srv.Users.Create(context.Background(), *username, password, *role)
+	u, err := srv.Users.Create(context.Background(), *username, password, *role, operator())
 	switch {
 	case errors.Is(err, users.ErrUsernameTaken):
 		fmt.Fprintf(stderr, "sessiond: user add: username %q is taken\n", *username)
@@ -153,4 +155,14 @@ func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "created %s %q (id %s)\n", u.Role, u.Username, u.ID)
 	return 0
+}
+
+// operator is who runs an admin command, as the audit trail records it: the
+// operating-system user at the shell.
+func operator() audit.Actor {
+	name := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return audit.Actor{ID: "cli:" + name}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/google/uuid"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -28,6 +29,7 @@ type Deps struct {
 	Users    *users.Store
 	Sessions *sessions.Store
 	Tokens   *sessions.Tokens
+	Audit    *audit.Log
 	// TrustedProxies may set the client IP with X-Forwarded-For.
 	TrustedProxies []netip.Prefix
 	// IntrospectionClients may call the introspection endpoint: client id →
@@ -99,6 +101,7 @@ func New(d Deps) *fiber.App {
 	auth.Post("/auth/logout-all", h.logoutAll)
 	auth.Get("/me", h.me)
 	auth.Put("/me/password", h.changePassword)
+	auth.Get("/me/events", h.myEvents)
 	auth.Get("/sessions", h.listSessions)
 	auth.Delete("/sessions", h.revokeOtherSessions)
 	auth.Delete("/sessions/:id", h.revokeSession)
@@ -108,6 +111,8 @@ func New(d Deps) *fiber.App {
 	admin.Get("/users", h.findUsers)
 	admin.Get("/users/:id", h.getUser)
 	admin.Patch("/users/:id", h.patchUser)
+	admin.Delete("/users/:id", h.deleteUser)
+	admin.Get("/events", h.adminEvents)
 	admin.Get("/users/:id/sessions", h.userSessions)
 	admin.Delete("/users/:id/sessions", h.forceLogout)
 	admin.Delete("/users/:id/sessions/:sid", h.forceLogoutOne)

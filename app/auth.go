@@ -8,6 +8,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -90,6 +91,13 @@ func (h *handlers) requireAdmin(c *fiber.Ctx) error {
 		return errForbidden
 	}
 	return c.Next()
+}
+
+// actor is who makes a request's change: the signed-in caller (none before
+// sign-in), from the client's address and user agent.
+func (h *handlers) actor(c *fiber.Ctx) audit.Actor {
+	return audit.Actor{ID: callerOf(c).UserID, IP: h.clientIP(c),
+		UserAgent: truncateUTF8(c.Get(fiber.HeaderUserAgent), maxUserAgent)}
 }
 
 // clientIP is the socket's address, unless that is a trusted proxy: then,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/redistest"
 )
 
@@ -44,7 +45,7 @@ func eventually(t *testing.T, limit time.Duration, what string, f func() bool) {
 func recreateAndLogin(t *testing.T, e *env, name, password string) (token string) {
 	t.Helper()
 	eventually(t, 10*time.Second, "an account created after the restart", func() bool {
-		_, err := e.Users.Create(context.Background(), name, password, "")
+		_, err := e.Users.Create(context.Background(), name, password, "", audit.Actor{})
 		return err == nil
 	})
 	eventually(t, 10*time.Second, "a login after the restart", func() bool {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -16,6 +15,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
+	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -170,7 +171,7 @@ func (h *handlers) login(c *fiber.Ctx) error {
 
 	ctx := c.UserContext()
 	for range maxStaleRetries {
-		u, err := h.Users.Authenticate(ctx, *req.Username, *req.Password, ip)
+		u, err := h.Users.Authenticate(ctx, *req.Username, *req.Password, h.actor(c))
 		if err != nil {
 			return err
 		}
@@ -199,14 +200,14 @@ func (h *handlers) login(c *fiber.Ctx) error {
 
 func (h *handlers) logout(c *fiber.Ctx) error {
 	cl := callerOf(c)
-	if err := h.Sessions.Revoke(c.UserContext(), cl.UserID, cl.SessionID); err != nil && !errors.Is(err, sessions.ErrNotFound) {
+	if err := h.Sessions.Revoke(c.UserContext(), cl.UserID, cl.SessionID, h.actor(c)); err != nil && !errors.Is(err, sessions.ErrNotFound) {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)
 }
 
 func (h *handlers) logoutAll(c *fiber.Ctx) error {
-	n, err := h.Sessions.RevokeAll(c.UserContext(), callerOf(c).UserID, "")
+	n, err := h.Sessions.RevokeAll(c.UserContext(), callerOf(c).UserID, "", h.actor(c))
 	if err != nil {
 		return err
 	}
@@ -255,7 +256,8 @@ func (h *handlers) changePassword(c *fiber.Ctx) error {
 	}
 	cl := callerOf(c)
 	ctx := c.UserContext()
-	u, err := h.Users.CheckPassword(ctx, cl.UserID, *req.Current, h.clientIP(c))
+	by := h.actor(c)
+	u, err := h.Users.CheckPassword(ctx, cl.UserID, *req.Current, by)
 	if err != nil {
 		return err
 	}
@@ -266,7 +268,8 @@ func (h *handlers) changePassword(c *fiber.Ctx) error {
 	// The new hash and the revocation of every other session land together,
 	// and only if no other change (another password change, an admin's
 	// reset) landed since the current password was checked.
-	_, err = h.Sessions.ChangeAccount(ctx, cl.UserID, cl.SessionID, update, u.CredentialVersion)
+	_, err = h.Sessions.ChangeAccount(ctx, cl.UserID, cl.SessionID, update, u.CredentialVersion,
+		by.Event(audit.PasswordChanged, cl.UserID, cl.SessionID, "{count} other sessions ended"))
 	if err != nil {
 		return err
 	}
@@ -287,7 +290,7 @@ func (h *handlers) revokeSession(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := h.Sessions.Revoke(c.UserContext(), callerOf(c).UserID, id); err != nil {
+	if err := h.Sessions.Revoke(c.UserContext(), callerOf(c).UserID, id, h.actor(c)); err != nil {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)
@@ -295,7 +298,7 @@ func (h *handlers) revokeSession(c *fiber.Ctx) error {
 
 func (h *handlers) revokeOtherSessions(c *fiber.Ctx) error {
 	cl := callerOf(c)
-	n, err := h.Sessions.RevokeAll(c.UserContext(), cl.UserID, cl.SessionID)
+	n, err := h.Sessions.RevokeAll(c.UserContext(), cl.UserID, cl.SessionID, h.actor(c))
 	if err != nil {
 		return err
 	}
@@ -306,10 +309,17 @@ func (h *handlers) revokeOtherSessions(c *fiber.Ctx) error {
 // nothing (and must not reach a Redis key, where "}" would move a hash tag).
 func pathID(c *fiber.Ctx, name string) (string, error) {
 	id := c.Params(name)
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+	if !validID(id) {
 		return "", errNotFound
 	}
 	return id, nil
+}
+
+// validID reports whether s is an id as this service makes them: a UUID in
+// its 36-character form.
+func validID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
 }
 
 // Administration.
@@ -329,7 +339,7 @@ func (h *handlers) createUser(c *fiber.Ctx) error {
 	if err := required("password", req.Password); err != nil {
 		return err
 	}
-	u, err := h.Users.Create(c.UserContext(), *req.Username, *req.Password, req.Role)
+	u, err := h.Users.Create(c.UserContext(), *req.Username, *req.Password, req.Role, h.actor(c))
 	if err != nil {
 		return inField("password", err)
 	}
@@ -349,13 +359,9 @@ func (h *handlers) findUsers(c *fiber.Ctx) error {
 		}
 		return c.JSON(fiber.Map{"users": list})
 	}
-	limit := 50
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			return invalid("limit: must be a whole number from 1 to 500")
-		}
-		limit = n
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
 	}
 	page, next, err := h.Users.List(ctx, c.Query("cursor"), limit)
 	if err != nil {
@@ -399,6 +405,11 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 		return inField("password", err)
 	}
 	ctx := c.UserContext()
+	before, err := h.Users.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	evs := changeEvents(h.actor(c), before, update)
 	// Demoting or disabling an enabled admin must leave another one: the
 	// account leaves the set of enabled admins first, atomically, or the
 	// change is refused; afterwards the set is brought in line with the
@@ -412,10 +423,10 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 	case update.EndsSessions():
 		// Disabling or a new password ends every session in the same step,
 		// this admin's own included when they reset their own password.
-		_, err = h.Sessions.ChangeAccount(ctx, id, "", update, "")
+		_, err = h.Sessions.ChangeAccount(ctx, id, "", update, "", evs...)
 	case !update.Empty():
 		// A new role reaches the account's live sessions in the same step.
-		err = h.Sessions.UpdateAccount(ctx, id, update)
+		err = h.Sessions.UpdateAccount(ctx, id, update, evs...)
 	}
 	if serr := h.Users.SyncAdmin(ctx, id); err == nil {
 		err = serr
@@ -428,6 +439,29 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(toUserJSON(u))
+}
+
+// changeEvents are the events of an admin's change to an account as it was
+// before: only what changes is an event.
+func changeEvents(by audit.Actor, before users.User, u keys.AccountUpdate) []audit.Event {
+	var evs []audit.Event
+	if u.Role != nil && *u.Role != before.Role {
+		evs = append(evs, by.Event(audit.AccountRoleChanged, before.ID, "", before.Role+" → "+*u.Role))
+	}
+	if u.Disabled != nil && *u.Disabled != before.Disabled {
+		typ := audit.AccountEnabled
+		if *u.Disabled {
+			typ = audit.AccountDisabled
+		}
+		evs = append(evs, by.Event(typ, before.ID, "", ""))
+	}
+	if u.PasswordHash != "" {
+		evs = append(evs, by.Event(audit.PasswordChanged, before.ID, "", "reset by an admin"))
+	}
+	if u.EndsSessions() {
+		evs = append(evs, by.Event(audit.SessionsRevokedAll, before.ID, "", sessions.SessionsEnded))
+	}
+	return evs
 }
 
 // adminTarget is the user named in the path, which must exist.
@@ -459,7 +493,7 @@ func (h *handlers) forceLogout(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	n, err := h.Sessions.RevokeAll(c.UserContext(), id, "")
+	n, err := h.Sessions.RevokeAll(c.UserContext(), id, "", h.actor(c))
 	if err != nil {
 		return err
 	}
@@ -475,7 +509,7 @@ func (h *handlers) forceLogoutOne(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := h.Sessions.Revoke(c.UserContext(), id, sid); err != nil {
+	if err := h.Sessions.Revoke(c.UserContext(), id, sid, h.actor(c)); err != nil {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)

@@ -20,6 +20,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/server"
@@ -275,7 +276,7 @@ func (e *env) raw(request string) resp {
 // createUser makes an account directly in the store.
 func (e *env) createUser(name, password, role string) users.User {
 	e.t.Helper()
-	u, err := e.Users.Create(context.Background(), name, password, role)
+	u, err := e.Users.Create(context.Background(), name, password, role, audit.Actor{})
 	if err != nil {
 		e.t.Fatalf("create user %s: %v", name, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/sessions"
@@ -59,7 +60,7 @@ func TestOpenBootstrapsAdminOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	u, err := s.Users.Authenticate(context.Background(), "boss", "first-password", "127.0.0.1")
+	u, err := s.Users.Authenticate(context.Background(), "boss", "first-password", audit.Actor{IP: "127.0.0.1"})
 	if err != nil || u.Role != "admin" {
 		t.Fatalf("bootstrapped admin: %+v, %v", u, err)
 	}
@@ -86,7 +87,7 @@ func TestOpenThroughSentinel(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	if _, err := s.Users.Create(context.Background(), "sentinel-user", "password123", ""); err != nil {
+	if _, err := s.Users.Create(context.Background(), "sentinel-user", "password123", "", audit.Actor{}); err != nil {
 		t.Fatal(err)
 	}
 	e := &env{t: t, App: s.App}
@@ -122,7 +123,7 @@ func TestOpenOverTLS(t *testing.T) {
 		t.Fatalf("Open over TLS with the CA: %v", err)
 	}
 	t.Cleanup(s.Close)
-	if _, err := s.Users.Create(context.Background(), "tls-user", "password123", ""); err != nil {
+	if _, err := s.Users.Create(context.Background(), "tls-user", "password123", "", audit.Actor{}); err != nil {
 		t.Fatal(err)
 	}
 	e := &env{t: t, App: s.App}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -286,7 +287,7 @@ func TestRefusalTimingAfterACostChange(t *testing.T) {
 	e := newEnv(t, envOpts{MaxFailures: 1000, MaxPerAccount: 0})
 	// Another replica, configured at a higher cost, made this account.
 	high := newEnv(t, envOpts{Prefix: e.Prefix, BcryptCost: 10}).Users
-	if _, err := high.Create(context.Background(), "oldcost", "password123", ""); err != nil {
+	if _, err := high.Create(context.Background(), "oldcost", "password123", "", audit.Actor{}); err != nil {
 		t.Fatal(err)
 	}
 	e.createUser("newcost", "password123", "")

@@ -37,6 +37,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/server"
@@ -203,7 +204,7 @@ func signIn(ctx context.Context, s *server.Server, addr string, n int) ([]string
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			name := fmt.Sprintf("bench%d", i)
-			if _, err := s.Users.Create(ctx, name, "bench-password", ""); err != nil {
+			if _, err := s.Users.Create(ctx, name, "bench-password", "", audit.Actor{}); err != nil {
 				errs <- err
 				return
 			}
@@ -479,7 +480,7 @@ func timeLogoutAll(ctx context.Context, rs *redistest.Server, cfg server.Config,
 		return 0, err
 	}
 	start := time.Now()
-	revoked, err := st.RevokeAll(ctx, uid, "")
+	revoked, err := st.RevokeAll(ctx, uid, "", audit.Actor{})
 	took := time.Since(start)
 	if err != nil {
 		return 0, err

@@ -1,17 +1,22 @@
 -- Create a session, atomically with the checks that make it legitimate.
--- KEYS[1] user hash, KEYS[2] the user's session index, KEYS[3] the new session hash
+-- KEYS[1] user hash, KEYS[2] the user's session index, KEYS[3] the new session hash,
+-- KEYS[4] the user's history (login.succeeded, and a session.revoked per eviction)
 -- ARGV[1] credential version the password was checked against
 -- ARGV[2] now (unix ms)   ARGV[3] session expiry (unix ms)   ARGV[4] max sessions (0 = no limit)
 -- ARGV[5] prefix of this user's session keys (the sid is appended)   ARGV[6] the new sid
 -- ARGV[7..] field, value pairs of the session hash; the account's role is added
 --   unless it is the default role (most sessions; it would cost ~30 bytes each)
+-- ARGV[#ARGV] the events to record (audit.Spec); its "evict" is the entry of an eviction,
+--   to which the evicted sid is appended
 -- Returns {'OK', evicted sid...} or {'NOUSER'} / {'DISABLED'} / {'STALE'} with nothing written.
 
 -- Validate first: a script that errors keeps its earlier writes.
 local now, expiry, max = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if not (now and expiry and max) or #ARGV < 8 or #ARGV % 2 ~= 0 then
+if not (now and expiry and max) or #ARGV < 9 or #ARGV % 2 ~= 1 then
   return redis.error_reply('ERR create: bad arguments')
 end
+local spec = decode_spec(ARGV[#ARGV])
+if not spec or not spec.evict then return redis.error_reply('ERR create: bad arguments') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOUSER'} end
 local st = redis.call('HMGET', KEYS[1], '{{.UserDisabled}}', '{{.UserVersion}}', '{{.UserRole}}')
 if st[1] == '1' then return {'DISABLED'} end
@@ -24,7 +29,7 @@ if (st[2] or '0') ~= ARGV[1] then return {'STALE'} end
 -- then lets it finish, so this order means an OOM refuses the login whole.
 -- The role is copied from the account in this same step, so a role change
 -- (update_account) either sees this session or came before it.
-local fields = {unpack(ARGV, 7)}
+local fields = {unpack(ARGV, 7, #ARGV - 1)}
 if st[3] and st[3] ~= '{{.DefaultRole}}' then
   fields[#fields + 1] = '{{.SessRole}}'
   fields[#fields + 1] = st[3]
@@ -50,6 +55,9 @@ if max > 0 then
       redis.call('DEL', ARGV[5] .. id)
       redis.call('ZREM', KEYS[2], id)
       out[#out + 1] = id
+      local e = {unpack(spec.evict)}
+      e[#e + 1] = id
+      spec.ev[#spec.ev + 1] = e
     end
   end
 end
@@ -58,4 +66,5 @@ redis.call('ZADD', KEYS[2], expiry, ARGV[6])
 -- The index lives as long as its longest-lived member.
 local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[2], top[2])
+record(KEYS[4], spec, 0)
 return out

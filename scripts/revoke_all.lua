@@ -2,16 +2,19 @@
 -- credential version in the same step so that a login whose password check ran
 -- before this cannot create a session after it. Optional account changes
 -- (disable, new password hash) are applied in the same step too.
--- KEYS[1] user hash, KEYS[2] the user's session index
+-- KEYS[1] user hash, KEYS[2] the user's session index, KEYS[3] the user's history
 -- ARGV[1] sid to keep ('' for none)   ARGV[2] prefix of this user's session keys
 -- ARGV[3] the credential version the change was checked against ('' when it
 --   was not: an admin's change, a force-logout)
--- ARGV[4..] field, value pairs to set on the user hash
+-- ARGV[4..#ARGV-1] field, value pairs to set on the user hash
+-- ARGV[#ARGV] the events to record (audit.Spec); {count} in them becomes the number revoked
 -- Returns {revoked count, {sid...}} (every sid the index held, keep included), or, with
 -- nothing written, {-1} when the user does not exist and {-2} when its credential version
 -- is no longer ARGV[3] (a password change that checked the old password lost a race with
 -- another change or an admin's reset, and must not overwrite it).
-if #ARGV < 3 or #ARGV % 2 ~= 1 then return redis.error_reply('ERR revoke_all: bad arguments') end
+if #ARGV < 4 or #ARGV % 2 ~= 0 then return redis.error_reply('ERR revoke_all: bad arguments') end
+local spec = decode_spec(ARGV[#ARGV])
+if not spec then return redis.error_reply('ERR revoke_all: bad arguments') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 if ARGV[3] ~= '' and (redis.call('HGET', KEYS[1], '{{.UserVersion}}') or '0') ~= ARGV[3] then return {-2} end
 
@@ -41,7 +44,8 @@ if kept then
 end
 
 redis.call('HINCRBY', KEYS[1], '{{.UserVersion}}', 1)
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, #ARGV - 1)) end
+record(KEYS[3], spec, revoked)
 -- The index as it was, keep included: the caller skips it. Copying it
 -- into a reply table of its own would cost as much as the deletes.
 return {revoked, ids}

@@ -10,8 +10,11 @@
 // in ARGV (the prefix ends in "{uid}:", so every key built from it is in the
 // same slot as KEYS): create (evicting the least recently used sessions),
 // revoke_all (deleting them) and update_account (copying a new role into
-// them). The failed-login counters, the admin set and the bcrypt cost are
-// single keys, each script touching exactly the one in KEYS[1].
+// them), and delete_account (deleting them). A user's history (a stream) is
+// in the user's slot too and passed in KEYS: the scripts that change an
+// account or its sessions record the change's events there in the same step.
+// The failed-login counters, the admin set and the bcrypt cost are single
+// keys, each script touching exactly the one in KEYS[1].
 //
 // Field names are not written in the .lua files: they are filled in from
 // internal/keys when the scripts load, so Go and Lua cannot disagree. This
@@ -44,7 +47,34 @@ var fields = map[string]string{
 	"Failures": keys.FieldFailures,
 }
 
+// recorder is prepended to the scripts that record events: they decode the
+// events to record (audit.Spec) before their first write, and record them
+// after their last.
+const recorder = `-- decode_spec reads the events to record (audit.Spec); nil when malformed.
+local function decode_spec(s)
+  local ok, spec = pcall(cjson.decode, s)
+  if not ok or type(spec) ~= 'table' or type(spec.ev) ~= 'table' or not tonumber(spec.max)
+    or type(spec.minid) ~= 'string' then
+    return nil
+  end
+  return spec
+end
+-- record appends spec's events (each a field, value list) to a user's
+-- history and trims it by count and age; {count} in a value becomes count.
+local function record(key, spec, count)
+  for _, e in ipairs(spec.ev) do
+    local fv = {}
+    for i, v in ipairs(e) do fv[i] = (string.gsub(tostring(v), '{count}', tostring(count))) end
+    redis.call('XADD', key, 'MAXLEN', '~', spec.max, '*', unpack(fv))
+  end
+  redis.call('XTRIM', key, 'MINID', '~', spec.minid)
+end
+`
+
 func load(src string) Script {
+	if strings.Contains(src, "record(") {
+		src = recorder + src
+	}
 	t := template.Must(template.New("").Option("missingkey=error").Parse(src))
 	var b strings.Builder
 	if err := t.Execute(&b, fields); err != nil {
@@ -74,6 +104,12 @@ var (
 	adminReleaseSrc string
 	//go:embed max_cost.lua
 	maxCostSrc string
+	//go:embed create_account.lua
+	createAccountSrc string
+	//go:embed delete_account.lua
+	deleteAccountSrc string
+	//go:embed release_name.lua
+	releaseNameSrc string
 )
 
 // The scripts, loaded once per process. rueidis runs them by EVALSHA and falls
@@ -106,4 +142,11 @@ var (
 	AdminRelease = load(adminReleaseSrc)
 	// MaxCost raises the highest bcrypt cost in use.
 	MaxCost = load(maxCostSrc)
+	// CreateAccount writes a new account and its account.created event.
+	CreateAccount = load(createAccountSrc)
+	// DeleteAccount deletes an account and every session of it, keeping its
+	// history, where it records account.deleted.
+	DeleteAccount = load(deleteAccountSrc)
+	// ReleaseName frees a deleted account's username unless it was claimed again.
+	ReleaseName = load(releaseNameSrc)
 )

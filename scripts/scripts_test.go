@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/scripts"
@@ -47,19 +48,30 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := "1700000000000"
+	events := k.Events("u1")
+	spec := audit.Spec(time.UnixMilli(1700000000000), audit.Event{Type: audit.SessionsRevokedAll})
+	loginSpec := audit.SpecEvicting(time.UnixMilli(1700000000000), audit.Event{Type: audit.LoginSucceeded}, audit.Event{Type: audit.SessionRevoked})
 	for _, call := range []struct {
 		name       string
 		script     scripts.Script
 		keys, args []string
 	}{
-		{"create with a non-numeric max", scripts.Create, []string{user, index, sess},
-			append([]string{"0", now, now, "many", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...)},
-		{"create with an odd field list", scripts.Create, []string{user, index, sess},
-			append([]string{"0", now, now, "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")[1:]...)},
+		{"create with a non-numeric max", scripts.Create, []string{user, index, sess, events},
+			append(append([]string{"0", now, now, "many", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...), loginSpec)},
+		{"create with an odd field list", scripts.Create, []string{user, index, sess, events},
+			append(append([]string{"0", now, now, "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")[1:]...), loginSpec)},
+		{"create without events", scripts.Create, []string{user, index, sess, events},
+			append(append([]string{"0", now, now, "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...), "{}")},
+		{"create with events that are not JSON", scripts.Create, []string{user, index, sess, events},
+			append(append([]string{"0", now, now, "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...), "not json")},
 		{"touch with a bad idle timeout", scripts.Touch, []string{sess, index}, []string{now, "soon", "ip", "s1"}},
-		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index}, []string{"", k.SessionPrefix("u1"), "", "disabled"}},
-		{"revoke_all without a credential version", scripts.RevokeAll, []string{user, index}, []string{"", k.SessionPrefix("u1")}},
-		{"update_account with an odd field list", scripts.UpdateAccount, []string{user, index}, []string{k.SessionPrefix("u1"), "role"}},
+		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index, events}, []string{"", k.SessionPrefix("u1"), "", "disabled", spec}},
+		{"revoke_all without a credential version", scripts.RevokeAll, []string{user, index, events}, []string{"", k.SessionPrefix("u1"), spec}},
+		{"revoke_all without events", scripts.RevokeAll, []string{user, index, events}, []string{"", k.SessionPrefix("u1"), "", "disabled", "1"}},
+		{"update_account with an odd field list", scripts.UpdateAccount, []string{user, index, events}, []string{k.SessionPrefix("u1"), "role", spec}},
+		{"revoke without events", scripts.Revoke, []string{sess, index, events}, []string{"s1"}},
+		{"delete_account without events", scripts.DeleteAccount, []string{user, index, events}, []string{k.SessionPrefix("u1"), "[]"}},
+		{"create_account with an odd field list", scripts.CreateAccount, []string{k.User("u2"), k.Events("u2")}, []string{keys.UserID, spec}},
 		{"attempt with no window", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "0", "a1", now, "30000"}},
 		{"attempt with no budget", scripts.Attempt, []string{p + "fail:x"}, []string{"0", "60000", "a1", now, "30000"}},
 		{"attempt without an id", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "60000", "", now, "30000"}},
@@ -123,8 +135,9 @@ func TestScriptsWriteNothingWhenRedisIsOutOfMemory(t *testing.T) {
 		c.Do(context.Background(), c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "0").Build())
 	})
 	now := "1700000000000"
-	err := scripts.Create.Exec(ctx(t), c, []string{user, index, p + "sess:{u1}:s1"},
-		append([]string{"0", now, "9999999999999", "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...)).Error()
+	login := audit.SpecEvicting(time.Now(), audit.Event{Type: audit.LoginSucceeded}, audit.Event{Type: audit.SessionRevoked})
+	err := scripts.Create.Exec(ctx(t), c, []string{user, index, k.Session("u1", "s1"), k.Events("u1")},
+		append(append([]string{"0", now, "9999999999999", "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...), login)).Error()
 	if err == nil || !strings.Contains(err.Error(), "OOM") {
 		t.Fatalf("create at maxmemory: %v; want an OOM refusal", err)
 	}

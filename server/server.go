@@ -21,6 +21,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/sessiond/sessiond/app"
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
@@ -33,6 +34,7 @@ type Server struct {
 	Users    *users.Store
 	Sessions *sessions.Store
 	Tokens   *sessions.Tokens
+	Audit    *audit.Log
 	App      *fiber.App
 	Log      *slog.Logger
 	// Console is where the generated embedded admin password is shown.
@@ -148,12 +150,13 @@ func Open(ctx context.Context, cfg Config, o Options) (*Server, error) {
 func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	cfg := s.Config
 	layout := keys.New(cfg.KeyPrefix)
+	s.Audit = audit.New(s.Client, layout, cfg.RedisTimeout, now)
 	var err error
 	s.Users, err = users.New(s.Client, users.Options{
 		Keys: layout, BcryptCost: cfg.BcryptCost, Timeout: cfg.RedisTimeout,
 		MaxFailures: cfg.LoginMaxFailures, FailureWindow: cfg.LoginFailureWindow,
 		MaxFailuresPerIP: cfg.LoginMaxFailuresPerIP, MaxFailuresPerAccount: cfg.LoginMaxFailuresPerAccount,
-		Now: now,
+		Now: now, Audit: s.Audit,
 	})
 	if err != nil {
 		return err
@@ -161,7 +164,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	s.Sessions, err = sessions.New(s.Client, sessions.Options{
 		Keys: layout, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
-		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now,
+		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit,
 	})
 	if err != nil {
 		return err
@@ -183,7 +186,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	if err := s.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
-	s.App = app.New(app.Deps{Users: s.Users, Sessions: s.Sessions, Tokens: s.Tokens,
+	s.App = app.New(app.Deps{Users: s.Users, Sessions: s.Sessions, Tokens: s.Tokens, Audit: s.Audit,
 		TrustedProxies: cfg.TrustedProxies, IntrospectionClients: cfg.IntrospectionClients,
 		Ping: s.Sessions.Ping, Log: s.Log,
 		ReadTimeout: cfg.ReadTimeout, KeepAliveTimeout: cfg.KeepAliveTimeout})
@@ -210,7 +213,8 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	if !errors.Is(err, users.ErrNotFound) {
 		return fmt.Errorf("admin bootstrap: %w", err)
 	}
-	_, err = s.Users.Create(ctx, name, password, users.RoleAdmin)
+	// The system creates it: no actor.
+	_, err = s.Users.Create(ctx, name, password, users.RoleAdmin, audit.Actor{})
 	switch {
 	case errors.Is(err, users.ErrUsernameTaken):
 		return nil // another replica created it first

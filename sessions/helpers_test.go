@@ -6,6 +6,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/sessions"
 )
@@ -23,6 +24,9 @@ func newStore(t testing.TB, c rueidis.Client, prefix string, o sessions.Options)
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Second
+	}
+	if o.Audit == nil {
+		o.Audit = audit.New(c, o.Keys, o.Timeout, o.Now)
 	}
 	s, err := sessions.New(c, o)
 	if err != nil {

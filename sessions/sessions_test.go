@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/sessions"
@@ -167,7 +168,7 @@ func TestRevokeOnlyOwnSessions(t *testing.T) {
 	f.addUser(other)
 	mine, theirs := f.create(f.uid), f.create(other)
 
-	if err := f.s.Revoke(ctx, f.uid, theirs.ID); !errors.Is(err, sessions.ErrNotFound) {
+	if err := f.s.Revoke(ctx, f.uid, theirs.ID, audit.Actor{}); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("revoking another user's session: %v, want ErrNotFound", err)
 	}
 	if _, err := f.s.Use(ctx, other, theirs.ID, "ip"); err != nil {
@@ -176,13 +177,13 @@ func TestRevokeOnlyOwnSessions(t *testing.T) {
 	if _, err := f.s.Use(ctx, f.uid, theirs.ID, "ip"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("reading their session as mine: %v", err)
 	}
-	if err := f.s.Revoke(ctx, f.uid, mine.ID); err != nil {
+	if err := f.s.Revoke(ctx, f.uid, mine.ID, audit.Actor{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.s.Use(ctx, f.uid, mine.ID, "ip"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("after revoke: %v", err)
 	}
-	if err := f.s.Revoke(ctx, f.uid, mine.ID); !errors.Is(err, sessions.ErrNotFound) {
+	if err := f.s.Revoke(ctx, f.uid, mine.ID, audit.Actor{}); !errors.Is(err, sessions.ErrNotFound) {
 		t.Fatalf("second revoke: %v", err)
 	}
 }
@@ -213,7 +214,7 @@ func TestRevokeAll(t *testing.T) {
 		t.Fatal("account fields were not applied with the revocation")
 	}
 
-	if n, err := f.s.RevokeAll(ctx, f.uid, ""); err != nil || n != 1 {
+	if n, err := f.s.RevokeAll(ctx, f.uid, "", audit.Actor{}); err != nil || n != 1 {
 		t.Fatalf("RevokeAll: %d, %v; want 1", n, err)
 	}
 	if keys := srv.Keys(t, f.prefix+"sess*"); len(keys) != 0 {
@@ -233,7 +234,7 @@ func TestCreateChecksTheAccount(t *testing.T) {
 	f := newFixture(t, sessions.Options{})
 	ctx := context.Background()
 	f.create(f.uid)
-	if _, err := f.s.RevokeAll(ctx, f.uid, ""); err != nil { // bumps cv to 1
+	if _, err := f.s.RevokeAll(ctx, f.uid, "", audit.Actor{}); err != nil { // bumps cv to 1
 		t.Fatal(err)
 	}
 	if _, err := f.s.Create(ctx, f.uid, "0", sessions.Meta{}); !errors.Is(err, sessions.ErrStale) {
@@ -302,7 +303,7 @@ func TestListMostRecentlyUsedFirst(t *testing.T) {
 	f.s.Use(ctx, f.uid, a.ID, "ip")
 	f.clock.Add(time.Second)
 	c := f.create(f.uid)
-	f.s.Revoke(ctx, f.uid, c.ID)
+	f.s.Revoke(ctx, f.uid, c.ID, audit.Actor{})
 	list, err := f.s.List(ctx, f.uid)
 	if err != nil || len(list) != 2 || list[0].ID != a.ID || list[1].ID != b.ID {
 		t.Fatalf("list: %+v, %v; want a (used last) then b, without the revoked c", list, err)
@@ -340,7 +341,7 @@ func TestRevokeRacingTouchNeverResurrects(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() { defer wg.Done(); f.s.Use(ctx, f.uid, s.ID, "ip") }()
-		go func() { defer wg.Done(); f.s.Revoke(ctx, f.uid, s.ID) }()
+		go func() { defer wg.Done(); f.s.Revoke(ctx, f.uid, s.ID, audit.Actor{}) }()
 		wg.Wait()
 		if f.exists(f.sessKey(f.uid, s.ID)) {
 			t.Fatal("a touch recreated a revoked session")
@@ -373,7 +374,7 @@ func TestRevokeAllRacingLogins(t *testing.T) {
 			}()
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); f.s.RevokeAll(ctx, f.uid, "") }()
+		go func() { defer wg.Done(); f.s.RevokeAll(ctx, f.uid, "", audit.Actor{}) }()
 		wg.Wait()
 		if list, _ := f.s.List(ctx, f.uid); len(list) != 0 {
 			t.Fatalf("round %d: %d sessions created with the pre-revocation version survive", round, len(list))

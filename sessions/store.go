@@ -12,12 +12,14 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redisx"
@@ -83,6 +85,9 @@ type Options struct {
 	WaitReplicas int
 	// WaitTimeout bounds that wait; required with WaitReplicas.
 	WaitTimeout time.Duration
+	// Audit records the security events of sessions (sign-ins,
+	// revocations) and of the account changes applied with them.
+	Audit *audit.Log
 }
 
 // cacheTTL bounds how long a session read may be served from the
@@ -130,6 +135,8 @@ func New(c rueidis.Client, o Options) (*Store, error) {
 		return nil, errors.New("sessions: a Redis timeout is required")
 	case o.WaitReplicas > 0 && o.WaitTimeout <= 0:
 		return nil, errors.New("sessions: waiting for replicas needs a wait timeout")
+	case o.Audit == nil:
+		return nil, errors.New("sessions: an audit log is required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -163,18 +170,29 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 	if sess.ExpiresAt.Before(expiry) {
 		expiry = sess.ExpiresAt
 	}
+	signIn := audit.Event{Type: audit.LoginSucceeded, UserID: uid, ActorID: uid, SessionID: sess.ID,
+		IP: m.IP, UserAgent: m.UserAgent, Detail: deviceDetail(m)}
+	evict := audit.Event{Type: audit.SessionRevoked, UserID: uid, Detail: "evicted: over the per-user session limit"}
 	args := []string{cv, ms(now), ms(expiry), strconv.Itoa(s.o.MaxPerUser), s.k.SessionPrefix(uid), sess.ID,
 		keys.SessDevice, m.DeviceName, keys.SessPlatform, m.Platform, keys.SessUserAgent, m.UserAgent, keys.SessIP, m.IP,
-		keys.SessCreated, secs(now), keys.SessLastSeen, ms(now), keys.SessExpires, secs(sess.ExpiresAt)}
-	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+		keys.SessCreated, secs(now), keys.SessLastSeen, ms(now), keys.SessExpires, secs(sess.ExpiresAt),
+		audit.SpecEvicting(now, signIn, evict)}
+	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	res, err := scripts.Create.Exec(ctx, s.c, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Session(uid, sess.ID)}, args).AsStrSlice()
+	res, err := scripts.Create.Exec(rctx, s.c, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Session(uid, sess.ID), s.k.Events(uid)}, args).AsStrSlice()
 	if err != nil {
 		return Session{}, redisx.Unavailable("create session", err)
 	}
 	switch res[0] {
 	case "OK":
 		s.rememberRevoked(uid, res[1:])
+		evs := []audit.Event{signIn}
+		for _, id := range res[1:] {
+			e := evict
+			e.SessionID = id
+			evs = append(evs, e)
+		}
+		s.o.Audit.Feed(ctx, evs...)
 		return sess, nil
 	case "NOUSER":
 		return Session{}, ErrUserNotFound
@@ -191,6 +209,17 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 // every request, and a smaller read makes a smaller cache entry with less to
 // decode.
 var useFields = []string{keys.SessLastSeen, keys.SessExpires, keys.SessRole}
+
+// deviceDetail describes a sign-in's device for its event.
+func deviceDetail(m Meta) string {
+	switch {
+	case m.DeviceName != "" && m.Platform != "":
+		return m.DeviceName + " (" + m.Platform + ")"
+	case m.DeviceName != "":
+		return m.DeviceName
+	}
+	return m.Platform
+}
 
 // Use is the hot path of every authenticated request: the session must
 // exist, belong to uid and be live (else ErrNotFound), and its use from ip is
@@ -259,22 +288,24 @@ func (s *Store) Check(ctx context.Context, uid, sid string) (role string, err er
 
 // UpdateAccount applies an update that ends no session (a role, enabling)
 // and, when the role changes, copies it into every live session of the
-// account in the same step, so the next request sees it (Use).
+// account in the same step, so the next request sees it (Use); evs, the
+// change's events, are recorded in that step too.
 // ErrUserNotFound when the account does not exist; nothing is written then.
-func (s *Store) UpdateAccount(ctx context.Context, uid string, u keys.AccountUpdate) error {
+func (s *Store) UpdateAccount(ctx context.Context, uid string, u keys.AccountUpdate, evs ...audit.Event) error {
 	if u.Empty() || u.EndsSessions() {
 		return errors.New("update account: want an update that changes something and ends no session")
 	}
-	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	n, err := scripts.UpdateAccount.Exec(ctx, s.c, []string{s.k.User(uid), s.k.SessionIndex(uid)},
-		append([]string{s.k.SessionPrefix(uid)}, u.Fields()...)).AsInt64()
+	args := append(append([]string{s.k.SessionPrefix(uid)}, u.Fields()...), audit.Spec(s.o.Now(), evs...))
+	n, err := scripts.UpdateAccount.Exec(rctx, s.c, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid)}, args).AsInt64()
 	if err != nil {
 		return redisx.Unavailable("update account", err)
 	}
 	if n < 0 {
 		return ErrUserNotFound
 	}
+	s.o.Audit.Feed(ctx, evs...)
 	return nil
 }
 
@@ -313,12 +344,15 @@ func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 	return out, nil
 }
 
-// Revoke ends one session of one user. ErrNotFound when that user has no such
-// live session (including when the id is another user's).
-func (s *Store) Revoke(ctx context.Context, uid, sid string) error {
-	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+// Revoke ends one session of one user, by an actor, and records it.
+// ErrNotFound when that user has no such live session (including when the id
+// is another user's); nothing is recorded then.
+func (s *Store) Revoke(ctx context.Context, uid, sid string, by audit.Actor) error {
+	ev := by.Event(audit.SessionRevoked, uid, sid, "")
+	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	n, err := s.revocation(ctx, scripts.Revoke, []string{s.k.Session(uid, sid), s.k.SessionIndex(uid)}, []string{sid}).AsInt64()
+	n, err := s.revocation(rctx, scripts.Revoke, []string{s.k.Session(uid, sid), s.k.SessionIndex(uid), s.k.Events(uid)},
+		[]string{sid, audit.Spec(s.o.Now(), ev)}).AsInt64()
 	if err != nil {
 		return redisx.Unavailable("revoke session", err)
 	}
@@ -326,6 +360,7 @@ func (s *Store) Revoke(ctx context.Context, uid, sid string) error {
 		return ErrNotFound
 	}
 	s.rememberRevoked(uid, []string{sid})
+	s.o.Audit.Feed(ctx, ev)
 	return nil
 }
 
@@ -334,21 +369,27 @@ func (s *Store) Revoke(ctx context.Context, uid, sid string) error {
 // the account's credential version, so a login whose password check ran
 // before cannot create a session after. ErrUserNotFound when the account does
 // not exist; nothing is written then.
-func (s *Store) RevokeAll(ctx context.Context, uid, keep string) (int, error) {
-	return s.ChangeAccount(ctx, uid, keep, keys.AccountUpdate{}, "")
+func (s *Store) RevokeAll(ctx context.Context, uid, keep string, by audit.Actor) (int, error) {
+	return s.ChangeAccount(ctx, uid, keep, keys.AccountUpdate{}, "",
+		by.Event(audit.SessionsRevokedAll, uid, keep, SessionsEnded))
 }
+
+// SessionsEnded is the detail of an event that ended sessions: the script
+// fills in how many.
+const SessionsEnded = "{count} sessions ended"
 
 // ChangeAccount is RevokeAll that also applies u to the account in the same
 // atomic step (a disable, a new password hash), so the change and the
-// revocation cannot be separated by a fault. ifVersion, when set, is the
-// credential version the change was checked against (a password change
-// checks the current password): if the account has another by now, nothing
-// is written and the error is ErrStale.
-func (s *Store) ChangeAccount(ctx context.Context, uid, keep string, u keys.AccountUpdate, ifVersion string) (int, error) {
-	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+// revocation cannot be separated by a fault; evs, the change's events, are
+// recorded in that step too. ifVersion, when set, is the credential version
+// the change was checked against (a password change checks the current
+// password): if the account has another by now, nothing is written and the
+// error is ErrStale.
+func (s *Store) ChangeAccount(ctx context.Context, uid, keep string, u keys.AccountUpdate, ifVersion string, evs ...audit.Event) (int, error) {
+	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	args := append([]string{keep, s.k.SessionPrefix(uid), ifVersion}, u.Fields()...)
-	res, err := s.revocation(ctx, scripts.RevokeAll, []string{s.k.User(uid), s.k.SessionIndex(uid)}, args).ToArray()
+	args := append(append([]string{keep, s.k.SessionPrefix(uid), ifVersion}, u.Fields()...), audit.Spec(s.o.Now(), evs...))
+	res, err := s.revocation(rctx, scripts.RevokeAll, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid)}, args).ToArray()
 	if err != nil {
 		return 0, redisx.Unavailable("revoke sessions", err)
 	}
@@ -370,6 +411,47 @@ func (s *Store) ChangeAccount(ctx context.Context, uid, keep string, u keys.Acco
 		ids = slices.DeleteFunc(ids, func(id string) bool { return id == keep })
 	}
 	s.rememberRevoked(uid, ids)
+	s.o.Audit.Feed(ctx, withCount(evs, int(n))...)
+	return int(n), nil
+}
+
+// withCount fills in the count of sessions ended, as the scripts do.
+func withCount(evs []audit.Event, n int) []audit.Event {
+	out := make([]audit.Event, len(evs))
+	for i, e := range evs {
+		e.Detail = strings.ReplaceAll(e.Detail, "{count}", strconv.Itoa(n))
+		out[i] = e
+	}
+	return out
+}
+
+// DeleteAccount deletes an account, by an actor: its record and every
+// session, in one step that records account.deleted in its history, which
+// stays. It returns how many sessions it ended; ErrUserNotFound when there is
+// no such account. The username and the listings are the users store's to
+// free afterwards.
+func (s *Store) DeleteAccount(ctx context.Context, uid string, by audit.Actor) (int, error) {
+	ev := by.Event(audit.AccountDeleted, uid, "", SessionsEnded)
+	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	defer cancel()
+	res, err := s.revocation(rctx, scripts.DeleteAccount, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid)},
+		[]string{s.k.SessionPrefix(uid), audit.Spec(s.o.Now(), ev)}).ToArray()
+	if err != nil {
+		return 0, redisx.Unavailable("delete account", err)
+	}
+	n, err := res[0].AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("delete account: %w", err)
+	}
+	if n < 0 {
+		return 0, ErrUserNotFound
+	}
+	ids, err := res[1].AsStrSlice()
+	if err != nil {
+		return 0, fmt.Errorf("delete account: %w", err)
+	}
+	s.rememberRevoked(uid, ids)
+	s.o.Audit.Feed(ctx, withCount([]audit.Event{ev}, int(n))...)
 	return int(n), nil
 }
 

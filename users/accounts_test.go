@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/users"
@@ -33,7 +34,9 @@ func newStoreKeys(t *testing.T, o users.Options) (*users.Store, keys.Layout) {
 	if o.FailureWindow == 0 {
 		o.FailureWindow = 15 * time.Minute
 	}
-	s, err := users.New(srv.Client(t), o)
+	c := srv.Client(t)
+	o.Audit = audit.New(c, o.Keys, o.Timeout, o.Now)
+	s, err := users.New(c, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +56,7 @@ func hset(t *testing.T, k keys.Layout, id string, fieldValues ...string) {
 func TestCreateAndFind(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, users.Options{})
-	u, err := s.Create(ctx, "Alice", "password123", "")
+	u, err := s.Create(ctx, "Alice", "password123", "", audit.Actor{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +75,7 @@ func TestCreateAndFind(t *testing.T) {
 		!cached.CreatedAt.Equal(byID.CreatedAt) || cached.CredentialVersion != byID.CredentialVersion {
 		t.Fatalf("get %+v (%v) vs cached %+v (%v)", byID, err, cached, err2)
 	}
-	if _, err := s.Create(ctx, "aLiCe", "password123", ""); !errors.Is(err, users.ErrUsernameTaken) {
+	if _, err := s.Create(ctx, "aLiCe", "password123", "", audit.Actor{}); !errors.Is(err, users.ErrUsernameTaken) {
 		t.Fatalf("same name, other case: %v", err)
 	}
 	if _, err := s.Get(ctx, "no-such-id"); !errors.Is(err, users.ErrNotFound) {
@@ -99,12 +102,12 @@ func TestCreateValidates(t *testing.T) {
 		{"ok2", strings.Repeat("x", 73), "", users.ErrPasswordTooLong},
 		{"ok3", "password123", "root", users.ErrInvalidRole},
 	} {
-		if _, err := s.Create(ctx, c.name, c.password, c.role); !errors.Is(err, c.want) {
+		if _, err := s.Create(ctx, c.name, c.password, c.role, audit.Actor{}); !errors.Is(err, c.want) {
 			t.Errorf("Create(%q, %d-byte password, %q) = %v, want %v", c.name, len(c.password), c.role, err, c.want)
 		}
 	}
 	// Eight characters count, not bytes: eight multi-byte characters are fine.
-	if _, err := s.Create(ctx, "mb.user-1@x", "éééééééé", users.RoleAdmin); err != nil {
+	if _, err := s.Create(ctx, "mb.user-1@x", "éééééééé", users.RoleAdmin, audit.Actor{}); err != nil {
 		t.Fatalf("8 two-byte characters: %v", err)
 	}
 }
@@ -113,8 +116,8 @@ func TestAuthenticate(t *testing.T) {
 	t.Parallel()
 	s, k := newStoreKeys(t, users.Options{})
 	long := strings.Repeat("k", 72)
-	u, _ := s.Create(ctx, "alice", long, "")
-	if got, err := s.Authenticate(ctx, "ALICE", long, "1.2.3.4"); err != nil || got.ID != u.ID {
+	u, _ := s.Create(ctx, "alice", long, "", audit.Actor{})
+	if got, err := s.Authenticate(ctx, "ALICE", long, audit.Actor{IP: "1.2.3.4"}); err != nil || got.ID != u.ID {
 		t.Fatalf("right password: %+v, %v", got, err)
 	}
 	for name, c := range map[string][2]string{
@@ -123,15 +126,15 @@ func TestAuthenticate(t *testing.T) {
 		"72 bytes + more":  {"alice", long + "!"},
 		"invalid username": {"a b", long},
 	} {
-		if _, err := s.Authenticate(ctx, c[0], c[1], "1.2.3.4"); !errors.Is(err, users.ErrInvalidCredentials) {
+		if _, err := s.Authenticate(ctx, c[0], c[1], audit.Actor{IP: "1.2.3.4"}); !errors.Is(err, users.ErrInvalidCredentials) {
 			t.Errorf("%s: %v, want ErrInvalidCredentials", name, err)
 		}
 	}
 	hset(t, k, u.ID, keys.UserDisabled, "1")
-	if _, err := s.Authenticate(ctx, "alice", long, "1.2.3.4"); !errors.Is(err, users.ErrAccountDisabled) {
+	if _, err := s.Authenticate(ctx, "alice", long, audit.Actor{IP: "1.2.3.4"}); !errors.Is(err, users.ErrAccountDisabled) {
 		t.Fatalf("disabled, right password: %v", err)
 	}
-	if _, err := s.Authenticate(ctx, "alice", "nope-nope", "1.2.3.4"); !errors.Is(err, users.ErrInvalidCredentials) {
+	if _, err := s.Authenticate(ctx, "alice", "nope-nope", audit.Actor{IP: "1.2.3.4"}); !errors.Is(err, users.ErrInvalidCredentials) {
 		t.Fatalf("disabled, wrong password: %v (must not reveal the account state)", err)
 	}
 }
@@ -140,12 +143,15 @@ func TestFailedLoginLimit(t *testing.T) {
 	t.Parallel()
 	window := time.Minute
 	s := newStore(t, users.Options{MaxFailures: 3, FailureWindow: window})
-	s.Create(ctx, "alice", "password123", "")
-	fail := func(ip string) error { _, err := s.Authenticate(ctx, "alice", "wrong-pass", ip); return err }
+	s.Create(ctx, "alice", "password123", "", audit.Actor{})
+	fail := func(ip string) error {
+		_, err := s.Authenticate(ctx, "alice", "wrong-pass", audit.Actor{IP: ip})
+		return err
+	}
 
 	fail("1.1.1.1")
 	fail("1.1.1.1")
-	if _, err := s.Authenticate(ctx, "alice", "password123", "1.1.1.1"); err != nil {
+	if _, err := s.Authenticate(ctx, "alice", "password123", audit.Actor{IP: "1.1.1.1"}); err != nil {
 		t.Fatalf("below the limit: %v", err)
 	}
 	for range 3 { // reset by the success: three more fit
@@ -153,19 +159,19 @@ func TestFailedLoginLimit(t *testing.T) {
 			t.Fatalf("failure: %v", err)
 		}
 	}
-	_, err := s.Authenticate(ctx, "alice", "password123", "1.1.1.1")
+	_, err := s.Authenticate(ctx, "alice", "password123", audit.Actor{IP: "1.1.1.1"})
 	var tooMany *users.TooManyAttemptsError
 	if !errors.As(err, &tooMany) || tooMany.Wait <= 0 || tooMany.Wait > window {
 		t.Fatalf("4th attempt: %v; want TooManyAttemptsError with 0 < RetryAfter <= %s", err, window)
 	}
-	if _, err := s.Authenticate(ctx, "alice", "password123", "2.2.2.2"); err != nil {
+	if _, err := s.Authenticate(ctx, "alice", "password123", audit.Actor{IP: "2.2.2.2"}); err != nil {
 		t.Fatalf("another IP was locked out: %v", err)
 	}
 	// Unknown names are counted too, so the limit reveals nothing.
 	for range 3 {
-		s.Authenticate(ctx, "nobody", "x-x-x-x-x", "3.3.3.3")
+		s.Authenticate(ctx, "nobody", "x-x-x-x-x", audit.Actor{IP: "3.3.3.3"})
 	}
-	if _, err := s.Authenticate(ctx, "nobody", "x-x-x-x-x", "3.3.3.3"); !errors.As(err, &tooMany) {
+	if _, err := s.Authenticate(ctx, "nobody", "x-x-x-x-x", audit.Actor{IP: "3.3.3.3"}); !errors.As(err, &tooMany) {
 		t.Fatalf("unknown user past the limit: %v", err)
 	}
 }
@@ -175,7 +181,7 @@ func TestListPages(t *testing.T) {
 	s := newStore(t, users.Options{})
 	names := []string{"delta", "Alpha", "charlie", "Echo", "bravo", "foxtrot", "golf"}
 	for _, n := range names {
-		if _, err := s.Create(ctx, n, "password123", ""); err != nil {
+		if _, err := s.Create(ctx, n, "password123", "", audit.Actor{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -210,7 +216,7 @@ func TestListPages(t *testing.T) {
 func TestChangesAndPasswordChecks(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, users.Options{})
-	u, _ := s.Create(ctx, "alice", "password123", "")
+	u, _ := s.Create(ctx, "alice", "password123", "", audit.Actor{})
 	admin, user, yes, no, pw := users.RoleAdmin, "owner", true, false, "new-password"
 	for _, c := range []struct {
 		ch     users.Change
@@ -228,10 +234,10 @@ func TestChangesAndPasswordChecks(t *testing.T) {
 			t.Errorf("CheckChange(%+v) = %+v (ends sessions: %v), %v", c.ch, u, u.EndsSessions(), err)
 		}
 	}
-	if _, err := s.CheckPassword(ctx, u.ID, "password123", "192.0.2.1"); err != nil {
+	if _, err := s.CheckPassword(ctx, u.ID, "password123", audit.Actor{IP: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckPassword(ctx, u.ID, "password124", "192.0.2.1"); !errors.Is(err, users.ErrInvalidCredentials) {
+	if _, err := s.CheckPassword(ctx, u.ID, "password124", audit.Actor{IP: "192.0.2.1"}); !errors.Is(err, users.ErrInvalidCredentials) {
 		t.Fatalf("wrong current password: %v", err)
 	}
 }
@@ -240,7 +246,7 @@ func TestChangesAndPasswordChecks(t *testing.T) {
 func TestGetCachedSeesChanges(t *testing.T) {
 	t.Parallel()
 	s, k := newStoreKeys(t, users.Options{})
-	u, _ := s.Create(ctx, "alice", "password123", "")
+	u, _ := s.Create(ctx, "alice", "password123", "", audit.Actor{})
 	if got, _ := s.GetCached(ctx, u.ID); got.Role != users.RoleUser {
 		t.Fatal(got.Role)
 	}
@@ -287,14 +293,14 @@ func TestFailedLoginLimitHoldsUnderConcurrency(t *testing.T) {
 			t.Parallel()
 			tc.o.FailureWindow = time.Minute
 			s := newStore(t, tc.o)
-			if _, err := s.Create(ctx, "alice", "password123", ""); err != nil {
+			if _, err := s.Create(ctx, "alice", "password123", "", audit.Actor{}); err != nil {
 				t.Fatal(err)
 			}
 			var checked, locked atomic.Int32
 			var wg sync.WaitGroup
 			for i := range burst {
 				wg.Go(func() {
-					_, err := s.Authenticate(ctx, "alice", "wrong-pass", tc.ip(i))
+					_, err := s.Authenticate(ctx, "alice", "wrong-pass", audit.Actor{IP: tc.ip(i)})
 					var tooMany *users.TooManyAttemptsError
 					switch {
 					case errors.Is(err, users.ErrInvalidCredentials):
@@ -320,31 +326,31 @@ func TestLoginLimitsCountOnlyFailures(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, users.Options{MaxFailures: 2, MaxFailuresPerIP: 3, FailureWindow: time.Minute})
 	for _, name := range []string{"alice", "bob"} {
-		if _, err := s.Create(ctx, name, "password123", ""); err != nil {
+		if _, err := s.Create(ctx, name, "password123", "", audit.Actor{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var tooMany *users.TooManyAttemptsError
 	// Many correct logins from one IP never reach its failure limit.
 	for range 5 {
-		if _, err := s.Authenticate(ctx, "alice", "password123", "1.1.1.1"); err != nil {
+		if _, err := s.Authenticate(ctx, "alice", "password123", audit.Actor{IP: "1.1.1.1"}); err != nil {
 			t.Fatalf("correct password: %v", err)
 		}
 	}
 	// Two failures lock (alice, IP); the refused third is no failure of the IP's.
 	for range 2 {
-		s.Authenticate(ctx, "alice", "wrong-pass", "1.1.1.1")
+		s.Authenticate(ctx, "alice", "wrong-pass", audit.Actor{IP: "1.1.1.1"})
 	}
 	for range 3 {
-		if _, err := s.Authenticate(ctx, "alice", "wrong-pass", "1.1.1.1"); !errors.As(err, &tooMany) {
+		if _, err := s.Authenticate(ctx, "alice", "wrong-pass", audit.Actor{IP: "1.1.1.1"}); !errors.As(err, &tooMany) {
 			t.Fatalf("past the pair limit: %v", err)
 		}
 	}
 	// The IP has 2 failures of 3: one more guess at bob is checked, the next is refused.
-	if _, err := s.Authenticate(ctx, "bob", "wrong-pass", "1.1.1.1"); !errors.Is(err, users.ErrInvalidCredentials) {
+	if _, err := s.Authenticate(ctx, "bob", "wrong-pass", audit.Actor{IP: "1.1.1.1"}); !errors.Is(err, users.ErrInvalidCredentials) {
 		t.Fatalf("third failure from the IP: %v; want it checked", err)
 	}
-	if _, err := s.Authenticate(ctx, "bob", "password123", "1.1.1.1"); !errors.As(err, &tooMany) {
+	if _, err := s.Authenticate(ctx, "bob", "password123", audit.Actor{IP: "1.1.1.1"}); !errors.As(err, &tooMany) {
 		t.Fatalf("past the IP limit: %v", err)
 	}
 }

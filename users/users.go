@@ -22,6 +22,7 @@ import (
 	"github.com/redis/rueidis"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redisx"
@@ -110,6 +111,9 @@ type Options struct {
 	FailureWindow time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Audit records account events: creations, failed and throttled
+	// sign-ins and password checks.
+	Audit *audit.Log
 }
 
 // Store keeps accounts in Redis.
@@ -133,6 +137,8 @@ func New(c rueidis.Client, o Options) (*Store, error) {
 		return nil, errors.New("users: a Redis timeout is required")
 	case o.FailureWindow <= 0:
 		return nil, errors.New("users: a failure window is required")
+	case o.Audit == nil:
+		return nil, errors.New("users: an audit log is required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -347,7 +353,7 @@ func (s *Store) hashPassword(password string) (string, error) {
 
 // Create registers an account. The username is unique case-insensitively;
 // role "" means RoleUser.
-func (s *Store) Create(ctx context.Context, username, password, role string) (User, error) {
+func (s *Store) Create(ctx context.Context, username, password, role string, by audit.Actor) (User, error) {
 	if role == "" {
 		role = RoleUser
 	}
@@ -376,14 +382,14 @@ func (s *Store) Create(ctx context.Context, username, password, role string) (Us
 	if err != nil || ok != "OK" {
 		return User{}, redisx.Unavailable("claim username", err)
 	}
-	for _, r := range s.c.DoMulti(ctx,
-		s.c.B().Hset().Key(s.k.User(u.ID)).FieldValue().
-			FieldValue(keys.UserID, u.ID).FieldValue(keys.UserName, u.Username).FieldValue(keys.UserHash, hash).
-			FieldValue(keys.UserRole, role).FieldValue(keys.UserDisabled, "0").
-			FieldValue(keys.UserCreated, strconv.FormatInt(u.CreatedAt.UnixMilli(), 10)).
-			FieldValue(keys.UserVersion, "0").Build(),
-		s.c.B().Zadd().Key(s.k.Users()).ScoreMember().ScoreMember(0, lower+"\x00"+u.ID).Build(),
-	) {
+	created := by.Event(audit.AccountCreated, u.ID, "", "role "+role)
+	record := scripts.CreateAccount.Exec(ctx, s.c, []string{s.k.User(u.ID), s.k.Events(u.ID)}, []string{
+		keys.UserID, u.ID, keys.UserName, u.Username, keys.UserHash, hash, keys.UserRole, role, keys.UserDisabled, "0",
+		keys.UserCreated, strconv.FormatInt(u.CreatedAt.UnixMilli(), 10), keys.UserVersion, "0",
+		audit.Spec(u.CreatedAt, created)})
+	for _, r := range []rueidis.RedisResult{record,
+		s.c.Do(ctx, s.c.B().Zadd().Key(s.k.Users()).ScoreMember().ScoreMember(0, lower+"\x00"+u.ID).Build()),
+	} {
 		if err := r.Error(); err != nil {
 			// Release the name so the operator can simply retry.
 			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.Timeout)
@@ -400,7 +406,30 @@ func (s *Store) Create(ctx context.Context, username, password, role string) (Us
 			return User{}, err
 		}
 	}
+	s.o.Audit.Feed(ctx, created)
 	return u, nil
+}
+
+// Forget frees a deleted account's username and takes it out of the
+// listings (after sessions.Store.DeleteAccount removed its record: these
+// keys are in other slots). A name claimed by another account since is left
+// alone.
+func (s *Store) Forget(ctx context.Context, u User) error {
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	defer cancel()
+	lower := strings.ToLower(u.Username)
+	for _, r := range s.c.DoMulti(ctx,
+		s.c.B().Zrem().Key(s.k.Users()).Member(lower+"\x00"+u.ID).Build(),
+		s.c.B().Srem().Key(s.k.Admins()).Member(u.ID).Build(),
+	) {
+		if err := r.Error(); err != nil {
+			return redisx.Unavailable("forget account", err)
+		}
+	}
+	if err := scripts.ReleaseName.Exec(ctx, s.c, []string{s.k.Username(lower)}, []string{u.ID}).Error(); err != nil {
+		return redisx.Unavailable("free username", err)
+	}
+	return nil
 }
 
 // ReleaseAdmin must run before an account may stop being an enabled admin
@@ -602,11 +631,11 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, str
 // its password is checked, so concurrent guesses cannot overrun a limit.
 // A right password whose hash has another cost than the configured one is
 // rehashed at the configured cost.
-func (s *Store) Authenticate(ctx context.Context, username, password, clientIP string) (User, error) {
+func (s *Store) Authenticate(ctx context.Context, username, password string, from audit.Actor) (User, error) {
 	// Each Redis step has its own deadline: bcrypt in between may take longer
 	// than one (cost 14 is about a second, more on a loaded machine).
 	var u User
-	err := s.Guard(ctx, username, clientIP, func() (bool, error) {
+	err := s.Guard(ctx, username, from.IP, func() (bool, error) {
 		var err error
 		u, err = s.FindByUsername(ctx, username)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -619,6 +648,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password, clientIP s
 		return s.compare(ctx, u.hash, password), nil
 	})
 	if err != nil {
+		s.recordRefusal(ctx, err, u.ID, username, from, "")
 		return User{}, err
 	}
 	s.rehash(ctx, u, password)
@@ -628,19 +658,42 @@ func (s *Store) Authenticate(ctx context.Context, username, password, clientIP s
 	return u, nil
 }
 
+// recordRefusal records a failed or throttled sign-in (or password check,
+// named by what), in the account's history when there is an account (uid, or
+// found by name), and in the feed. A name that is no account is not
+// recorded: it may be a password typed in the wrong field.
+func (s *Store) recordRefusal(ctx context.Context, err error, uid, username string, from audit.Actor, what string) {
+	typ := audit.LoginFailed
+	var tooMany *TooManyAttemptsError
+	switch {
+	case errors.As(err, &tooMany):
+		typ = audit.LoginThrottled
+	case !errors.Is(err, ErrInvalidCredentials):
+		return // Redis: nothing was decided
+	}
+	if uid == "" {
+		if u, ferr := s.FindByUsername(ctx, username); ferr == nil {
+			uid = u.ID
+		}
+	}
+	from.ID = "" // unknown until it succeeds
+	_ = s.o.Audit.Record(ctx, from.Event(typ, uid, "", what))
+}
+
 // CheckPassword verifies an account's current password (for a password
 // change) from clientIP, under the same failed-attempt limits as a login of
 // that account. ErrInvalidCredentials when it is wrong, *TooManyAttemptsError
 // past a limit. The returned User's CredentialVersion is the one checked.
-func (s *Store) CheckPassword(ctx context.Context, id, password, clientIP string) (User, error) {
+func (s *Store) CheckPassword(ctx context.Context, id, password string, from audit.Actor) (User, error) {
 	u, err := s.Get(ctx, id)
 	if err != nil {
 		return User{}, err
 	}
-	err = s.Guard(ctx, u.Username, clientIP, func() (bool, error) {
+	err = s.Guard(ctx, u.Username, from.IP, func() (bool, error) {
 		return s.compare(ctx, u.hash, password), nil
 	})
 	if err != nil {
+		s.recordRefusal(ctx, err, u.ID, u.Username, from, "wrong current password at a password change")
 		return User{}, err
 	}
 	s.rehash(ctx, u, password)

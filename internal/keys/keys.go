@@ -53,6 +53,14 @@ func (l Layout) FailAccount(name string) string { return l.prefix + "fail:acct:"
 // FailIP is the failed-login counter of one address across usernames.
 func (l Layout) FailIP(ip string) string { return l.prefix + "fail:ip:" + ip }
 
+// Events is a user's security history: a stream, in the user's slot so the
+// scripts that change the account record its events in the same step.
+func (l Layout) Events(uid string) string { return l.prefix + "events:{" + uid + "}" }
+
+// EventFeed is the cross-user feed of events, for admins: one stream in a
+// slot of its own, written after each change (no script spans two slots).
+func (l Layout) EventFeed() string { return l.prefix + "events" }
+
 // Session is one session's hash (fields Sess*). One concatenation, one
 // allocation: it is on every request.
 func (l Layout) Session(uid, sid string) string { return l.prefix + "sess:{" + uid + "}:" + sid }

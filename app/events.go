@@ -1,0 +1,114 @@
+package app
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/users"
+)
+
+// eventJSON is an Event (API.md → Activity and accounts).
+type eventJSON struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	At        string `json:"at"`
+	UserID    string `json:"user_id"`
+	ActorID   string `json:"actor_id"`
+	SessionID string `json:"session_id"`
+	IP        string `json:"ip"`
+	UserAgent string `json:"user_agent"`
+	Detail    string `json:"detail"`
+}
+
+func toEventsJSON(evs []audit.Event, next string) fiber.Map {
+	out := make([]eventJSON, len(evs))
+	for i, e := range evs {
+		out[i] = eventJSON{ID: e.ID, Type: e.Type, At: rfc3339(e.At), UserID: e.UserID, ActorID: e.ActorID,
+			SessionID: e.SessionID, IP: e.IP, UserAgent: e.UserAgent, Detail: e.Detail}
+	}
+	return fiber.Map{"events": out, "next_cursor": next}
+}
+
+// eventTypes are the types GET /v1/admin/events filters by.
+var eventTypes = []string{audit.LoginSucceeded, audit.LoginFailed, audit.LoginThrottled, audit.SessionRevoked,
+	audit.SessionsRevokedAll, audit.PasswordChanged, audit.AccountCreated, audit.AccountDisabled,
+	audit.AccountEnabled, audit.AccountRoleChanged, audit.AccountDeleted}
+
+// pageLimit reads ?limit=, 1 to 500, default 50.
+func pageLimit(c *fiber.Ctx) (int, error) {
+	v := c.Query("limit")
+	if v == "" {
+		return 50, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 500 {
+		return 0, invalid("limit: must be a whole number from 1 to 500")
+	}
+	return n, nil
+}
+
+// myEvents is my security history, newest first: "a new sign-in from …".
+func (h *handlers) myEvents(c *fiber.Ctx) error {
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
+	}
+	evs, next, err := h.Audit.List(c.UserContext(), audit.Filter{UserID: callerOf(c).UserID, Limit: limit, Cursor: c.Query("cursor")})
+	if err != nil {
+		return err
+	}
+	return c.JSON(toEventsJSON(evs, next))
+}
+
+// adminEvents is everyone's history, newest first, by user and type. One
+// user's comes from their own history (written with each change); everyone's
+// from the cross-user feed.
+func (h *handlers) adminEvents(c *fiber.Ctx) error {
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
+	}
+	f := audit.Filter{Type: c.Query("type"), Limit: limit, Cursor: c.Query("cursor"), UserID: c.Query("user_id")}
+	if f.Type != "" && !slices.Contains(eventTypes, f.Type) {
+		return invalid("type: must be one of the event types, such as login.failed")
+	}
+	if f.UserID != "" && !validID(f.UserID) {
+		return invalid("user_id: must be a user id")
+	}
+	evs, next, err := h.Audit.List(c.UserContext(), f)
+	if err != nil {
+		return err
+	}
+	return c.JSON(toEventsJSON(evs, next))
+}
+
+// deleteUser deletes an account: every session ends at once (in the same
+// step as its account.deleted event), then the username is freed; its
+// history stays. The last enabled admin cannot be deleted.
+func (h *handlers) deleteUser(c *fiber.Ctx) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	u, err := h.Users.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := h.Users.ReleaseAdmin(ctx, id); err != nil {
+		return err
+	}
+	if _, err := h.Sessions.DeleteAccount(ctx, id, h.actor(c)); err != nil {
+		// Not deleted: the account stays an admin if it was one.
+		_ = h.Users.SyncAdmin(ctx, id)
+		return err
+	}
+	if err := h.Users.Forget(ctx, u); err != nil && !errors.Is(err, users.ErrNotFound) {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}

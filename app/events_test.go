@@ -1,0 +1,254 @@
+package app_test
+
+// The audit trail and account deletion, through the API.
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/sessiond/sessiond/users"
+)
+
+// events reads one page of events.
+func (e *env) events(path, tok string) ([]map[string]any, string) {
+	e.t.Helper()
+	r := e.do("GET", path, tok, nil)
+	if r.Status != 200 {
+		e.t.Fatalf("GET %s: %d %s", path, r.Status, r.Body)
+	}
+	m := r.JSON(e.t)
+	var out []map[string]any
+	for _, v := range m["events"].([]any) {
+		out = append(out, v.(map[string]any))
+	}
+	return out, m["next_cursor"].(string)
+}
+
+// types lists the events' types, newest first.
+func types(evs []map[string]any) []string {
+	var out []string
+	for _, ev := range evs {
+		out = append(out, ev["type"].(string))
+	}
+	return out
+}
+
+// findEvent is the newest event of a type, or nil.
+func findEvent(evs []map[string]any, typ string) map[string]any {
+	for _, ev := range evs {
+		if ev["type"] == typ {
+			return ev
+		}
+	}
+	return nil
+}
+
+// Every kind of security event is recorded, with who did it, from where,
+// and shows in the user's own history and in the admins' feed.
+func TestEveryEventIsRecorded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{MaxFailures: 3})
+	admin, adminTok := e.admin()
+	r := e.do("POST", "/v1/admin/users", adminTok, map[string]string{"username": "alice", "password": "password123"},
+		"User-Agent", "AdminConsole/1")
+	if r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	alice := r.JSON(t)["id"].(string)
+
+	phone, phoneID := e.login("alice", "password123", "User-Agent", "MyApp/3.2")
+	laptop, laptopID := e.login("alice", "password123")
+	wantProblem(t, e.do("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "wrong-one"}), 401, "invalid_credentials")
+	wantProblem(t, e.do("POST", "/v1/auth/login", "", map[string]string{"username": "nobody-here", "password": "whatever1"}), 401, "invalid_credentials")
+	e.do("DELETE", "/v1/sessions/"+laptopID, phone, nil)
+	if r := e.changePassword(phone, "password123", "password456"); r.Status != 204 {
+		t.Fatalf("password change: %d %s", r.Status, r.Body)
+	}
+	e.do("PATCH", "/v1/admin/users/"+alice, adminTok, map[string]any{"role": "admin"})
+	e.do("PATCH", "/v1/admin/users/"+alice, adminTok, map[string]any{"disabled": true})
+	e.do("PATCH", "/v1/admin/users/"+alice, adminTok, map[string]any{"disabled": false})
+	second, _ := e.login("alice", "password456")
+	e.do("POST", "/v1/auth/logout-all", second, nil)
+	for range 3 {
+		e.do("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "bad-guess"})
+	}
+	wantProblem(t, e.do("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "password456"}), 429, "too_many_attempts")
+	_ = laptop
+
+	// The admin reads alice's history (her own read needs a live session).
+	mine, _ := e.events("/v1/admin/events?user_id="+alice+"&limit=100", adminTok)
+	want := []string{"login.throttled", "login.failed", "login.failed", "login.failed", "sessions.revoked_all", "login.succeeded", "account.enabled",
+		"sessions.revoked_all", "account.disabled", "account.role_changed", "password.changed", "session.revoked",
+		"login.failed", "login.succeeded", "login.succeeded", "account.created"}
+	got := types(mine)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("alice's history, newest first:\n got %v\nwant %v", got, want)
+	}
+	for _, ev := range mine {
+		if ev["user_id"] != alice || ev["id"] == "" || ev["at"] == "" {
+			t.Fatalf("event %v: want user_id %s, an id and a time", ev, alice)
+		}
+	}
+	created := findEvent(mine, "account.created")
+	if created["actor_id"] != admin.ID || created["user_agent"] != "AdminConsole/1" || created["ip"] != "0.0.0.0" {
+		t.Errorf("account.created: %v; want the admin as actor, with the admin's user agent and ip", created)
+	}
+	first := mine[len(mine)-2] // the phone's sign-in
+	if first["type"] != "login.succeeded" || first["session_id"] != phoneID || first["actor_id"] != alice ||
+		first["user_agent"] != "MyApp/3.2" || first["detail"] != "test device (ios)" {
+		t.Errorf("the first sign-in: %v", first)
+	}
+	if rv := findEvent(mine, "session.revoked"); rv["session_id"] != laptopID || rv["actor_id"] != alice {
+		t.Errorf("session.revoked: %v", rv)
+	}
+	if pc := findEvent(mine, "password.changed"); pc["detail"] != "1 other sessions ended" && pc["detail"] != "0 other sessions ended" {
+		t.Errorf("password.changed: %v", pc)
+	}
+	if rc := findEvent(mine, "account.role_changed"); rc["detail"] != "user → admin" || rc["actor_id"] != admin.ID {
+		t.Errorf("account.role_changed: %v", rc)
+	}
+
+	// Everyone's feed: the unknown name's failure is there without a user.
+	feed, _ := e.events("/v1/admin/events?type=login.failed&limit=100", adminTok)
+	var unknown, known int
+	for _, ev := range feed {
+		if ev["type"] != "login.failed" {
+			t.Fatalf("type filter let through %v", ev)
+		}
+		switch ev["user_id"] {
+		case "":
+			unknown++
+		case alice:
+			known++
+		}
+	}
+	if unknown != 1 || known != 4 {
+		t.Fatalf("feed of login.failed: %d for an unknown name, %d for alice; want 1 and 4 (1 + 3 guesses)", unknown, known)
+	}
+	all, _ := e.events("/v1/admin/events?limit=500", adminTok)
+	if len(all) < len(mine) {
+		t.Fatalf("the feed has %d events, alice's history alone %d", len(all), len(mine))
+	}
+	wantProblem(t, e.do("GET", "/v1/admin/events?type=nonsense", adminTok, nil), 400, "invalid_request")
+	wantProblem(t, e.do("GET", "/v1/admin/events?user_id=not-an-id", adminTok, nil), 400, "invalid_request")
+	// Not for users.
+	bob := e.createUser("bob", "password123", "")
+	bobTok, _ := e.login("bob", "password123")
+	wantProblem(t, e.do("GET", "/v1/admin/events", bobTok, nil), 403, "forbidden")
+	own, _ := e.events("/v1/me/events", bobTok)
+	if fmt.Sprint(types(own)) != "[login.succeeded account.created]" || own[0]["user_id"] != bob.ID {
+		t.Fatalf("bob's own history: %v", own)
+	}
+}
+
+// Pages follow each other without gaps or repeats, newest first.
+func TestEventPages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.createUser("alice", "password123", "")
+	tok, _ := e.login("alice", "password123")
+	for range 6 {
+		other, _ := e.login("alice", "password123")
+		e.do("POST", "/v1/auth/logout", other, nil)
+	}
+	all, next := e.events("/v1/me/events?limit=100", tok)
+	if next != "" || len(all) != 14 { // created, 7 sign-ins, 6 revocations
+		t.Fatalf("%d events (next %q): %v", len(all), next, types(all))
+	}
+	var paged []map[string]any
+	cursor := ""
+	for pages := 0; ; pages++ {
+		page, next := e.events("/v1/me/events?limit=4&cursor="+url.QueryEscape(cursor), tok)
+		paged = append(paged, page...)
+		if next == "" {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("paging does not end")
+		}
+		cursor = next
+	}
+	for i := range all {
+		if i >= len(paged) || paged[i]["id"] != all[i]["id"] {
+			t.Fatalf("paged %d events differ from the one page at %d", len(paged), i)
+		}
+	}
+	wantProblem(t, e.do("GET", "/v1/me/events?cursor=garbage", tok, nil), 400, "invalid_request")
+	wantProblem(t, e.do("GET", "/v1/me/events?limit=0", tok, nil), 400, "invalid_request")
+}
+
+// Deleting an account ends every session at once, frees the username and
+// keeps the events; the last admin cannot be deleted.
+func TestDeleteAccount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	root, adminTok := e.admin()
+	alice := e.createUser("alice", "password123", "")
+	tok, _ := e.login("alice", "password123")
+	if r := e.do("DELETE", "/v1/admin/users/"+alice.ID, adminTok, nil); r.Status != 204 {
+		t.Fatalf("delete: %d %s", r.Status, r.Body)
+	}
+	wantProblem(t, e.do("GET", "/v1/me", tok, nil), 401, "unauthorized")
+	wantProblem(t, e.do("GET", "/v1/admin/users/"+alice.ID, adminTok, nil), 404, "not_found")
+	wantProblem(t, e.do("DELETE", "/v1/admin/users/"+alice.ID, adminTok, nil), 404, "not_found")
+	if found, _ := e.do("GET", "/v1/admin/users?username=alice", adminTok, nil).JSON(t)["users"].([]any); len(found) != 0 {
+		t.Fatalf("a deleted account is still found: %v", found)
+	}
+	wantProblem(t, e.do("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "password123"}), 401, "invalid_credentials")
+	evs, _ := e.events("/v1/admin/events?user_id="+alice.ID, adminTok)
+	if len(evs) == 0 || evs[0]["type"] != "account.deleted" || evs[0]["actor_id"] != root.ID || evs[0]["detail"] != "1 sessions ended" {
+		t.Fatalf("the deleted account's history: %v", evs)
+	}
+	// The name is free again, for a new account.
+	again := e.createUser("Alice", "password789", "")
+	if again.ID == alice.ID {
+		t.Fatal("the new account got the old id")
+	}
+	e.login("alice", "password789")
+	// The last enabled admin stays.
+	wantProblem(t, e.do("DELETE", "/v1/admin/users/"+root.ID, adminTok, nil), 409, "last_admin")
+}
+
+// A login racing with the account's deletion never leaves a live session.
+func TestDeleteRacingLoginsLeavesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{MaxFailures: 1000})
+	_, adminTok := e.admin()
+	for trial := range 10 {
+		name := fmt.Sprintf("victim%d", trial)
+		u := e.createUser(name, "password123", users.RoleUser)
+		var mu sync.Mutex
+		var tokens []string
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := e.do("POST", "/v1/auth/login", "", map[string]string{"username": name, "password": "password123"})
+				if r.Status == 201 {
+					mu.Lock()
+					tokens = append(tokens, r.JSON(t)["token"].(string))
+					mu.Unlock()
+				}
+			}()
+		}
+		if r := e.do("DELETE", "/v1/admin/users/"+u.ID, adminTok, nil); r.Status != 204 {
+			t.Fatalf("delete: %d %s", r.Status, r.Body)
+		}
+		wg.Wait()
+		for _, tok := range tokens {
+			if r := e.do("GET", "/v1/me", tok, nil); r.Status != 401 {
+				t.Fatalf("trial %d: a login that raced the deletion left a live session (%d)", trial, r.Status)
+			}
+		}
+		if keys := srv.Keys(t, e.Keys.SessionPrefix(u.ID)+"*"); len(keys) != 0 {
+			t.Fatalf("trial %d: session keys left: %v", trial, keys)
+		}
+		if slices.Contains(srv.Keys(t, e.Keys.User(u.ID)), e.Keys.User(u.ID)) {
+			t.Fatalf("trial %d: the account record is back", trial)
+		}
+	}
+}

@@ -1,0 +1,286 @@
+// Package audit is sessiond's security history: the event types, how an
+// event is stored (a Redis stream per user, in the user's slot, plus one
+// cross-user feed), how long it is kept, and reading it back page by page.
+// The stores record an account's events in the same Lua step as the change
+// (Spec), then copy them to the feed (Feed). It knows nothing about HTTP.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/internal/errcode"
+	"github.com/sessiond/sessiond/internal/keys"
+	"github.com/sessiond/sessiond/internal/redisx"
+)
+
+// Event types.
+const (
+	LoginSucceeded     = "login.succeeded"
+	LoginFailed        = "login.failed"
+	LoginThrottled     = "login.throttled"
+	SessionRevoked     = "session.revoked"
+	SessionsRevokedAll = "sessions.revoked_all"
+	PasswordChanged    = "password.changed"
+	AccountCreated     = "account.created"
+	AccountDisabled    = "account.disabled"
+	AccountEnabled     = "account.enabled"
+	AccountRoleChanged = "account.role_changed"
+	AccountDeleted     = "account.deleted"
+)
+
+// Retention: a user's history keeps its newest PerUserMax events, the feed
+// its newest FeedMax, and neither anything older than MaxAge. Trimming is
+// approximate (Redis trims whole stream nodes), so a few more may stay.
+const (
+	PerUserMax = 1000
+	FeedMax    = 100_000
+	MaxAge     = 90 * 24 * time.Hour
+)
+
+// Event is one security event.
+type Event struct {
+	// ID is the event's id in the stream it was read from.
+	ID   string
+	Type string
+	At   time.Time
+	// UserID is the account the event is about ("" for a login attempt on
+	// a name that does not exist).
+	UserID string
+	// ActorID is who did it: the user, an admin, "cli:<name>" for an
+	// operator at the command line, or "" for the system.
+	ActorID   string
+	SessionID string
+	IP        string
+	UserAgent string
+	Detail    string
+}
+
+// Actor is who makes a change, and from where.
+type Actor struct {
+	ID        string
+	IP        string
+	UserAgent string
+}
+
+// Event is an event of this actor.
+func (a Actor) Event(typ, uid, sid, detail string) Event {
+	return Event{Type: typ, UserID: uid, ActorID: a.ID, SessionID: sid, IP: a.IP, UserAgent: a.UserAgent, Detail: detail}
+}
+
+// Stream field names.
+const (
+	fType, fUser, fActor, fSession, fIP, fUA, fDetail = "t", "u", "a", "s", "ip", "ua", "d"
+)
+
+// Spec encodes events for a script to record in the user's history, in the
+// same step as the change: the script appends each as a stream entry (its
+// field, value list, so the scripts name no field) and trims the history by
+// count and age. Scripts read it with cjson.
+func Spec(now time.Time, evs ...Event) string { return spec(now, evs, nil) }
+
+// SpecEvicting is Spec for a login: evict is the event of a session the
+// login evicts over the per-user maximum, whose id the script fills in.
+func SpecEvicting(now time.Time, ev Event, evict Event) string {
+	e := fieldValues(evict, false)
+	return spec(now, []Event{ev}, append(e, fSession))
+}
+
+func spec(now time.Time, evs []Event, evict []string) string {
+	s := struct {
+		Max   int        `json:"max"`
+		MinID string     `json:"minid"`
+		Ev    [][]string `json:"ev"`
+		Evict []string   `json:"evict,omitempty"`
+	}{Max: PerUserMax, MinID: minID(now), Ev: [][]string{}, Evict: evict}
+	for _, e := range evs {
+		s.Ev = append(s.Ev, fieldValues(e, true))
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// fieldValues is an event as stream fields, without the user (a user's
+// history is the user's) and, unless withSession, without the session.
+func fieldValues(e Event, withSession bool) []string {
+	fv := []string{fType, e.Type, fActor, e.ActorID, fIP, e.IP, fUA, e.UserAgent, fDetail, e.Detail}
+	if withSession {
+		fv = append(fv, fSession, e.SessionID)
+	}
+	return fv
+}
+
+func minID(now time.Time) string { return strconv.FormatInt(now.Add(-MaxAge).UnixMilli(), 10) + "-0" }
+
+// Log writes and reads events.
+type Log struct {
+	c       rueidis.Client
+	k       keys.Layout
+	timeout time.Duration
+	now     func() time.Time
+	missed  atomic.Int64
+}
+
+// New returns a Log over a client, its layout and Redis timeout.
+func New(c rueidis.Client, k keys.Layout, timeout time.Duration, now func() time.Time) *Log {
+	if now == nil {
+		now = time.Now
+	}
+	return &Log{c: c, k: k, timeout: timeout, now: now}
+}
+
+func (l *Log) xadd(key string, max int, e Event) rueidis.Completed {
+	return l.c.B().Xadd().Key(key).Maxlen().Almost().Threshold(strconv.Itoa(max)).Id("*").FieldValue().
+		FieldValue(fType, e.Type).FieldValue(fUser, e.UserID).FieldValue(fActor, e.ActorID).
+		FieldValue(fSession, e.SessionID).FieldValue(fIP, e.IP).FieldValue(fUA, e.UserAgent).
+		FieldValue(fDetail, e.Detail).Build()
+}
+
+// Record appends events that change nothing else (a failed or throttled
+// login) to their user's history, when they have a user, and to the feed.
+func (l *Log) Record(ctx context.Context, evs ...Event) error {
+	ctx, cancel := redisx.Timeout(ctx, l.timeout)
+	defer cancel()
+	var cmds rueidis.Commands
+	for _, e := range evs {
+		if e.UserID != "" {
+			cmds = append(cmds, l.xadd(l.k.Events(e.UserID), PerUserMax, e))
+		}
+	}
+	for _, r := range l.c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return redisx.Unavailable("record event", err)
+		}
+	}
+	l.Feed(ctx, evs...)
+	return nil
+}
+
+// Feed copies events to the cross-user feed, after a script recorded them
+// in their user's history. It is a second step, and best effort: the change
+// it follows has happened, so a fault here must not fail it. A crash or a
+// Redis fault between the two leaves the event in the user's history (which
+// is authoritative) but not in the feed; Missed counts those.
+func (l *Log) Feed(ctx context.Context, evs ...Event) {
+	if err := l.feed(ctx, evs...); err != nil {
+		l.missed.Add(int64(len(evs)))
+	}
+}
+
+// Missed is how many events this process failed to copy to the feed.
+func (l *Log) Missed() int64 { return l.missed.Load() }
+
+func (l *Log) feed(ctx context.Context, evs ...Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	ctx, cancel := redisx.Timeout(ctx, l.timeout)
+	defer cancel()
+	cmds := make(rueidis.Commands, 0, len(evs)+1)
+	for _, e := range evs {
+		cmds = append(cmds, l.xadd(l.k.EventFeed(), FeedMax, e))
+	}
+	cmds = append(cmds, l.c.B().Xtrim().Key(l.k.EventFeed()).Minid().Almost().Threshold(minID(l.now())).Build())
+	for _, r := range l.c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return redisx.Unavailable("record event", err)
+		}
+	}
+	return nil
+}
+
+// ErrInvalidCursor means a cursor this service did not issue.
+var ErrInvalidCursor = errcode.New(errcode.Invalid, "cursor: is not one this service issued")
+
+// Filter selects events: of one user (their own history, authoritative) or
+// of everyone (the feed), of one type or all, newest first.
+type Filter struct {
+	UserID string
+	Type   string
+	Limit  int
+	// Cursor is the next_cursor of the previous page ("" for the first).
+	Cursor string
+}
+
+// maxScan bounds how many feed entries one page may read past while
+// filtering by type; the page then ends early, with a cursor to go on.
+const maxScan = 5000
+
+// List returns a page of events, newest first, and the cursor of the next
+// page ("" on the last).
+func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
+	if f.Limit < 1 {
+		f.Limit = 1
+	}
+	end := "+"
+	if f.Cursor != "" {
+		if !validID(f.Cursor) {
+			return nil, "", ErrInvalidCursor
+		}
+		end = "(" + f.Cursor
+	}
+	key := l.k.EventFeed()
+	if f.UserID != "" {
+		key = l.k.Events(f.UserID)
+	}
+	ctx, cancel := redisx.Timeout(ctx, l.timeout)
+	defer cancel()
+	out := []Event{}
+	scanned := 0
+	for {
+		batch := f.Limit + 1
+		if f.Type != "" {
+			batch = 500
+		}
+		entries, err := l.c.Do(ctx, l.c.B().Xrevrange().Key(key).End(end).Start("-").Count(int64(batch)).Build()).AsXRange()
+		if err != nil {
+			return nil, "", redisx.Unavailable("read events", err)
+		}
+		for _, x := range entries {
+			e := decode(x, f.UserID)
+			if f.Type != "" && e.Type != f.Type {
+				continue
+			}
+			if len(out) == f.Limit {
+				// One more exists: the page ends before it.
+				return out, out[len(out)-1].ID, nil
+			}
+			out = append(out, e)
+		}
+		scanned += len(entries)
+		if len(entries) < batch {
+			return out, "", nil
+		}
+		end = "(" + entries[len(entries)-1].ID
+		if scanned >= maxScan {
+			// Filtering read enough for one request: go on from here next time.
+			return out, entries[len(entries)-1].ID, nil
+		}
+	}
+}
+
+func decode(x rueidis.XRangeEntry, uid string) Event {
+	ms, _, _ := strings.Cut(x.ID, "-")
+	at, _ := strconv.ParseInt(ms, 10, 64)
+	e := Event{ID: x.ID, At: time.UnixMilli(at).UTC(), Type: x.FieldValues[fType], UserID: x.FieldValues[fUser],
+		ActorID: x.FieldValues[fActor], SessionID: x.FieldValues[fSession], IP: x.FieldValues[fIP],
+		UserAgent: x.FieldValues[fUA], Detail: x.FieldValues[fDetail]}
+	if e.UserID == "" {
+		e.UserID = uid // a user's own history does not repeat the id
+	}
+	return e
+}
+
+// validID reports whether s is a stream id, "ms-seq".
+func validID(s string) bool {
+	ms, seq, ok := strings.Cut(s, "-")
+	_, err1 := strconv.ParseUint(ms, 10, 64)
+	_, err2 := strconv.ParseUint(seq, 10, 64)
+	return ok && err1 == nil && err2 == nil
+}
