@@ -208,6 +208,27 @@ var envCases = []envCase{
 	{Var: "SHUTDOWN_TIMEOUT", Effect: effectShutdownTimeout, Bad: []badValue{
 		{Value: "x"}, {Value: "-1s"}, {Value: "0"},
 	}},
+	{Var: "METRICS_ADDR", Effect: effectMetricsAddr, Bad: []badValue{
+		{Value: "nonsense"},
+		{Name: "the_API_port", Make: func(t *testing.T) (string, map[string]string) {
+			a := freeAddr(t)
+			return a, map[string]string{"LISTEN_ADDR": a}
+		}},
+	}},
+	{Var: "LOG_LEVEL", Effect: effectLogLevel, Bad: []badValue{{Value: "loud"}, {Value: "trace"}}},
+	{Var: "LOG_FORMAT", Effect: effectLogFormat, Bad: []badValue{{Value: "xml"}}},
+	{Var: "JWT_SECRET_FILE", Effect: effectSecretFiles, Bad: []badValue{
+		{Value: "/nonexistent/secret", Name: "missing_file"},
+		{Name: "and_JWT_SECRET", Make: func(t *testing.T) (string, map[string]string) {
+			return writeFile(t, "secret", strings.Repeat("f", 40)), nil // JWT_SECRET is set by default
+		}},
+		{Name: "short", Names: "JWT_SECRET", Make: func(t *testing.T) (string, map[string]string) {
+			return writeFile(t, "secret", "short\n"), map[string]string{"JWT_SECRET": unset}
+		}},
+	}},
+	{Var: "ADMIN_PASSWORD_FILE", Effect: effectSecretFiles, Bad: []badValue{
+		{Value: "/nonexistent/password", Name: "missing_file", Env: map[string]string{"ADMIN_USERNAME": "ops"}},
+	}},
 }
 
 // The README's configuration table and envCases name the same variables, and
@@ -460,6 +481,150 @@ func effectJWTSecret(t *testing.T) {
 		if r := call(t, "GET", c.base+"/v1/me", c.token, nil); r.status != c.want {
 			t.Errorf("GET /v1/me with a token of the other JWT_SECRET=%v: %d, want %d", c.want == 401, r.status, c.want)
 		}
+	}
+}
+
+// scrape reads a metrics endpoint.
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	r := call(t, "GET", "http://"+addr+"/metrics", "", nil)
+	if r.status != 200 {
+		t.Fatalf("GET /metrics: %d %s", r.status, r.body)
+	}
+	return string(r.body)
+}
+
+// metricValue is the value of one sample line (name and labels as printed),
+// or -1 when there is none.
+func metricValue(metrics, sample string) float64 {
+	for _, line := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+// METRICS_ADDR serves Prometheus metrics there (never on the API port):
+// requests by route, sign-ins by outcome, revocations by kind, the session
+// cache's hits and misses, Redis failures.
+func effectMetricsAddr(t *testing.T) {
+	srv.RequireReal(t, "client-side cache hits")
+	maddr := freeAddr(t)
+	own, err := redistest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(own.Close)
+	base, _ := startBinary(t, withAdmin(map[string]string{"METRICS_ADDR": maddr, "REDIS_URL": "redis://" + own.Addr + "/0",
+		"REDIS_TIMEOUT": "300ms"}))
+	tok := mustLogin(t, base, adminName, adminPass).Token
+	for range 5 {
+		call(t, "GET", base+"/v1/me", tok, nil)
+	}
+	login(t, base, adminName, "wrong-password")
+	other := mustLogin(t, base, adminName, adminPass).Token
+	call(t, "POST", base+"/v1/auth/logout", other, nil)
+	call(t, "GET", base+"/no/such/path", "", nil)
+	if r := call(t, "GET", base+"/metrics", "", nil); r.status != 404 {
+		t.Errorf("metrics on the API port: %d, want 404", r.status)
+	}
+	m := scrape(t, maddr)
+	for sample, least := range map[string]float64{
+		`sessiond_http_requests_total{method="GET",route="/v1/me",status="200"}`:          5,
+		`sessiond_http_requests_total{method="POST",route="/v1/auth/login",status="201"}`: 2,
+		`sessiond_http_requests_total{method="GET",route="unmatched",status="404"}`:       1,
+		`sessiond_http_request_duration_seconds_count{method="GET",route="/v1/me"}`:       5,
+		`sessiond_logins_total{outcome="succeeded"}`:                                      2,
+		`sessiond_logins_total{outcome="failed"}`:                                         1,
+		`sessiond_sessions_revoked_total{kind="logout"}`:                                  1,
+		`sessiond_session_cache_reads_total{result="hit"}`:                                3,
+		`sessiond_session_cache_reads_total{result="miss"}`:                               1,
+	} {
+		if v := metricValue(m, sample); v < least {
+			t.Errorf("%s = %v, want at least %v", sample, v, least)
+		}
+	}
+	// Redis down: requests fail closed and are counted.
+	own.Stop()
+	waitFor(t, 5*time.Second, func() bool { return call(t, "GET", base+"/v1/me", tok, nil).status == 503 })
+	m = scrape(t, maddr)
+	if metricValue(m, `sessiond_redis_errors_total{kind="timeout"}`)+metricValue(m, `sessiond_redis_errors_total{kind="error"}`) < 0 {
+		t.Errorf("no Redis failure counted:\n%s", grepLines(m, "sessiond_redis"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// LOG_LEVEL=warn drops the request lines; the default (info) has them.
+func effectLogLevel(t *testing.T) {
+	quiet, quietLogs := startBinary(t, withAdmin(map[string]string{"LOG_LEVEL": "warn"}))
+	mustLogin(t, quiet, adminName, adminPass)
+	if strings.Contains(quietLogs(), "msg=request") {
+		t.Errorf("LOG_LEVEL=warn logged request lines:\n%s", quietLogs())
+	}
+	loud, loudLogs := startBinary(t, withAdmin(nil))
+	mustLogin(t, loud, adminName, adminPass)
+	waitFor(t, 2*time.Second, func() bool { return strings.Contains(loudLogs(), "msg=request") })
+}
+
+// LOG_FORMAT=json: one JSON object per line; request lines carry the user
+// id, and a trusted proxy's X-Request-Id.
+func effectLogFormat(t *testing.T) {
+	base, logs := startBinary(t, withAdmin(map[string]string{"LOG_FORMAT": "json", "TRUSTED_PROXIES": "127.0.0.1/32"}))
+	tok := mustLogin(t, base, adminName, adminPass).Token
+	r := call(t, "GET", base+"/v1/me", tok, nil, "X-Request-Id", "proxy-req-42")
+	if r.header.Get("X-Request-Id") != "proxy-req-42" {
+		t.Errorf("a trusted proxy's X-Request-Id was not kept: %q", r.header.Get("X-Request-Id"))
+	}
+	var me struct{ ID string }
+	decode(t, r, &me)
+	var line map[string]any
+	waitFor(t, 2*time.Second, func() bool {
+		for _, l := range strings.Split(strings.TrimSpace(logs()), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("LOG_FORMAT=json wrote a line that is not JSON: %q", l)
+			}
+			if m["request_id"] == "proxy-req-42" {
+				line = m
+			}
+		}
+		return line != nil
+	})
+	if line["msg"] != "request" || line["user_id"] != me.ID || line["path"] != "/v1/me" {
+		t.Errorf("request line %v: want msg request, user_id %s, path /v1/me", line, me.ID)
+	}
+	// From a client that is no trusted proxy, the id is the service's own.
+	plain, _ := startBinary(t, withAdmin(nil))
+	if got := call(t, "GET", plain+"/healthz", "", nil, "X-Request-Id", "client-chosen").header.Get("X-Request-Id"); got == "client-chosen" {
+		t.Error("an untrusted client chose its request id")
+	}
+}
+
+// JWT_SECRET_FILE and ADMIN_PASSWORD_FILE read the secrets from files (as
+// orchestrators mount them), trailing newline dropped.
+func effectSecretFiles(t *testing.T) {
+	prefix := redistest.Prefix(t)
+	secret := "file-secret-" + strings.Repeat("s", 32)
+	env := map[string]string{"REDIS_KEY_PREFIX": prefix, "JWT_SECRET": unset,
+		"JWT_SECRET_FILE": writeFile(t, "jwt", secret+"\n"), "ADMIN_USERNAME": "filed",
+		"ADMIN_PASSWORD_FILE": writeFile(t, "pw", "password-from-a-file\n")}
+	base, _ := startBinary(t, env)
+	tok := mustLogin(t, base, "filed", "password-from-a-file").Token
+	// The same secret given directly verifies the file's tokens.
+	direct, _ := startBinary(t, map[string]string{"REDIS_KEY_PREFIX": prefix, "JWT_SECRET": secret})
+	if r := call(t, "GET", direct+"/v1/me", tok, nil); r.status != 200 {
+		t.Errorf("a token signed with JWT_SECRET_FILE's secret, checked with it as JWT_SECRET: %d", r.status)
 	}
 }
 

@@ -1,24 +1,26 @@
 // Command sessiond is a session service: bcrypt-checked sign-in, a JWT per
 // device, and revocation that bites on the next request.
 //
-//	sessiond [serve]                                   run the API (the default)
-//	sessiond user add --username NAME [--role admin]   create an account; password on stdin
-//	sessiond version                                   print the version
+//	sessiond [serve]       run the API (the default)
+//	sessiond user ...      manage accounts and their sessions (cli.go)
+//	sessiond healthcheck   exit 0 when the service is ready
+//	sessiond version       print the version
+//
+// This package is the command line only: configuration, Redis and wiring are
+// server/'s, account rules users/' and internal/admin's.
 package main
 
 import (
-	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"os/user"
-	"strings"
 	"syscall"
 
 	"github.com/google/uuid"
@@ -27,6 +29,12 @@ import (
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/users"
 )
+
+const usage = `usage: sessiond [COMMAND]
+  serve          run the API (the default)
+  user ...       manage accounts and their sessions (sessiond user, for the list)
+  healthcheck    exit 0 when the service at LISTEN_ADDR is ready, 1 when not
+  version        print the version`
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
@@ -45,19 +53,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "serve":
 		return serve(stderr)
 	case "user":
-		if len(args) == 0 || args[0] != "add" {
-			fmt.Fprintln(stderr, "usage: sessiond user add --username NAME [--role user|admin] < password")
-			return 2
-		}
-		return userAdd(args[1:], stdin, stdout, stderr)
+		return userCmd(args, stdin, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "sessiond", version)
 		return 0
 	case "help", "--help", "-h":
-		fmt.Fprintln(stdout, "usage: sessiond [serve] | sessiond user add --username NAME [--role user|admin] | sessiond version")
+		fmt.Fprintln(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "sessiond: unknown command %q (want serve, user add or version)\n", cmd)
+	fmt.Fprintf(stderr, "sessiond: unknown command %q\n%s\n", cmd, usage)
 	return 2
 }
 
@@ -78,7 +84,7 @@ func serve(stderr io.Writer) int {
 	// Every request gets a random UUID as its id: draw them from a buffered
 	// pool of crypto/rand bytes rather than a read per request.
 	uuid.EnableRandPool()
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := server.NewLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
@@ -118,51 +124,38 @@ func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sessiond: user add: --username is required; the password is read from stdin")
 		return 2
 	}
-	cfg, ok := loadConfig(stderr)
-	if !ok {
-		return 2
-	}
-	if cfg.RedisURL == "" {
-		fmt.Fprintln(stderr, "sessiond: user add: REDIS_URL is required (the embedded store lives only inside a running server)")
-		return 2
-	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		fmt.Fprintln(stderr, "sessiond: user add: reading the password from stdin:", err)
-		return 1
-	}
-	password := strings.TrimRight(line, "\r\n")
-
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := server.Open(context.Background(), cfg, server.Options{Log: log})
+	password, err := readPassword(stdin)
 	if err != nil {
-		fmt.Fprintln(stderr, "sessiond:", err)
+		fmt.Fprintln(stderr, "sessiond: user add:", err)
 		return 1
+	}
+	srv, code := openForCLI(stderr)
+	if srv == nil {
+		return code
 	}
 	defer srv.Close()
 	u, err := srv.Users.Create(context.Background(), *username, password, *role, operator())
-	switch {
-	case errors.Is(err, users.ErrUsernameTaken):
+	if errors.Is(err, users.ErrUsernameTaken) {
 		fmt.Fprintf(stderr, "sessiond: user add: username %q is taken\n", *username)
 		return 1
-	case errors.Is(err, users.ErrInvalidUsername), errors.Is(err, users.ErrInvalidRole),
-		errors.Is(err, users.ErrPasswordTooShort), errors.Is(err, users.ErrPasswordTooLong):
-		fmt.Fprintln(stderr, "sessiond: user add:", err)
-		return 2
-	case err != nil:
-		fmt.Fprintln(stderr, "sessiond: user add:", err)
-		return 1
+	}
+	if err != nil {
+		return fail(stderr, "user add", err)
 	}
 	fmt.Fprintf(stdout, "created %s %q (id %s)\n", u.Role, u.Username, u.ID)
 	return 0
 }
 
 // operator is who runs an admin command, as the audit trail records it: the
-// operating-system user at the shell.
+// person at the shell (who ran sudo, or $USER), else the process's user. It
+// names, it does not authenticate: anyone with the service's Redis
+// credentials can act.
 func operator() audit.Actor {
-	name := os.Getenv("USER")
-	if u, err := user.Current(); err == nil {
-		name = u.Username
+	name := cmp.Or(os.Getenv("SUDO_USER"), os.Getenv("USER"))
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
 	}
-	return audit.Actor{ID: "cli:" + name}
+	return audit.Actor{ID: "cli:" + cmp.Or(name, "unknown")}
 }

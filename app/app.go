@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/internal/metrics"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -30,6 +31,9 @@ type Deps struct {
 	Sessions *sessions.Store
 	Tokens   *sessions.Tokens
 	Audit    *audit.Log
+	// Metrics records requests, sign-ins, revocations and Redis failures;
+	// nil records nothing.
+	Metrics *metrics.Metrics
 	// TrustedProxies may set the client IP with X-Forwarded-For.
 	TrustedProxies []netip.Prefix
 	// IntrospectionClients may call the introspection endpoint: client id →
@@ -56,7 +60,7 @@ func FiberConfig(d Deps) fiber.Config {
 	return fiber.Config{
 		AppName:               "sessiond",
 		BodyLimit:             BodyLimit,
-		ErrorHandler:          errorHandler(d.Log),
+		ErrorHandler:          errorHandler(&handlers{d}),
 		DisableStartupMessage: true,
 		// Fiber reuses request buffers; handlers keep strings past the request
 		// (session metadata, logs), so make them immutable.
@@ -117,7 +121,10 @@ func New(d Deps) *fiber.App {
 	admin.Delete("/users/:id/sessions", h.forceLogout)
 	admin.Delete("/users/:id/sessions/:sid", h.forceLogoutOne)
 
-	f.Use(func(c *fiber.Ctx) error { return errNotFound })
+	f.Use(func(c *fiber.Ctx) error {
+		c.Locals(unmatchedKey{}, true)
+		return errNotFound
+	})
 	return f
 }
 
@@ -126,37 +133,75 @@ func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 // requestMeta gives every request an unguessable id, security headers and a
 // log line. Nothing logged carries a token, password or query string.
 func (h *handlers) requestMeta(c *fiber.Ctx) error {
-	id := setResponseMeta(c)
-	// Checked first: building the line costs allocations, and even reading
-	// the clock shows on the hot path, when the handler would drop the line.
+	id := setResponseMeta(c, h.forwardedRequestID(c))
+	// Checked first: building the line costs allocations, when the handler
+	// would drop the line.
 	logging := h.Log.Enabled(c.UserContext(), slog.LevelInfo)
 	var start time.Time
-	if logging {
+	if logging || h.Metrics != nil {
 		start = time.Now()
 	}
 	err := c.Next()
 	if err != nil {
-		// Render now so the log line has the final status.
+		// Render now so the log line and metrics have the final status.
 		if herr := c.App().ErrorHandler(c, err); herr != nil {
 			return herr
 		}
 	}
+	status := c.Response().StatusCode()
+	if h.Metrics != nil {
+		route := c.Route().Path
+		if c.Locals(unmatchedKey{}) != nil {
+			route = "unmatched" // the catch-all 404: no client's path as a label
+		}
+		h.Metrics.Request(route, c.Method(), status, time.Since(start))
+	}
 	if logging {
 		h.Log.LogAttrs(c.UserContext(), slog.LevelInfo, "request", slog.String("request_id", id),
 			slog.String("method", c.Method()), slog.String("path", c.Path()),
-			slog.Int("status", c.Response().StatusCode()),
-			slog.Int64("duration_ms", time.Since(start).Milliseconds()), slog.String("ip", h.clientIP(c)))
+			slog.Int("status", status), slog.Int64("duration_us", time.Since(start).Microseconds()),
+			slog.String("ip", h.clientIP(c)), slog.String("user_id", callerOf(c).UserID))
 	}
 	return nil
 }
 
+// forwardedRequestID is the X-Request-Id a trusted proxy set (so one id
+// follows a request through the proxy's logs and ours), when it is a plain
+// token; "" otherwise, and from anyone else.
+func (h *handlers) forwardedRequestID(c *fiber.Ctx) string {
+	if len(h.TrustedProxies) == 0 {
+		return ""
+	}
+	v := c.Get(fiber.HeaderXRequestID)
+	if v == "" || len(v) > 128 {
+		return ""
+	}
+	for i := 0; i < len(v); i++ {
+		b := v[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.' || b == ':') {
+			return ""
+		}
+	}
+	remote, _ := netip.AddrFromSlice(c.Context().RemoteIP())
+	if !h.trusted(remote.Unmap()) {
+		return ""
+	}
+	return v
+}
+
 type ridKey struct{}
 
-// setResponseMeta gives the response its request id and the headers every
-// response carries, and returns the id. The error handler calls it too, for
-// the answers fasthttp gives before any middleware runs (413, 431).
-func setResponseMeta(c *fiber.Ctx) string {
-	id := uuid.NewString()
+// unmatchedKey marks a request no route took.
+type unmatchedKey struct{}
+
+// setResponseMeta gives the response its request id (id, or a new random
+// one) and the headers every response carries, and returns the id. The error
+// handler calls it too, for the answers fasthttp gives before any middleware
+// runs (413, 431).
+func setResponseMeta(c *fiber.Ctx, id string) string {
+	if id == "" {
+		id = uuid.NewString()
+	}
 	c.Locals(ridKey{}, id)
 	c.Set("X-Request-Id", id)
 	c.Set("Cache-Control", "no-store")

@@ -1,14 +1,12 @@
 package app
 
 import (
-	"errors"
 	"slices"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/sessiond/sessiond/internal/audit"
-	"github.com/sessiond/sessiond/users"
 )
 
 // eventJSON is an Event (API.md → Activity and accounts).
@@ -86,29 +84,16 @@ func (h *handlers) adminEvents(c *fiber.Ctx) error {
 	return c.JSON(toEventsJSON(evs, next))
 }
 
-// deleteUser deletes an account: every session ends at once (in the same
-// step as its account.deleted event), then the username is freed; its
-// history stays. The last enabled admin cannot be deleted.
+// deleteUser deletes an account (admin.Admin.Delete).
 func (h *handlers) deleteUser(c *fiber.Ctx) error {
 	id, err := pathID(c, "id")
 	if err != nil {
 		return err
 	}
-	ctx := c.UserContext()
-	u, err := h.Users.Get(ctx, id)
+	n, err := h.admin().Delete(c.UserContext(), id, h.actor(c))
 	if err != nil {
 		return err
 	}
-	if err := h.Users.ReleaseAdmin(ctx, id); err != nil {
-		return err
-	}
-	if _, err := h.Sessions.DeleteAccount(ctx, id, h.actor(c)); err != nil {
-		// Not deleted: the account stays an admin if it was one.
-		_ = h.Users.SyncAdmin(ctx, id)
-		return err
-	}
-	if err := h.Users.Forget(ctx, u); err != nil && !errors.Is(err, users.ErrNotFound) {
-		return err
-	}
+	h.Metrics.Revoked("delete", n)
 	return c.SendStatus(fiber.StatusNoContent)
 }

@@ -15,8 +15,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
+	"github.com/sessiond/sessiond/internal/admin"
 	"github.com/sessiond/sessiond/internal/audit"
-	"github.com/sessiond/sessiond/internal/keys"
+	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -139,7 +140,25 @@ func truncateUTF8(s string, n int) string {
 // maxStaleRetries bounds re-checks of a login that raced with a credential change.
 const maxStaleRetries = 3
 
+// loginOutcomes name a sign-in's outcome for the metrics, by error code.
+var loginOutcomes = map[string]string{
+	"": "succeeded", errcode.InvalidCredentials: "failed", errcode.TooManyAttempts: "throttled",
+	errcode.AccountDisabled: "disabled", errcode.Unavailable: "unavailable",
+}
+
 func (h *handlers) login(c *fiber.Ctx) error {
+	err := h.signIn(c)
+	code := ""
+	if err != nil {
+		code = errcode.Of(err)
+	}
+	if outcome, ok := loginOutcomes[code]; ok {
+		h.Metrics.Login(outcome)
+	}
+	return err
+}
+
+func (h *handlers) signIn(c *fiber.Ctx) error {
 	var req struct {
 		Username *string `json:"username"`
 		Password *string `json:"password"`
@@ -200,7 +219,11 @@ func (h *handlers) login(c *fiber.Ctx) error {
 
 func (h *handlers) logout(c *fiber.Ctx) error {
 	cl := callerOf(c)
-	if err := h.Sessions.Revoke(c.UserContext(), cl.UserID, cl.SessionID, h.actor(c)); err != nil && !errors.Is(err, sessions.ErrNotFound) {
+	err := h.Sessions.Revoke(c.UserContext(), cl.UserID, cl.SessionID, h.actor(c))
+	switch {
+	case err == nil:
+		h.Metrics.Revoked("logout", 1)
+	case !errors.Is(err, sessions.ErrNotFound):
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)
@@ -211,6 +234,7 @@ func (h *handlers) logoutAll(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	h.Metrics.Revoked("logout_all", n)
 	return c.JSON(fiber.Map{"revoked": n})
 }
 
@@ -268,11 +292,12 @@ func (h *handlers) changePassword(c *fiber.Ctx) error {
 	// The new hash and the revocation of every other session land together,
 	// and only if no other change (another password change, an admin's
 	// reset) landed since the current password was checked.
-	_, err = h.Sessions.ChangeAccount(ctx, cl.UserID, cl.SessionID, update, u.CredentialVersion,
+	n, err := h.Sessions.ChangeAccount(ctx, cl.UserID, cl.SessionID, update, u.CredentialVersion,
 		by.Event(audit.PasswordChanged, cl.UserID, cl.SessionID, "{count} other sessions ended"))
 	if err != nil {
 		return err
 	}
+	h.Metrics.Revoked("password_change", n)
 	return c.SendStatus(fiber.StatusNoContent)
 }
 
@@ -293,6 +318,7 @@ func (h *handlers) revokeSession(c *fiber.Ctx) error {
 	if err := h.Sessions.Revoke(c.UserContext(), callerOf(c).UserID, id, h.actor(c)); err != nil {
 		return err
 	}
+	h.Metrics.Revoked("revoke_one", 1)
 	return c.SendStatus(fiber.StatusNoContent)
 }
 
@@ -302,6 +328,7 @@ func (h *handlers) revokeOtherSessions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	h.Metrics.Revoked("revoke_others", n)
 	return c.JSON(fiber.Map{"revoked": n})
 }
 
@@ -399,70 +426,20 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	change := users.Change{Role: req.Role, Disabled: req.Disabled, Password: req.Password}
-	update, err := h.Users.CheckChange(change)
+	u, ended, err := h.admin().Change(c.UserContext(), id,
+		users.Change{Role: req.Role, Disabled: req.Disabled, Password: req.Password}, h.actor(c))
 	if err != nil {
 		return inField("password", err)
 	}
-	ctx := c.UserContext()
-	before, err := h.Users.Get(ctx, id)
-	if err != nil {
-		return err
+	kind := "password_reset"
+	if req.Disabled != nil && *req.Disabled {
+		kind = "disable"
 	}
-	evs := changeEvents(h.actor(c), before, update)
-	// Demoting or disabling an enabled admin must leave another one: the
-	// account leaves the set of enabled admins first, atomically, or the
-	// change is refused; afterwards the set is brought in line with the
-	// account, whatever happened.
-	if change.RemovesAdmin() {
-		if err := h.Users.ReleaseAdmin(ctx, id); err != nil {
-			return err
-		}
-	}
-	switch {
-	case update.EndsSessions():
-		// Disabling or a new password ends every session in the same step,
-		// this admin's own included when they reset their own password.
-		_, err = h.Sessions.ChangeAccount(ctx, id, "", update, "", evs...)
-	case !update.Empty():
-		// A new role reaches the account's live sessions in the same step.
-		err = h.Sessions.UpdateAccount(ctx, id, update, evs...)
-	}
-	if serr := h.Users.SyncAdmin(ctx, id); err == nil {
-		err = serr
-	}
-	if err != nil {
-		return err
-	}
-	u, err := h.Users.Get(ctx, id)
-	if err != nil {
-		return err
-	}
+	h.Metrics.Revoked(kind, ended)
 	return c.JSON(toUserJSON(u))
 }
 
-// changeEvents are the events of an admin's change to an account as it was
-// before: only what changes is an event.
-func changeEvents(by audit.Actor, before users.User, u keys.AccountUpdate) []audit.Event {
-	var evs []audit.Event
-	if u.Role != nil && *u.Role != before.Role {
-		evs = append(evs, by.Event(audit.AccountRoleChanged, before.ID, "", before.Role+" → "+*u.Role))
-	}
-	if u.Disabled != nil && *u.Disabled != before.Disabled {
-		typ := audit.AccountEnabled
-		if *u.Disabled {
-			typ = audit.AccountDisabled
-		}
-		evs = append(evs, by.Event(typ, before.ID, "", ""))
-	}
-	if u.PasswordHash != "" {
-		evs = append(evs, by.Event(audit.PasswordChanged, before.ID, "", "reset by an admin"))
-	}
-	if u.EndsSessions() {
-		evs = append(evs, by.Event(audit.SessionsRevokedAll, before.ID, "", sessions.SessionsEnded))
-	}
-	return evs
-}
+func (h *handlers) admin() admin.Admin { return admin.Admin{Users: h.Users, Sessions: h.Sessions} }
 
 // adminTarget is the user named in the path, which must exist.
 func (h *handlers) adminTarget(c *fiber.Ctx) (string, error) {
@@ -493,10 +470,11 @@ func (h *handlers) forceLogout(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	n, err := h.Sessions.RevokeAll(c.UserContext(), id, "", h.actor(c))
+	n, err := h.admin().ForceLogout(c.UserContext(), id, h.actor(c))
 	if err != nil {
 		return err
 	}
+	h.Metrics.Revoked("force_logout", n)
 	return c.JSON(fiber.Map{"revoked": n})
 }
 
@@ -512,5 +490,6 @@ func (h *handlers) forceLogoutOne(c *fiber.Ctx) error {
 	if err := h.Sessions.Revoke(c.UserContext(), id, sid, h.actor(c)); err != nil {
 		return err
 	}
+	h.Metrics.Revoked("force_logout_one", 1)
 	return c.SendStatus(fiber.StatusNoContent)
 }

@@ -1,8 +1,8 @@
 package app
 
 import (
+	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -116,12 +116,16 @@ func toProblem(err error) (Problem, time.Duration) {
 // errorHandler is the one writer of errors: every error is answered as
 // problem+json with the headers its status needs. Unexpected errors are
 // logged; their text stays out of the response.
-func errorHandler(log *slog.Logger) fiber.ErrorHandler {
+func errorHandler(h *handlers) fiber.ErrorHandler {
+	log := h.Log
 	return func(c *fiber.Ctx, err error) error {
 		if requestID(c) == "" {
-			setResponseMeta(c)
+			setResponseMeta(c, "")
 		}
 		p, wait := toProblem(err)
+		if p.Code == errcode.Unavailable {
+			h.Metrics.RedisError(errors.Is(err, context.DeadlineExceeded))
+		}
 		if p.Status >= 500 {
 			log.Error("request failed", "request_id", requestID(c), "method", c.Method(), "path", c.Path(), "status", p.Status, "err", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -67,6 +68,11 @@ type Config struct {
 	ClientCacheMB int
 	// ShutdownTimeout is how long in-flight requests get to finish on SIGTERM.
 	ShutdownTimeout time.Duration
+	// MetricsAddr is where Prometheus metrics are served ("": nowhere).
+	MetricsAddr string
+	// LogLevel and LogFormat ("text" or "json") shape the logs.
+	LogLevel  slog.Level
+	LogFormat string
 	// ReadTimeout bounds reading a request, so a slow client cannot hold a
 	// connection; KeepAliveTimeout bounds an idle keep-alive connection.
 	// Not environment variables: tests shorten them.
@@ -85,13 +91,19 @@ func (e *ConfigError) Error() string { return e.Var + ": " + e.Reason }
 // first bad value is returned as a *ConfigError.
 func LoadConfig(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
+	// The embedded mode has an admin whose password it prints: it listens on
+	// loopback unless told otherwise.
+	listen := ":3000"
+	if getenv("REDIS_URL") == "" {
+		listen = "127.0.0.1:3000"
+	}
 	c := Config{
-		ListenAddr:                 p.str("LISTEN_ADDR", ":3000"),
+		ListenAddr:                 p.str("LISTEN_ADDR", listen),
 		RedisURL:                   getenv("REDIS_URL"),
 		JWTIssuer:                  p.str("JWT_ISSUER", "sessiond"),
 		JWTAudience:                p.str("JWT_AUDIENCE", "sessiond"),
 		AdminUsername:              getenv("ADMIN_USERNAME"),
-		AdminPassword:              getenv("ADMIN_PASSWORD"),
+		AdminPassword:              p.secret("ADMIN_PASSWORD"),
 		IdleTimeout:                p.duration("SESSION_IDLE_TIMEOUT", 720*time.Hour),
 		MaxLifetime:                p.durationAtLeast("SESSION_MAX_LIFETIME", 2160*time.Hour, time.Second),
 		MaxSessionsPerUser:         p.integer("MAX_SESSIONS_PER_USER", 50, 0, 1_000_000),
@@ -107,6 +119,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		WaitTimeout:                p.durationAtLeast("REDIS_WAIT_TIMEOUT", 500*time.Millisecond, time.Millisecond),
 		ClientCacheMB:              p.integer("CLIENT_CACHE_MB", 64, 1, 1<<20),
 		ShutdownTimeout:            p.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+		MetricsAddr:                getenv("METRICS_ADDR"),
+		LogLevel:                   p.logLevel("LOG_LEVEL"),
+		LogFormat:                  p.oneOf("LOG_FORMAT", "text", "json"),
 		ReadTimeout:                10 * time.Second,
 		KeepAliveTimeout:           60 * time.Second,
 	}
@@ -120,6 +135,15 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return Config{}, &ConfigError{"LISTEN_ADDR", "want host:port or :port, got " + strconv.Quote(c.ListenAddr)}
+	}
+	if c.MetricsAddr != "" {
+		_, mport, err := net.SplitHostPort(c.MetricsAddr)
+		if err != nil {
+			return Config{}, &ConfigError{"METRICS_ADDR", "want host:port such as 127.0.0.1:9090, got " + strconv.Quote(c.MetricsAddr)}
+		}
+		if _, lport, _ := net.SplitHostPort(c.ListenAddr); mport == lport {
+			return Config{}, &ConfigError{"METRICS_ADDR", "must not be the API's port: metrics are for operators, not clients"}
+		}
 	}
 	if c.RedisURL != "" {
 		if _, err := rueidis.ParseURL(c.RedisURL); err != nil {
@@ -174,7 +198,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 // REDIS_URL one of JWT_SECRET and JWT_PRIVATE_KEYS is required; embedded
 // mode with neither makes one Ed25519 key for the run.
 func (c *Config) loadKeys(getenv func(string) string) error {
-	if secret := getenv("JWT_SECRET"); secret != "" {
+	p := parser{getenv: getenv}
+	secret := p.secret("JWT_SECRET")
+	if p.err != nil {
+		return p.err
+	}
+	if secret != "" {
 		if len(secret) < sessions.MinSecretLen {
 			return &ConfigError{"JWT_SECRET", fmt.Sprintf("must be at least %d bytes, got %d", sessions.MinSecretLen, len(secret))}
 		}
@@ -264,6 +293,49 @@ func (p *parser) fail(name, reason string) {
 	if p.err == nil {
 		p.err = &ConfigError{name, reason}
 	}
+}
+
+// secret reads a secret from NAME, or from the file NAME_FILE names (as
+// container orchestrators mount secrets), without its trailing newline.
+func (p *parser) secret(name string) string {
+	v, file := p.getenv(name), p.getenv(name+"_FILE")
+	switch {
+	case file == "":
+		return v
+	case v != "":
+		p.fail(name+"_FILE", "set "+name+" or "+name+"_FILE, not both")
+		return ""
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		p.fail(name+"_FILE", err.Error())
+		return ""
+	}
+	return strings.TrimRight(string(b), "\r\n")
+}
+
+// logLevel reads a slog level: debug, info, warn or error.
+func (p *parser) logLevel(name string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(p.oneOf(name, "info", "debug", "warn", "error"))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// oneOf reads a value that must be one of values; the first is the default.
+func (p *parser) oneOf(name string, values ...string) string {
+	v := p.getenv(name)
+	if v == "" {
+		return values[0]
+	}
+	for _, ok := range values {
+		if strings.EqualFold(v, ok) {
+			return ok
+		}
+	}
+	p.fail(name, fmt.Sprintf("want one of %s, got %q", strings.Join(values, ", "), v))
+	return values[0]
 }
 
 func (p *parser) str(name, def string) string {

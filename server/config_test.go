@@ -19,11 +19,17 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ListenAddr != ":3000" || c.RedisURL != "" || c.JWTIssuer != "sessiond" || c.JWTAudience != "sessiond" ||
+	if c.ListenAddr != "127.0.0.1:3000" || c.RedisURL != "" || c.JWTIssuer != "sessiond" || c.JWTAudience != "sessiond" ||
 		c.IdleTimeout != 720*time.Hour || c.MaxLifetime != 2160*time.Hour || c.MaxSessionsPerUser != 50 ||
 		c.LoginMaxFailures != 10 || c.LoginFailureWindow != 15*time.Minute || c.BcryptCost != 12 ||
 		c.KeyPrefix != "sd:" || len(c.TrustedProxies) != 0 {
-		t.Fatalf("defaults differ from API.md: %+v", c)
+		t.Fatalf("defaults differ from the README: %+v", c)
+	}
+	// Embedded mode (its admin password printed) stays on loopback; with
+	// Redis the service listens on every interface.
+	withRedis, err := server.LoadConfig(getenv(map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "JWT_SECRET": strings.Repeat("k", 32)}))
+	if err != nil || withRedis.ListenAddr != ":3000" {
+		t.Fatalf("LISTEN_ADDR default with REDIS_URL: %q, %v", withRedis.ListenAddr, err)
 	}
 	// Embedded mode makes up an Ed25519 signing key per run.
 	if !c.KeyGenerated || len(c.Keys.PrivateKeys) != 1 || c.Keys.Secret != nil {

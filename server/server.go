@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/keys"
+	"github.com/sessiond/sessiond/internal/metrics"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -35,12 +37,24 @@ type Server struct {
 	Sessions *sessions.Store
 	Tokens   *sessions.Tokens
 	Audit    *audit.Log
-	App      *fiber.App
-	Log      *slog.Logger
+	// Metrics is nil unless METRICS_ADDR is set.
+	Metrics *metrics.Metrics
+	App     *fiber.App
+	Log     *slog.Logger
 	// Console is where the generated embedded admin password is shown.
 	Console io.Writer
 
 	closers []func()
+}
+
+// NewLogger is the service's logger as the configuration says (LOG_LEVEL,
+// LOG_FORMAT), writing to w.
+func NewLogger(cfg Config, w io.Writer) *slog.Logger {
+	o := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
 }
 
 // Options are what Open takes besides the configuration.
@@ -151,6 +165,9 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	cfg := s.Config
 	layout := keys.New(cfg.KeyPrefix)
 	s.Audit = audit.New(s.Client, layout, cfg.RedisTimeout, now)
+	if cfg.MetricsAddr != "" {
+		s.Metrics = metrics.New(s.Audit.Missed)
+	}
 	var err error
 	s.Users, err = users.New(s.Client, users.Options{
 		Keys: layout, BcryptCost: cfg.BcryptCost, Timeout: cfg.RedisTimeout,
@@ -164,7 +181,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	s.Sessions, err = sessions.New(s.Client, sessions.Options{
 		Keys: layout, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
-		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit,
+		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit, Metrics: s.Metrics,
 	})
 	if err != nil {
 		return err
@@ -186,7 +203,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	if err := s.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
-	s.App = app.New(app.Deps{Users: s.Users, Sessions: s.Sessions, Tokens: s.Tokens, Audit: s.Audit,
+	s.App = app.New(app.Deps{Users: s.Users, Sessions: s.Sessions, Tokens: s.Tokens, Audit: s.Audit, Metrics: s.Metrics,
 		TrustedProxies: cfg.TrustedProxies, IntrospectionClients: cfg.IntrospectionClients,
 		Ping: s.Sessions.Ping, Log: s.Log,
 		ReadTimeout: cfg.ReadTimeout, KeepAliveTimeout: cfg.KeepAliveTimeout})
@@ -244,6 +261,18 @@ func randomPassword() string {
 // Run serves on ln until ctx ends, then stops taking connections and lets
 // in-flight requests finish for up to ShutdownTimeout.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	if s.Metrics != nil {
+		mln, err := net.Listen("tcp", s.Config.MetricsAddr)
+		if err != nil {
+			return &ConfigError{"METRICS_ADDR", err.Error()}
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.Metrics.Handler())
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = ms.Serve(mln) }()
+		defer ms.Close()
+		s.Log.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.App.Listener(ln) }()
 	s.Log.Info("sessiond listening", "addr", ln.Addr().String())

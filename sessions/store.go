@@ -22,6 +22,7 @@ import (
 	"github.com/sessiond/sessiond/internal/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
+	"github.com/sessiond/sessiond/internal/metrics"
 	"github.com/sessiond/sessiond/internal/redisx"
 	"github.com/sessiond/sessiond/scripts"
 )
@@ -88,6 +89,9 @@ type Options struct {
 	// Audit records the security events of sessions (sign-ins,
 	// revocations) and of the account changes applied with them.
 	Audit *audit.Log
+	// Metrics counts session reads served by the client-side cache; nil
+	// counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // cacheTTL bounds how long a session read may be served from the
@@ -233,7 +237,8 @@ func (s *Store) Use(ctx context.Context, uid, sid, ip string) (role string, err 
 	}
 	now := s.o.Now()
 	key := s.k.Session(uid, sid)
-	vals, err := redisx.CachedHMGet(ctx, s.c, key, useFields, cacheTTL, s.o.Timeout)
+	vals, hit, err := redisx.CachedHMGet(ctx, s.c, key, useFields, cacheTTL, s.o.Timeout)
+	s.o.Metrics.CacheRead(hit)
 	if err != nil {
 		return "", err
 	}
@@ -270,7 +275,8 @@ func (s *Store) Check(ctx context.Context, uid, sid string) (role string, err er
 	if s.revokedHere(uid, sid) {
 		return "", ErrNotFound
 	}
-	vals, err := redisx.CachedHMGet(ctx, s.c, s.k.Session(uid, sid), useFields, cacheTTL, s.o.Timeout)
+	vals, hit, err := redisx.CachedHMGet(ctx, s.c, s.k.Session(uid, sid), useFields, cacheTTL, s.o.Timeout)
+	s.o.Metrics.CacheRead(hit)
 	if err != nil {
 		return "", err
 	}

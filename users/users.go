@@ -545,7 +545,7 @@ var publicFields = []string{keys.UserID, keys.UserName, keys.UserRole, keys.User
 // GetCached returns an account by id from the client-side cache when it can.
 // Redis invalidates the entry on any change, within milliseconds.
 func (s *Store) GetCached(ctx context.Context, id string) (User, error) {
-	vals, err := redisx.CachedHMGet(ctx, s.c, s.k.User(id), publicFields, time.Minute, s.o.Timeout)
+	vals, _, err := redisx.CachedHMGet(ctx, s.c, s.k.User(id), publicFields, time.Minute, s.o.Timeout)
 	if err != nil {
 		return User{}, err
 	}

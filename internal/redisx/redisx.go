@@ -23,7 +23,9 @@ var ErrUnavailable = errcode.New(errcode.Unavailable, "the session store is unre
 // Unavailable wraps a Redis failure of op as ErrUnavailable; the cause's
 // text stays in the error for the logs.
 func Unavailable(op string, err error) error {
-	return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
+	// Both wrapped: callers answer 503 by the one, metrics tell a timeout
+	// (context.DeadlineExceeded) from a refusal by the other.
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 }
 
 // Timeout bounds a Redis call: rueidis retries reads until the context ends,
@@ -40,9 +42,10 @@ func isOOM(err error) bool {
 
 // CachedHMGet reads fields of a hash through the client-side cache, which
 // Redis invalidates the moment the hash changes; a missing hash reads as
-// all nils. Its deadline is lazy: most reads are served from the cache and
-// never wait, so they should not pay for a timer.
-func CachedHMGet(ctx context.Context, c rueidis.Client, key string, fields []string, ttl, timeout time.Duration) ([]rueidis.RedisMessage, error) {
+// all nils. hit says whether the cache answered. Its deadline is lazy: most
+// reads are served from the cache and never wait, so they should not pay for
+// a timer.
+func CachedHMGet(ctx context.Context, c rueidis.Client, key string, fields []string, ttl, timeout time.Duration) (vals []rueidis.RedisMessage, hit bool, err error) {
 	dl := deadline.After(ctx, timeout)
 	defer dl.Stop()
 	r := c.DoCache(dl, c.B().Hmget().Key(key).Field(fields...).Cache(), ttl)
@@ -51,12 +54,12 @@ func CachedHMGet(ctx context.Context, c rueidis.Client, key string, fields []str
 		// a plain read still works, so revocations and reads go on.
 		r = c.Do(dl, c.B().Hmget().Key(key).Field(fields...).Build())
 	}
-	vals, err := r.ToArray()
+	vals, err = r.ToArray()
 	if err != nil {
-		return nil, Unavailable("read "+key, err)
+		return nil, false, Unavailable("read "+key, err)
 	}
 	if len(vals) != len(fields) {
-		return nil, Unavailable("read "+key, fmt.Errorf("%d values for %d fields", len(vals), len(fields)))
+		return nil, false, Unavailable("read "+key, fmt.Errorf("%d values for %d fields", len(vals), len(fields)))
 	}
-	return vals, nil
+	return vals, r.IsCacheHit(), nil
 }

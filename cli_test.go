@@ -1,0 +1,166 @@
+package main
+
+// The operators' commands, run as the built binary against a real Redis
+// and a real running service, as an operator at a shell would.
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/sessiond/sessiond/internal/redistest"
+)
+
+// cli runs `sessiond ARGS...` with env (and the test Redis) and stdin.
+func cli(t *testing.T, env map[string]string, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(holdBinary(t), args...)
+	cmd.Env = cleanEnv(withDefaults(t, env))
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errb.String()
+	}
+	if err != nil {
+		t.Fatalf("sessiond %v: %v", args, err)
+	}
+	return 0, out.String(), errb.String()
+}
+
+// mustCLI runs a command that must succeed.
+func mustCLI(t *testing.T, env map[string]string, stdin string, args ...string) string {
+	t.Helper()
+	code, out, errOut := cli(t, env, stdin, args...)
+	if code != 0 {
+		t.Fatalf("sessiond %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// Every account command, through the binary, against the data a running
+// service uses: each bites on the service's next request, follows the
+// last-admin rule and is recorded with the operator as actor.
+func TestAdminCLI(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"REDIS_KEY_PREFIX": redistest.Prefix(t), "USER": "opsperson"}
+	base, _ := startBinary(t, env)
+
+	out := mustCLI(t, env, "root-password\n", "user", "add", "--username", "root", "--role", "admin")
+	if !strings.Contains(out, `admin "root"`) {
+		t.Fatalf("user add: %q", out)
+	}
+	mustCLI(t, env, "alice-password\n", "user", "add", "--username", "alice")
+	for _, name := range []string{"root", "alice"} {
+		if out := mustCLI(t, env, "", "user", "list"); !strings.Contains(out, name) {
+			t.Fatalf("user list lacks %s:\n%s", name, out)
+		}
+	}
+	out = mustCLI(t, env, "", "user", "find", "ALICE")
+	if !strings.Contains(out, "alice") || !strings.Contains(out, "user") {
+		t.Fatalf("user find: %s", out)
+	}
+	aliceTok := mustLogin(t, base, "alice", "alice-password").Token
+	if out := mustCLI(t, env, "", "user", "show", "alice"); !strings.Contains(out, "envtest") {
+		t.Fatalf("user show lacks the session's device:\n%s", out)
+	}
+
+	// Force-logout: the token dies on the service's next request.
+	mustCLI(t, env, "", "user", "logout", "alice")
+	if r := call(t, "GET", base+"/v1/me", aliceTok, nil); r.status != 401 {
+		t.Fatalf("after user logout: %d", r.status)
+	}
+	mustCLI(t, env, "", "user", "disable", "alice")
+	if r, _ := login(t, base, "alice", "alice-password"); r.status != 403 {
+		t.Fatalf("login after user disable: %d", r.status)
+	}
+	mustCLI(t, env, "", "user", "enable", "alice")
+	aliceTok = mustLogin(t, base, "alice", "alice-password").Token
+	mustCLI(t, env, "", "user", "role", "alice", "admin")
+	var me struct{ Role string }
+	decode(t, call(t, "GET", base+"/v1/me", aliceTok, nil), &me)
+	if me.Role != "admin" {
+		t.Fatalf("role after user role: %q", me.Role)
+	}
+	out = mustCLI(t, env, "new-alice-password\n", "user", "password", "alice")
+	if strings.Contains(out, "new-alice-password") {
+		t.Fatal("the password was echoed")
+	}
+	if r := call(t, "GET", base+"/v1/me", aliceTok, nil); r.status != 401 {
+		t.Fatalf("a session after user password: %d", r.status)
+	}
+	aliceTok = mustLogin(t, base, "alice", "new-alice-password").Token
+
+	// The operator is the actor in the audit trail.
+	var evs struct {
+		Events []struct {
+			Type    string `json:"type"`
+			ActorID string `json:"actor_id"`
+		} `json:"events"`
+	}
+	decode(t, call(t, "GET", base+"/v1/me/events?limit=100", aliceTok, nil), &evs)
+	seen := map[string]string{}
+	for _, e := range evs.Events {
+		if _, ok := seen[e.Type]; !ok {
+			seen[e.Type] = e.ActorID
+		}
+	}
+	for _, typ := range []string{"account.created", "sessions.revoked_all", "account.disabled", "account.enabled", "account.role_changed", "password.changed"} {
+		if seen[typ] != "cli:opsperson" {
+			t.Errorf("%s: actor %q, want cli:opsperson (events %+v)", typ, seen[typ], evs.Events)
+		}
+	}
+
+	// The last enabled admin stays: demote root while alice is admin, then
+	// alice cannot demote herself.
+	mustCLI(t, env, "", "user", "role", "root", "user")
+	if code, _, errOut := cli(t, env, "", "user", "role", "alice", "user"); code != 1 || !strings.Contains(errOut, "last enabled admin") {
+		t.Fatalf("demoting the last admin: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := cli(t, env, "", "user", "delete", "alice"); code != 1 || !strings.Contains(errOut, "last enabled admin") {
+		t.Fatalf("deleting the last admin: exit %d, %q", code, errOut)
+	}
+	mustCLI(t, env, "", "user", "role", "root", "admin")
+	out = mustCLI(t, env, "", "user", "delete", "alice")
+	if !strings.Contains(out, "deleted") {
+		t.Fatalf("user delete: %s", out)
+	}
+	if r := call(t, "GET", base+"/v1/me", aliceTok, nil); r.status != 401 {
+		t.Fatalf("a session after user delete: %d", r.status)
+	}
+	if code, _, errOut := cli(t, env, "", "user", "find", "alice"); code != 1 || !strings.Contains(errOut, "no such user") {
+		t.Fatalf("find after delete: exit %d, %q", code, errOut)
+	}
+
+	// What the operator typed wrong is exit 2, with the usage.
+	for _, args := range [][]string{{"user"}, {"user", "frobnicate"}, {"user", "role", "root"}, {"user", "role", "root", "superuser"}} {
+		if code, _, errOut := cli(t, env, "", args...); code != 2 || errOut == "" {
+			t.Errorf("sessiond %s: exit %d, %q; want 2 and a message", strings.Join(args, " "), code, errOut)
+		}
+	}
+	if code, _, errOut := cli(t, env, "", "user", "password", "root"); code != 1 || !strings.Contains(errOut, "stdin") {
+		t.Errorf("user password without a password on stdin: exit %d, %q", code, errOut)
+	}
+}
+
+// `sessiond healthcheck` (the container's health check) is 0 while the
+// service at LISTEN_ADDR is ready, 1 when nothing answers there.
+func TestHealthcheck(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	env := map[string]string{"LISTEN_ADDR": addr}
+	if code, _, _ := cli(t, env, "", "healthcheck"); code != 1 {
+		t.Fatalf("healthcheck with nothing listening: exit %d, want 1", code)
+	}
+	startBinary(t, env)
+	if code, out, errOut := cli(t, env, "", "healthcheck"); code != 0 || !strings.Contains(out, "ready") {
+		t.Fatalf("healthcheck of a running service: exit %d, %q %q", code, out, errOut)
+	}
+	// LISTEN_ADDR=:port probes loopback.
+	_, port, _ := strings.Cut(addr, ":")
+	if code, _, errOut := cli(t, map[string]string{"LISTEN_ADDR": ":" + port}, "", "healthcheck"); code != 0 {
+		t.Fatalf("healthcheck with LISTEN_ADDR=:%s: exit %d, %q", port, code, errOut)
+	}
+}
