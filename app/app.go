@@ -121,6 +121,8 @@ func New(d Deps) *fiber.App {
 	admin.Delete("/users/:id/sessions", h.forceLogout)
 	admin.Delete("/users/:id/sessions/:sid", h.forceLogoutOne)
 
+	h.console(f)
+
 	f.Use(func(c *fiber.Ctx) error {
 		c.Locals(unmatchedKey{}, true)
 		return errNotFound

@@ -188,11 +188,24 @@ func (h *handlers) signIn(c *fiber.Ctx) error {
 		return invalid(fmt.Sprintf("device.platform: must be valid text of at most %d characters", maxPlatform))
 	}
 
+	sess, token, err := h.openSession(c, *req.Username, *req.Password, meta)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{
+		"token": token, "token_type": "Bearer", "expires_at": rfc3339(sess.ExpiresAt),
+		"session": toSessionJSON(sess, sess.ID),
+	})
+}
+
+// openSession checks a username and password and starts a session with its
+// token: the core of a sign-in, through the API or the console.
+func (h *handlers) openSession(c *fiber.Ctx, username, password string, meta sessions.Meta) (sessions.Session, string, error) {
 	ctx := c.UserContext()
 	for range maxStaleRetries {
-		u, err := h.Users.Authenticate(ctx, *req.Username, *req.Password, h.actor(c))
+		u, err := h.Users.Authenticate(ctx, username, password, h.actor(c))
 		if err != nil {
-			return err
+			return sessions.Session{}, "", err
 		}
 		sess, err := h.Sessions.Create(ctx, u.ID, u.CredentialVersion, meta)
 		switch {
@@ -203,18 +216,15 @@ func (h *handlers) signIn(c *fiber.Ctx) error {
 			// name's does).
 			continue
 		case err != nil:
-			return err
+			return sessions.Session{}, "", err
 		}
 		token, err := h.Tokens.Sign(sess, u.Username, u.CreatedAt)
 		if err != nil {
-			return err
+			return sessions.Session{}, "", err
 		}
-		return c.Status(fiber.StatusCreated).JSON(fiber.Map{
-			"token": token, "token_type": "Bearer", "expires_at": rfc3339(sess.ExpiresAt),
-			"session": toSessionJSON(sess, sess.ID),
-		})
+		return sess, token, nil
 	}
-	return errLoginRaced
+	return sessions.Session{}, "", errLoginRaced
 }
 
 func (h *handlers) logout(c *fiber.Ctx) error {
