@@ -456,12 +456,7 @@ func (h *handlers) consoleLogin(c *fiber.Ctx) error {
 
 // consoleLogout ends the console's own session.
 func (h *handlers) consoleLogout(c *fiber.Ctx) error {
-	cl := callerOf(c)
-	err := h.Sessions.Revoke(c.UserContext(), cl.UserID, cl.SessionID, h.actor(c))
-	switch {
-	case err == nil:
-		h.Metrics.Revoked("logout", 1)
-	case !errors.Is(err, sessions.ErrNotFound):
+	if err := h.endOwnSession(c); err != nil {
 		return err
 	}
 	clearConsoleCookie(c)

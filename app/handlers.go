@@ -228,6 +228,15 @@ func (h *handlers) openSession(c *fiber.Ctx, username, password string, meta ses
 }
 
 func (h *handlers) logout(c *fiber.Ctx) error {
+	if err := h.endOwnSession(c); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// endOwnSession revokes the caller's own session (signing out, through the
+// API or the console); one already gone is no error.
+func (h *handlers) endOwnSession(c *fiber.Ctx) error {
 	cl := callerOf(c)
 	err := h.Sessions.Revoke(c.UserContext(), cl.UserID, cl.SessionID, h.actor(c))
 	switch {
@@ -236,7 +245,7 @@ func (h *handlers) logout(c *fiber.Ctx) error {
 	case !errors.Is(err, sessions.ErrNotFound):
 		return err
 	}
-	return c.SendStatus(fiber.StatusNoContent)
+	return nil
 }
 
 func (h *handlers) logoutAll(c *fiber.Ctx) error {

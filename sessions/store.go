@@ -232,32 +232,14 @@ func deviceDetail(m Meta) string {
 // a memory size class). Use is written back at most once per touch interval,
 // so most requests write nothing and read from the client-side cache.
 func (s *Store) Use(ctx context.Context, uid, sid, ip string) (role string, err error) {
-	if s.revokedHere(uid, sid) {
-		return "", ErrNotFound
-	}
 	now := s.o.Now()
-	key := s.k.Session(uid, sid)
-	vals, hit, err := redisx.CachedHMGet(ctx, s.c, key, useFields, cacheTTL, s.o.Timeout)
-	s.o.Metrics.CacheRead(hit)
-	if err != nil {
-		return "", err
-	}
-	if vals[1].IsNil() {
-		return "", ErrNotFound
-	}
-	lastSeen, _ := vals[0].AsInt64()
-	expires, _ := vals[1].AsInt64()
-	role, _ = vals[2].ToString()
-	seen := time.UnixMilli(lastSeen)
-	if !s.live(seen, time.Unix(expires, 0), now) {
-		return "", ErrNotFound
-	}
-	if now.Sub(seen) < s.touch {
-		return role, nil
+	seen, role, err := s.live(ctx, uid, sid, now)
+	if err != nil || now.Sub(seen) < s.touch {
+		return role, err
 	}
 	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	n, err := scripts.Touch.Exec(ctx, s.c, []string{key, s.k.SessionIndex(uid)},
+	n, err := scripts.Touch.Exec(ctx, s.c, []string{s.k.Session(uid, sid), s.k.SessionIndex(uid)},
 		[]string{ms(now), strconv.FormatInt(s.o.IdleTimeout.Milliseconds(), 10), ip, sid}).AsInt64()
 	if err != nil {
 		return "", redisx.Unavailable("touch session", err)
@@ -272,24 +254,33 @@ func (s *Store) Use(ctx context.Context, uid, sid, ip string) (role string, err 
 // the account's role as the session holds it, without recording use: for a
 // third party asking about a token (introspection).
 func (s *Store) Check(ctx context.Context, uid, sid string) (role string, err error) {
+	_, role, err = s.live(ctx, uid, sid, s.o.Now())
+	return role, err
+}
+
+// live reads what Use and Check need of a session, through the client-side
+// cache: ErrNotFound unless it exists, belongs to uid and has neither idled
+// out nor reached its end at now; else when it was last used and the role.
+func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastSeen time.Time, role string, err error) {
 	if s.revokedHere(uid, sid) {
-		return "", ErrNotFound
+		return time.Time{}, "", ErrNotFound
 	}
 	vals, hit, err := redisx.CachedHMGet(ctx, s.c, s.k.Session(uid, sid), useFields, cacheTTL, s.o.Timeout)
 	s.o.Metrics.CacheRead(hit)
 	if err != nil {
-		return "", err
+		return time.Time{}, "", err
 	}
 	if vals[1].IsNil() {
-		return "", ErrNotFound
+		return time.Time{}, "", ErrNotFound
 	}
-	lastSeen, _ := vals[0].AsInt64()
+	seenMS, _ := vals[0].AsInt64()
 	expires, _ := vals[1].AsInt64()
-	if !s.live(time.UnixMilli(lastSeen), time.Unix(expires, 0), s.o.Now()) {
-		return "", ErrNotFound
-	}
 	role, _ = vals[2].ToString()
-	return role, nil
+	lastSeen = time.UnixMilli(seenMS)
+	if !s.alive(lastSeen, time.Unix(expires, 0), now) {
+		return time.Time{}, "", ErrNotFound
+	}
+	return lastSeen, role, nil
 }
 
 // UpdateAccount applies an update that ends no session (a role, enabling)
@@ -337,7 +328,7 @@ func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 		if err != nil {
 			return nil, redisx.Unavailable("list sessions", err)
 		}
-		if sess, ok := s.decode(uid, ids[i], vals); ok && s.live(sess.LastSeenAt, sess.ExpiresAt, now) && !s.revokedHere(uid, sess.ID) {
+		if sess, ok := s.decode(uid, ids[i], vals); ok && s.alive(sess.LastSeenAt, sess.ExpiresAt, now) && !s.revokedHere(uid, sess.ID) {
 			out = append(out, sess)
 		}
 	}
@@ -489,10 +480,10 @@ func (s *Store) revocation(ctx context.Context, script scripts.Script, ks, args 
 	return res[0]
 }
 
-// live is true while neither the idle timeout nor the absolute end has
+// alive is true while neither the idle timeout nor the absolute end has
 // passed. Redis expires the key then too; this also covers a read served
 // from the client-side cache in the moment before the key's expiry.
-func (s *Store) live(lastSeen, expires, now time.Time) bool {
+func (s *Store) alive(lastSeen, expires, now time.Time) bool {
 	return now.Before(expires) && now.Before(lastSeen.Add(s.o.IdleTimeout))
 }
 
