@@ -11,19 +11,7 @@ local spec = decode_spec(ARGV[2])
 if not spec then return redis.error_reply('ERR delete_account: bad arguments') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
-local ended = 0
-local batch, nb = {}, 0
-local function flush()
-  if nb > 0 then ended = ended + redis.call('DEL', unpack(batch, 1, nb)) end
-  nb = 0
-end
-for _, id in ipairs(ids) do
-  nb = nb + 1
-  batch[nb] = ARGV[1] .. id
-  -- unpack is bounded by the Lua stack; delete in chunks.
-  if nb == 500 then flush() end
-end
-flush()
+local ended = delete_sessions(ARGV[1], ids, nil)
 redis.call('DEL', KEYS[2], KEYS[1])
 record(KEYS[3], spec, ended)
 return {ended, ids}

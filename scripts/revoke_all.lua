@@ -20,21 +20,7 @@ if ARGV[3] ~= '' and (redis.call('HGET', KEYS[1], '{{.UserVersion}}') or '0') ~=
 
 local keep = ARGV[1]
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
-local revoked = 0
-local batch, nb = {}, 0
-local function flush()
-  if nb > 0 then revoked = revoked + redis.call('DEL', unpack(batch, 1, nb)) end
-  nb = 0
-end
-for _, id in ipairs(ids) do
-  if id ~= keep then
-    nb = nb + 1
-    batch[nb] = ARGV[2] .. id
-    -- unpack is bounded by the Lua stack; delete in chunks.
-    if nb == 500 then flush() end
-  end
-end
-flush()
+local revoked = delete_sessions(ARGV[2], ids, keep)
 
 local kept = keep ~= '' and redis.call('ZSCORE', KEYS[2], keep)
 redis.call('DEL', KEYS[2])

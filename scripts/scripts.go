@@ -71,9 +71,33 @@ local function record(key, spec, count)
 end
 `
 
+// deleter is prepended to the scripts that end many sessions at once.
+const deleter = `-- delete_sessions deletes the session hashes prefix..id of ids, but keep's,
+-- and returns how many existed. unpack is bounded by the Lua stack, so it
+-- deletes in chunks of 500.
+local function delete_sessions(prefix, ids, keep)
+  local n, batch, nb = 0, {}, 0
+  for _, id in ipairs(ids) do
+    if id ~= keep then
+      nb = nb + 1
+      batch[nb] = prefix .. id
+      if nb == 500 then
+        n = n + redis.call('DEL', unpack(batch, 1, nb))
+        nb = 0
+      end
+    end
+  end
+  if nb > 0 then n = n + redis.call('DEL', unpack(batch, 1, nb)) end
+  return n
+end
+`
+
 func load(src string) Script {
 	if strings.Contains(src, "record(") {
 		src = recorder + src
+	}
+	if strings.Contains(src, "delete_sessions(") {
+		src = deleter + src
 	}
 	t := template.Must(template.New("").Option("missingkey=error").Parse(src))
 	var b strings.Builder

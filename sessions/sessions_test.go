@@ -435,3 +435,28 @@ func TestUpdateAccountKeepsSessionsRoleCurrent(t *testing.T) {
 		t.Fatal("a change to a missing account created it")
 	}
 }
+
+// Ending more sessions than one DEL takes (the scripts delete in chunks of
+// 500, as Lua's stack bounds unpack): every one ends, the kept one stays.
+func TestRevokeAllAcrossChunks(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{})
+	ctx := context.Background()
+	var keep string
+	for i := range 1001 {
+		s := f.create(f.uid)
+		if i == 500 {
+			keep = s.ID
+		}
+	}
+	n, err := f.s.RevokeAll(ctx, f.uid, keep, audit.Actor{})
+	if err != nil || n != 1000 {
+		t.Fatalf("RevokeAll of 1001 keeping one: %d, %v; want 1000", n, err)
+	}
+	if list, _ := f.s.List(ctx, f.uid); len(list) != 1 || list[0].ID != keep {
+		t.Fatalf("left %d sessions; want only the kept one", len(list))
+	}
+	if left := srv.Keys(t, keys.New(f.prefix).SessionPrefix(f.uid)+"*"); len(left) != 1 {
+		t.Fatalf("%d session keys left; want 1", len(left))
+	}
+}
