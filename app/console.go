@@ -181,6 +181,10 @@ func (h *handlers) consoleGuard(c *fiber.Ctx) error {
 func setConsoleHeaders(c *fiber.Ctx) {
 	c.Set("Content-Security-Policy", consoleCSP)
 	c.Set("Cache-Control", "no-store")
+	// same-origin, not the API's no-referrer: under no-referrer a browser
+	// sends "Origin: null" with the console's own form posts, which
+	// sameOrigin must then refuse. Other sites still get no referrer.
+	c.Set("Referrer-Policy", "same-origin")
 }
 
 // sameOrigin reports whether a POST may have come from the console itself:

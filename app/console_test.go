@@ -133,7 +133,7 @@ func wantConsoleHeaders(t *testing.T, r resp) {
 		t.Fatalf("%d Content-Security-Policy headers, want 1", n)
 	}
 	for h, want := range map[string]string{"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-		"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"} {
+		"X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"} {
 		if got := r.Header.Get(h); got != want {
 			t.Fatalf("%s %q, want %q", h, got, want)
 		}
