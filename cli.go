@@ -173,7 +173,9 @@ func openForCLI(stderr io.Writer) (*server.Server, int) {
 		return nil, 2
 	}
 	cfg.LogLevel = slog.LevelWarn
-	srv, err := server.Open(context.Background(), cfg, server.Options{Log: server.NewLogger(cfg, stderr)})
+	// Warnings and errors only: the logger writes those at once.
+	log, _ := server.NewLogger(cfg, stderr)
+	srv, err := server.Open(context.Background(), cfg, server.Options{Log: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "sessiond:", err)
 		return nil, 1

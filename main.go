@@ -84,7 +84,8 @@ func serve(stderr io.Writer) int {
 	// Every request gets a random UUID as its id: draw them from a buffered
 	// pool of crypto/rand bytes rather than a read per request.
 	uuid.EnableRandPool()
-	log := server.NewLogger(cfg, stderr)
+	log, flushLog := server.NewLogger(cfg, stderr)
+	defer flushLog()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 

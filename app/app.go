@@ -159,10 +159,14 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 		h.Metrics.Request(route, c.Method(), status, time.Since(start))
 	}
 	if logging {
-		h.Log.LogAttrs(c.UserContext(), slog.LevelInfo, "request", slog.String("request_id", id),
+		// A record without a caller (pc 0): Logger.LogAttrs would walk the
+		// stack for one on every request, though no handler prints it.
+		r := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+		r.AddAttrs(slog.String("request_id", id),
 			slog.String("method", c.Method()), slog.String("path", c.Path()),
-			slog.Int("status", status), slog.Int64("duration_us", time.Since(start).Microseconds()),
+			slog.Int("status", status), slog.Int64("duration_us", r.Time.Sub(start).Microseconds()),
 			slog.String("ip", h.clientIP(c)), slog.String("user_id", callerOf(c).UserID))
+		_ = h.Log.Handler().Handle(c.UserContext(), r)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -15,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -48,13 +50,90 @@ type Server struct {
 }
 
 // NewLogger is the service's logger as the configuration says (LOG_LEVEL,
-// LOG_FORMAT), writing to w.
-func NewLogger(cfg Config, w io.Writer) *slog.Logger {
+// LOG_FORMAT), writing to w. Lines are buffered and written every 100 ms (or
+// when 64 KiB are waiting), and at once from a warning up: a write(2) per
+// request line cost the hot path a tenth of its speed. Call the returned
+// flush before exiting. A crash loses at most the last 100 ms of info lines.
+func NewLogger(cfg Config, w io.Writer) (log *slog.Logger, flush func()) {
+	b := newLogBuffer(w, 100*time.Millisecond)
 	o := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(b, o)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, o))
+		h = slog.NewJSONHandler(b, o)
 	}
-	return slog.New(slog.NewTextHandler(w, o))
+	return slog.New(flushing{h, b}), b.Close
+}
+
+// logBuffer batches log lines into few writes.
+type logBuffer struct {
+	mu   sync.Mutex
+	w    *bufio.Writer
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newLogBuffer(w io.Writer, every time.Duration) *logBuffer {
+	b := &logBuffer{w: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.stop:
+				return
+			case <-t.C:
+				b.Flush()
+			}
+		}
+	}()
+	return b
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.w.Write(p)
+}
+
+// Flush writes what is waiting.
+func (b *logBuffer) Flush() {
+	b.mu.Lock()
+	_ = b.w.Flush()
+	b.mu.Unlock()
+}
+
+// Close stops the ticker and flushes; the logger keeps working, unbuffered
+// in effect only by later Flush calls, so call it last.
+func (b *logBuffer) Close() {
+	select {
+	case <-b.stop:
+	default:
+		close(b.stop)
+		<-b.done
+	}
+	b.Flush()
+}
+
+// flushing writes a warning or an error out at once.
+type flushing struct {
+	slog.Handler
+	b *logBuffer
+}
+
+func (f flushing) Handle(ctx context.Context, r slog.Record) error {
+	err := f.Handler.Handle(ctx, r)
+	if r.Level >= slog.LevelWarn {
+		f.b.Flush()
+	}
+	return err
+}
+
+func (f flushing) WithAttrs(as []slog.Attr) slog.Handler {
+	return flushing{f.Handler.WithAttrs(as), f.b}
+}
+func (f flushing) WithGroup(name string) slog.Handler {
+	return flushing{f.Handler.WithGroup(name), f.b}
 }
 
 // Options are what Open takes besides the configuration.
