@@ -2,25 +2,46 @@
 // its own redis-server (or a local Redis Cluster with -cluster), two sessiond
 // replicas and a signature-only baseline, then prints
 //
-//   - GET /v1/me throughput and p50/p99 latency, and the same for a server
-//     that only verifies the JWT signature (no revocation check), with our
-//     throughput as a ratio of it;
+//   - GET /v1/me and GET /v1/auth/verify throughput and p50/p99 latency, and
+//     the same for a server that only verifies the JWT signature (no
+//     revocation check) with the same keyring, with our throughput as a
+//     ratio of it;
 //   - how long a revocation through one replica takes to be refused by the other;
 //   - Redis bytes per session over -sessions sessions, and their encoding;
 //   - how long "log out everywhere" takes for a user with 10,000 sessions.
+//
+// -alg picks the signing keys the replicas are configured with, as a
+// deployment would: hs256 (JWT_SECRET) or eddsa (JWT_PRIVATE_KEYS, a PEM file
+// of one fresh Ed25519 key). -logging picks how the replicas run: file (the
+// shipped defaults: a request line per request at level info through
+// server.NewLogger, as `sessiond serve` logs, to a file; and Prometheus
+// metrics on, METRICS_ADDR) or discard (no log, no metrics). The baseline
+// never logs: it is the bare signature-checking server sessiond is compared
+// to.
+//
+// The load runs in -rounds interleaved rounds. Each side's row shows, next to
+// req/s and latency, the CPU per request of this process, of redis-server,
+// and the share of the machine's CPU that other processes took meanwhile; a
+// round counts as quiet when that share stayed under 5% on both sides, and
+// the ratio over the quiet rounds is printed with the per-round median.
 //
 // Run it with: go run ./bench   (see -h for the knobs)
 package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -48,18 +69,45 @@ var secret = "bench-secret-bench-secret-bench-secret-0123"
 
 var cpuProfile string
 
+// opts are the knobs of a run.
+type opts struct {
+	users, conc          int
+	dur                  time.Duration
+	rounds               int
+	nsess, nrev, bigUser int
+	cluster              bool
+	alg                  string // "hs256" or "eddsa"
+	logging              string // "file" or "discard"
+}
+
 func main() {
 	users := flag.Int("users", 50, "users signed in for the load")
 	conc := flag.Int("concurrency", 64, "concurrent requests")
-	dur := flag.Duration("duration", 10*time.Second, "how long each load run lasts")
+	dur := flag.Duration("duration", 10*time.Second, "how long each side (sessiond, baseline) is loaded, per endpoint, over all rounds")
+	rounds := flag.Int("rounds", 4, "interleaved rounds the load of each side is split into")
 	nsess := flag.Int("sessions", 100_000, "sessions created to measure Redis bytes per session")
 	nrev := flag.Int("revocations", 200, "revocations timed between the two replicas")
 	bigUser := flag.Int("logout-all", 10_000, "sessions of the one user logged out everywhere")
 	cluster := flag.Bool("cluster", false, "run against a local Redis Cluster (3 masters, 3 replicas) instead of one node")
-	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the GET /v1/me runs (both servers and the load) to this file")
+	alg := flag.String("alg", "hs256", "token signing: hs256 (JWT_SECRET) or eddsa (JWT_PRIVATE_KEYS, one fresh Ed25519 key)")
+	logging := flag.String("logging", "file", "file: the shipped defaults (request log at info through server.NewLogger to a file, metrics on); discard: no log, no metrics")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the GET /v1/me and /v1/auth/verify runs (both servers and the load) to this file")
 	flag.Parse()
+	if *alg != "hs256" && *alg != "eddsa" {
+		fmt.Fprintf(os.Stderr, "bench: -alg must be hs256 or eddsa, got %q\n", *alg)
+		os.Exit(2)
+	}
+	if *logging != "file" && *logging != "discard" {
+		fmt.Fprintf(os.Stderr, "bench: -logging must be file or discard, got %q\n", *logging)
+		os.Exit(2)
+	}
+	if *rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
+		os.Exit(2)
+	}
 	uuid.EnableRandPool() // as main does
-	if err := run(*users, *conc, *dur, *nsess, *nrev, *bigUser, *cluster); err != nil {
+	if err := run(opts{users: *users, conc: *conc, dur: *dur, rounds: *rounds, nsess: *nsess, nrev: *nrev, bigUser: *bigUser,
+		cluster: *cluster, alg: *alg, logging: *logging}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -69,12 +117,19 @@ func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
-func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster bool) error {
+func run(o opts) error {
+	nUsers, conc, dur, nsess, nrev, bigUser, cluster := o.users, o.conc, o.dur, o.nsess, o.nrev, o.bigUser, o.cluster
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	// The key file and the logs live here; it goes when the run ends.
+	tmp, err := os.MkdirTemp("", "sessiond-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
 	var rs *redistest.Server
-	var err error
 	if cluster {
 		progress("starting a Redis Cluster on loopback")
 		rs, err = redistest.StartCluster()
@@ -95,18 +150,43 @@ func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster 
 		url = "redis://" + opt.InitAddress[0] + "?addr=" + strings.Join(opt.InitAddress[1:], "&addr=")
 	}
 
-	cfg, err := server.LoadConfig(func(k string) string {
-		return map[string]string{"REDIS_URL": url, "JWT_SECRET": secret, "BCRYPT_COST": "10",
-			"LOGIN_MAX_FAILURES": "1000000", "MAX_SESSIONS_PER_USER": "0", "REDIS_KEY_PREFIX": "bench:"}[k]
-	})
+	env := map[string]string{"REDIS_URL": url, "BCRYPT_COST": "10",
+		"LOGIN_MAX_FAILURES": "1000000", "MAX_SESSIONS_PER_USER": "0", "REDIS_KEY_PREFIX": "bench:"}
+	switch o.alg {
+	case "hs256":
+		env["JWT_SECRET"] = secret
+	case "eddsa":
+		path, err := writeEd25519Key(tmp)
+		if err != nil {
+			return err
+		}
+		env["JWT_PRIVATE_KEYS"] = path
+	}
+	cfg, err := server.LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		return err
 	}
-	quiet := slog.New(slog.DiscardHandler)
 	var replicas [2]*server.Server
 	var addrs [2]string
+	var logFiles [2]string
 	for i := range replicas {
-		if replicas[i], err = server.Open(ctx, cfg, server.Options{Log: quiet}); err != nil {
+		log := slog.New(slog.DiscardHandler)
+		rcfg := cfg
+		if o.logging == "file" {
+			// As serve: server.NewLogger as configured (text, info), to a
+			// file instead of stderr; and metrics on, as compose runs it.
+			logFiles[i] = filepath.Join(tmp, fmt.Sprintf("replica-%c.log", 'a'+i))
+			f, err := os.Create(logFiles[i])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			var flush func()
+			log, flush = server.NewLogger(cfg, f)
+			defer flush()
+			rcfg.MetricsAddr = "127.0.0.1:0"
+		}
+		if replicas[i], err = server.Open(ctx, rcfg, server.Options{Log: log}); err != nil {
 			return err
 		}
 		defer replicas[i].Close()
@@ -130,6 +210,12 @@ func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster 
 		return err
 	}
 	defer stopBase()
+	paths := []string{"/v1/me", "/v1/auth/verify"}
+	for _, p := range paths {
+		if err := sameAnswer(addrs[0], baseAddr, p, tokens[0]); err != nil {
+			return err
+		}
+	}
 
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
@@ -141,17 +227,55 @@ func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster 
 			return err
 		}
 	}
-	// Interleaved rounds, so a noisy moment on the machine hits both alike.
-	const rounds = 4
-	var ours, base result
-	for r := range rounds {
-		progress("GET /v1/me at concurrency %d, round %d of %d: sessiond, then the signature-only baseline (%s each)",
-			conc, r+1, rounds, dur/rounds)
-		ours = ours.add(load(addrs[0], "/v1/me", tokens, conc, dur/rounds))
-		base = base.add(load(baseAddr, "/v1/me", tokens, conc, dur/rounds))
+	// Interleaved rounds, so a noisy moment on the machine hits both alike;
+	// which side goes first alternates from round to round.
+	rounds := o.rounds
+	m := newMeter(rs)
+	defer m.Close()
+	oursRun := func(p string) result {
+		return m.measure(func() result { return load(addrs[0], p, tokens, conc, dur/time.Duration(rounds)) })
 	}
-	ours, base = ours.summary(), base.summary()
+	baseRun := func(p string) result {
+		return m.measure(func() result { return load(baseAddr, p, tokens, conc, dur/time.Duration(rounds)) })
+	}
+	ours, base := make([]result, len(paths)), make([]result, len(paths))
+	// The round pairs, side by side in time: their ratios are each taken over
+	// a few seconds of the same machine.
+	pairs := make([][]roundPair, len(paths))
+	var logBefore int64
+	if logFiles[0] != "" {
+		logBefore = fileSize(logFiles[0])
+	}
+	for r := range rounds {
+		for i, p := range paths {
+			first, second := "sessiond", "the signature-only baseline"
+			if r%2 == 1 {
+				first, second = second, first
+			}
+			progress("GET %s at concurrency %d, round %d of %d: %s, then %s (%s each)",
+				p, conc, r+1, rounds, first, second, dur/time.Duration(rounds))
+			var a, b result
+			if r%2 == 0 {
+				a = oursRun(p)
+				b = baseRun(p)
+			} else {
+				b = baseRun(p)
+				a = oursRun(p)
+			}
+			ours[i], base[i] = ours[i].add(a), base[i].add(b)
+			pairs[i] = append(pairs[i], pairOf(a, b))
+		}
+	}
 	pprof.StopCPUProfile() // a no-op without -cpuprofile
+	var served int
+	for i := range paths {
+		served += len(ours[i].lat)
+		ours[i], base[i] = ours[i].summary(), base[i].summary()
+	}
+	logBytes := int64(-1)
+	if logFiles[0] != "" {
+		logBytes = fileSize(logFiles[0]) - logBefore
+	}
 
 	progress("timing %d revocations through replica A as seen by replica B", nrev)
 	prop, err := propagation(addrs, nrev)
@@ -174,15 +298,37 @@ func run(nUsers, conc int, dur time.Duration, nsess, nrev, bigUser int, cluster 
 	if cluster {
 		mode = "Redis Cluster, 3 masters + 3 replicas"
 	}
-	fmt.Printf("\nsessiond bench — %s, loopback, GOMAXPROCS=%d, %d users, concurrency %d, %s per run\n\n",
-		mode, runtime.GOMAXPROCS(0), nUsers, conc, dur)
+	algName := map[string]string{"hs256": "HS256 (JWT_SECRET)", "eddsa": "EdDSA (JWT_PRIVATE_KEYS, one Ed25519 key)"}[o.alg]
+	logName := map[string]string{
+		"file":    "shipped defaults (server.NewLogger at info to a file, as `sessiond serve` logs; metrics on)",
+		"discard": "discard (slog.DiscardHandler, no metrics)",
+	}[o.logging]
+	fmt.Printf("\nsessiond bench — %s, loopback, GOMAXPROCS=%d, %d users, concurrency %d, %s per side per endpoint (%d rounds)\n",
+		mode, runtime.GOMAXPROCS(0), nUsers, conc, dur, rounds)
+	fmt.Printf("tokens: %s; sessiond request log: %s; baseline: same keyring, no request log\n\n", algName, logName)
 	// CPU per request is this whole process's (server, load generator, kernel
 	// time of both) divided by the requests served: steadier than req/s on a
-	// shared machine, and the same yardstick for both sides.
-	fmt.Printf("%-36s %12s %10s %10s %8s %10s\n", "GET /v1/me", "req/s", "p50", "p99", "errors", "CPU/req")
-	fmt.Printf("%-36s %12.0f %10s %10s %8d %10s\n", "sessiond (signature + session)", ours.rps, ours.p50, ours.p99, ours.errors, ours.cpuPerReq)
-	fmt.Printf("%-36s %12.0f %10s %10s %8d %10s\n", "baseline (signature only)", base.rps, base.p50, base.p99, base.errors, base.cpuPerReq)
-	fmt.Printf("%-36s %12.2fx\n\n", "ratio", ours.rps/base.rps)
+	// shared machine, and the same yardstick for both sides. Redis CPU/req is
+	// redis-server's, outside this process. "others" is the share of the
+	// machine's CPU that other processes used meanwhile: well above a few
+	// percent, the req/s of that side were taken on a busy machine.
+	row := func(name string, r result) {
+		fmt.Printf("%-32s %9.0f %9s %9s %7d %9s %9s %7.1f%%\n", name, r.rps, r.p50, r.p99, r.errors, r.cpuPerReq, r.redisPerReq, 100*r.others)
+	}
+	for i, p := range paths {
+		fmt.Printf("%-32s %9s %9s %9s %7s %9s %9s %8s\n", "GET "+p, "req/s", "p50", "p99", "errors", "CPU/req", "Redis/req", "others")
+		row("sessiond (signature + session)", ours[i])
+		row("baseline (signature only)", base[i])
+		// On a machine the load generator shares, req/s follows the CPU a
+		// request costs: the CPU/req ratio is the steadier reading of the two.
+		fmt.Printf("%-32s %9.2fx %39.2fx (by CPU/req)\n", "ratio", ours[i].rps/base[i].rps,
+			float64(base[i].cpuPerReq)/float64(ours[i].cpuPerReq))
+		fmt.Printf("%-32s %s\n\n", "", describePairs(pairs[i]))
+	}
+	if logBytes >= 0 && served > 0 {
+		fmt.Printf("request log of the loaded replica: %.1f MB written during the load, %.0f bytes per request\n",
+			float64(logBytes)/1e6, float64(logBytes)/float64(served))
+	}
 	fmt.Printf("revocation seen by the other replica: p50 %s, p99 %s, max %s (%d revocations)\n",
 		prop[len(prop)/2], prop[len(prop)*99/100], prop[len(prop)-1], len(prop))
 	fmt.Printf("Redis memory: %.0f bytes per session over %d sessions (session hash encoding: %s)\n", perSession, nsess, encoding)
@@ -244,10 +390,79 @@ func login(addr, name string) (string, error) {
 	return m.Token, nil
 }
 
-// baseline serves GET /v1/me by verifying the JWT only: what a stateless
-// service does, answering from the token's claims. It runs the same Fiber
-// configuration, sets the same response headers and answers the same JSON, so
-// the difference is the revocation check.
+// writeEd25519Key writes one fresh Ed25519 key as a PKCS#8 PEM file in dir,
+// the JWT_PRIVATE_KEYS format, and returns its path.
+func writeEd25519Key(dir string) (string, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "jwt-keys.pem")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		f.Close()
+		return "", err
+	}
+	return path, f.Close()
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// identityHeaders are what GET /v1/auth/verify answers with.
+var identityHeaders = []string{"X-User-Id", "X-Username", "X-User-Role", "X-Session-Id"}
+
+// sameAnswer checks that sessiond and the baseline answer GET path with token
+// alike (status, body, identity headers), so the load compares like with like.
+func sameAnswer(ours, base, path, token string) error {
+	get := func(addr string) (int, string, []string, error) {
+		req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(res)
+		req.SetRequestURI("http://" + addr + path)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if err := fasthttp.DoTimeout(req, res, 10*time.Second); err != nil {
+			return 0, "", nil, err
+		}
+		var hs []string
+		for _, h := range identityHeaders {
+			hs = append(hs, string(res.Header.Peek(h)))
+		}
+		return res.StatusCode(), string(res.Body()), hs, nil
+	}
+	c1, b1, h1, err := get(ours)
+	if err != nil {
+		return err
+	}
+	c2, b2, h2, err := get(base)
+	if err != nil {
+		return err
+	}
+	if c1 != 200 || c1 != c2 || b1 != b2 || !slices.Equal(h1, h2) {
+		return fmt.Errorf("GET %s: sessiond and the baseline answer differently:\n  sessiond %d %q %q\n  baseline %d %q %q",
+			path, c1, b1, h1, c2, b2, h2)
+	}
+	return nil
+}
+
+// baseline serves GET /v1/me and GET /v1/auth/verify by verifying the JWT
+// only: what a stateless service does, answering from the token's claims. It
+// runs the same Fiber configuration, sets the same response headers and
+// answers the same JSON (for /v1/me) or identity headers and empty body (for
+// /v1/auth/verify), so the difference is the revocation check. It writes no
+// request log.
 func baseline(tk *sessions.Tokens) (string, func(), error) {
 	// The same server configuration as sessiond (timeouts, limits, JSON).
 	f := fiber.New(app.FiberConfig(app.Deps{Log: slog.New(slog.DiscardHandler)}))
@@ -274,6 +489,19 @@ func baseline(tk *sessions.Tokens) (string, func(), error) {
 			CreatedAt string `json:"created_at"`
 		}{claims.UserID, claims.Username, "user", false, claims.AccountCreatedAt.UTC().Format(time.RFC3339)})
 	})
+	f.Get("/v1/auth/verify", func(c *fiber.Ctx) error {
+		h := c.Get(fiber.HeaderAuthorization)
+		claims, err := tk.Verify(strings.TrimPrefix(h, "Bearer "))
+		if err != nil {
+			return c.SendStatus(401)
+		}
+		c.Set("X-User-Id", claims.UserID)
+		c.Set("X-Username", claims.Username)
+		c.Set("X-User-Role", "user")
+		c.Set("X-Session-Id", claims.SessionID)
+		c.Status(fiber.StatusOK) // and no body, as sessiond's
+		return nil
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
@@ -287,13 +515,19 @@ type result struct {
 	seconds float64
 	lat     []time.Duration
 	errors  int64
+	// redisCPU is what Redis spent; otherCPU what the machine's other
+	// processes spent, out of capacity (seconds × CPUs).
+	redisCPU, otherCPU, capacity time.Duration
 
 	rps                 float64
 	p50, p99, cpuPerReq time.Duration
+	redisPerReq         time.Duration
+	others              float64 // share of the machine's CPU used by other processes
 }
 
 func (r result) add(o result) result {
-	return result{cpu: r.cpu + o.cpu, seconds: r.seconds + o.seconds, lat: append(r.lat, o.lat...), errors: r.errors + o.errors}
+	return result{cpu: r.cpu + o.cpu, seconds: r.seconds + o.seconds, lat: append(r.lat, o.lat...), errors: r.errors + o.errors,
+		redisCPU: r.redisCPU + o.redisCPU, otherCPU: r.otherCPU + o.otherCPU, capacity: r.capacity + o.capacity}
 }
 
 func (r result) summary() result {
@@ -301,9 +535,57 @@ func (r result) summary() result {
 	if len(r.lat) > 0 {
 		r.rps = float64(len(r.lat)) / r.seconds
 		r.cpuPerReq = (r.cpu / time.Duration(len(r.lat))).Round(100 * time.Nanosecond)
+		r.redisPerReq = (r.redisCPU / time.Duration(len(r.lat))).Round(100 * time.Nanosecond)
 		r.p50, r.p99 = r.lat[len(r.lat)/2].Round(time.Microsecond), r.lat[len(r.lat)*99/100].Round(time.Microsecond)
 	}
+	if r.capacity > 0 {
+		r.others = float64(r.otherCPU) / float64(r.capacity)
+	}
 	return r
+}
+
+// quietShare is the most of the machine's CPU other processes may use during
+// both halves of a round for the round to count as quiet.
+const quietShare = 0.05
+
+// roundPair is one round of one endpoint: both sides' req/s, and the share
+// of the machine other processes used during the busier half.
+type roundPair struct {
+	ours, base, others float64
+}
+
+func pairOf(a, b result) roundPair {
+	a, b = a.summary(), b.summary()
+	return roundPair{ours: a.rps, base: b.rps, others: max(a.others, b.others)}
+}
+
+// describePairs sums up the per-round ratios: their median and range, and
+// the pooled ratio over the quiet rounds only.
+func describePairs(ps []roundPair) string {
+	ratios := make([]float64, 0, len(ps))
+	var qo, qb float64
+	quiet := 0
+	for _, p := range ps {
+		if p.base > 0 {
+			ratios = append(ratios, p.ours/p.base)
+		}
+		if p.others < quietShare {
+			qo, qb, quiet = qo+p.ours, qb+p.base, quiet+1
+		}
+	}
+	if len(ratios) == 0 {
+		return ""
+	}
+	slices.Sort(ratios)
+	med := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		med = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+	}
+	out := fmt.Sprintf("per round: median %.2fx, range %.2f–%.2f; ", med, ratios[0], ratios[len(ratios)-1])
+	if quiet == 0 {
+		return out + fmt.Sprintf("no round quiet (others < %.0f%%)", 100*quietShare)
+	}
+	return out + fmt.Sprintf("%d of %d rounds quiet (others < %.0f%%): %.2fx", quiet, len(ps), 100*quietShare, qo/qb)
 }
 
 // load drives GET path with the tokens round-robin from conc workers for d.
