@@ -80,17 +80,27 @@ func (h *handlers) authenticate(c *fiber.Ctx) error {
 // requireAdmin reads the caller's role from the account as it is now, not from
 // the token, so a demoted or disabled admin loses access on the next request.
 func (h *handlers) requireAdmin(c *fiber.Ctx) error {
-	u, err := h.Users.Get(c.UserContext(), callerOf(c).UserID)
-	if errors.Is(err, users.ErrNotFound) {
-		return errForbidden
-	}
+	ok, err := h.callerIsAdmin(c)
 	if err != nil {
 		return err
 	}
-	if u.Role != users.RoleAdmin || u.Disabled {
+	if !ok {
 		return errForbidden
 	}
 	return c.Next()
+}
+
+// callerIsAdmin reports whether the caller's account is an enabled admin
+// now, read from the account rather than the token.
+func (h *handlers) callerIsAdmin(c *fiber.Ctx) (bool, error) {
+	u, err := h.Users.Get(c.UserContext(), callerOf(c).UserID)
+	if errors.Is(err, users.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return u.Role == users.RoleAdmin && !u.Disabled, nil
 }
 
 // actor is who makes a request's change: the signed-in caller (none before

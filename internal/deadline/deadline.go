@@ -8,7 +8,7 @@
 // timer only when something first asks for its Deadline, Done or Err — which
 // a call that goes to the network always does. Even the clock is read only
 // then: the deadline counts from when the call first waits, microseconds
-// after it starts.
+// after it starts. It knows nothing about Redis or sessiond.
 package deadline
 
 import (

@@ -5,6 +5,7 @@
 // Where no redis-server is on PATH it falls back to the embedded miniredis and
 // tests that need real-Redis behaviour skip by name, saying why. With
 // SESSIOND_TEST_REQUIRE_REDIS=1 (as CI sets it) the fallback is a failure.
+// Tests and the bench only: nothing the service runs imports it.
 package redistest
 
 import (
