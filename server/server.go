@@ -103,8 +103,8 @@ func (b *logBuffer) Flush() {
 	b.mu.Unlock()
 }
 
-// Close stops the ticker and flushes; the logger keeps working, unbuffered
-// in effect only by later Flush calls, so call it last.
+// Close stops the ticker and flushes. Lines logged after it wait in the
+// buffer until a warning flushes it: call it last, on the way out.
 func (b *logBuffer) Close() {
 	select {
 	case <-b.stop:
