@@ -103,7 +103,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		JWTIssuer:                  p.str("JWT_ISSUER", "sessiond"),
 		JWTAudience:                p.str("JWT_AUDIENCE", "sessiond"),
 		AdminUsername:              getenv("ADMIN_USERNAME"),
-		AdminPassword:              p.secret("ADMIN_PASSWORD"),
+		AdminPassword:              p.secret("ADMIN_PASSWORD", "ADMIN_PASSWORD_FILE"),
 		IdleTimeout:                p.duration("SESSION_IDLE_TIMEOUT", 720*time.Hour),
 		MaxLifetime:                p.durationAtLeast("SESSION_MAX_LIFETIME", 2160*time.Hour, time.Second),
 		MaxSessionsPerUser:         p.integer("MAX_SESSIONS_PER_USER", 50, 0, 1_000_000),
@@ -199,7 +199,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 // mode with neither makes one Ed25519 key for the run.
 func (c *Config) loadKeys(getenv func(string) string) error {
 	p := parser{getenv: getenv}
-	secret := p.secret("JWT_SECRET")
+	secret := p.secret("JWT_SECRET", "JWT_SECRET_FILE")
 	if p.err != nil {
 		return p.err
 	}
@@ -295,20 +295,21 @@ func (p *parser) fail(name, reason string) {
 	}
 }
 
-// secret reads a secret from NAME, or from the file NAME_FILE names (as
-// container orchestrators mount secrets), without its trailing newline.
-func (p *parser) secret(name string) string {
-	v, file := p.getenv(name), p.getenv(name+"_FILE")
+// secret reads a secret from the variable name, or from the file that
+// fileVar names (as container orchestrators mount secrets), without its
+// trailing newline.
+func (p *parser) secret(name, fileVar string) string {
+	v, file := p.getenv(name), p.getenv(fileVar)
 	switch {
 	case file == "":
 		return v
 	case v != "":
-		p.fail(name+"_FILE", "set "+name+" or "+name+"_FILE, not both")
+		p.fail(fileVar, "set "+name+" or "+fileVar+", not both")
 		return ""
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		p.fail(name+"_FILE", err.Error())
+		p.fail(fileVar, err.Error())
 		return ""
 	}
 	return strings.TrimRight(string(b), "\r\n")
