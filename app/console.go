@@ -297,10 +297,8 @@ func (h *handlers) renderConsole(c *fiber.Ctx, status int, name string, p consol
 	if token := consoleToken(c); token != "" {
 		cl := callerOf(c)
 		p.Me = consoleUserInfo{UserID: cl.UserID, Username: cl.Username, Admin: cl.Role == users.RoleAdmin}
-		if p.Me.Username == "" {
-			if u, err := h.Users.GetCached(c.UserContext(), cl.UserID); err == nil {
-				p.Me.Username = u.Username
-			}
+		if name, err := h.usernameOf(c, cl.UserID, cl.Username); err == nil {
+			p.Me.Username = name
 		}
 		p.CSRF = csrfToken(token)
 	}

@@ -33,17 +33,12 @@ func (h *handlers) jwks(c *fiber.Ctx) error {
 // headers and an empty body, so it costs what /v1/me costs.
 func (h *handlers) verify(c *fiber.Ctx) error {
 	cl := callerOf(c)
-	username := cl.Username
-	if username == "" {
-		// A token from before tokens carried the username.
-		u, err := h.Users.GetCached(c.UserContext(), cl.UserID)
-		if errors.Is(err, users.ErrNotFound) {
-			return errAccountGone
-		}
-		if err != nil {
-			return err
-		}
-		username = u.Username
+	username, err := h.usernameOf(c, cl.UserID, cl.Username)
+	if errors.Is(err, users.ErrNotFound) {
+		return errAccountGone
+	}
+	if err != nil {
+		return err
 	}
 	c.Set("X-User-Id", cl.UserID)
 	c.Set("X-Username", username)
@@ -51,6 +46,16 @@ func (h *handlers) verify(c *fiber.Ctx) error {
 	c.Set("X-Session-Id", cl.SessionID)
 	c.Status(fiber.StatusOK) // and no body: SendStatus would write "OK"
 	return nil
+}
+
+// usernameOf is the username a token carries, or, for a token from before
+// tokens carried it, the account's (read through the client-side cache).
+func (h *handlers) usernameOf(c *fiber.Ctx, uid, fromToken string) (string, error) {
+	if fromToken != "" {
+		return fromToken, nil
+	}
+	u, err := h.Users.GetCached(c.UserContext(), uid)
+	return u.Username, err
 }
 
 // clientAuthError is a failed HTTP Basic client authentication: its 401
@@ -117,16 +122,12 @@ func (h *handlers) introspect(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	username := claims.Username
-	if username == "" {
-		u, err := h.Users.GetCached(c.UserContext(), claims.UserID)
-		if errors.Is(err, users.ErrNotFound) {
-			return c.Send(inactive)
-		}
-		if err != nil {
-			return err
-		}
-		username = u.Username
+	username, err := h.usernameOf(c, claims.UserID, claims.Username)
+	if errors.Is(err, users.ErrNotFound) {
+		return c.Send(inactive)
+	}
+	if err != nil {
+		return err
 	}
 	return c.JSON(fiber.Map{"active": true, "sub": claims.UserID, "username": username,
 		"role": cmp.Or(role, users.RoleUser), "sid": claims.SessionID, "iss": h.Tokens.Issuer(),
