@@ -735,7 +735,7 @@ func (h *handlers) consoleUser(c *fiber.Ctx) error {
 // renderUser is an account's page: the account, its sessions, its newest
 // events, and what an admin can do to it; errMsg says what just failed.
 func (h *handlers) renderUser(c *fiber.Ctx, status int, errMsg string) error {
-	u, err := h.consoleTarget(c)
+	u, err := h.adminTarget(c)
 	if err != nil {
 		return err
 	}
@@ -755,15 +755,6 @@ func (h *handlers) renderUser(c *fiber.Ctx, status int, errMsg string) error {
 	}
 	return h.renderConsole(c, status, "user", consolePage{Title: u.Username, Nav: "admin", Error: errMsg,
 		Data: userData{User: u, Sessions: sessionRows(list, current), Events: eventRows(evs), Self: u.ID == cl.UserID}})
-}
-
-// consoleTarget is the account named in the path.
-func (h *handlers) consoleTarget(c *fiber.Ctx) (users.User, error) {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return users.User{}, users.ErrNotFound
-	}
-	return h.Users.Get(c.UserContext(), id)
 }
 
 func userPath(u users.User) string { return consolePath + "/admin/users/" + u.ID }
@@ -872,7 +863,7 @@ var adminActions = map[string]adminAction{
 
 func (h *handlers) consoleConfirmAdmin(name string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		u, err := h.consoleTarget(c)
+		u, err := h.adminTarget(c)
 		if err != nil {
 			return err
 		}
@@ -891,7 +882,7 @@ func adminConfirm(name string, u users.User) confirmData {
 // breaks a rule, on the account's page for the rest (the last admin).
 func (h *handlers) consoleAdminDo(name string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		u, err := h.consoleTarget(c)
+		u, err := h.adminTarget(c)
 		if err != nil {
 			return err
 		}
@@ -921,7 +912,7 @@ func passwordMessage(err error) string {
 }
 
 func (h *handlers) consoleConfirmAdminRevoke(c *fiber.Ctx) error {
-	u, err := h.consoleTarget(c)
+	u, err := h.adminTarget(c)
 	if err != nil {
 		return err
 	}
@@ -936,7 +927,7 @@ func (h *handlers) consoleConfirmAdminRevoke(c *fiber.Ctx) error {
 }
 
 func (h *handlers) consoleAdminRevoke(c *fiber.Ctx) error {
-	u, err := h.consoleTarget(c)
+	u, err := h.adminTarget(c)
 	if err != nil {
 		return err
 	}

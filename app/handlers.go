@@ -460,24 +460,22 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 
 func (h *handlers) admin() admin.Admin { return admin.Admin{Users: h.Users, Sessions: h.Sessions} }
 
-// adminTarget is the user named in the path, which must exist.
-func (h *handlers) adminTarget(c *fiber.Ctx) (string, error) {
+// adminTarget is the account named in the path (API or console), which must
+// exist: users.ErrNotFound otherwise.
+func (h *handlers) adminTarget(c *fiber.Ctx) (users.User, error) {
 	id, err := pathID(c, "id")
 	if err != nil {
-		return "", err
+		return users.User{}, users.ErrNotFound
 	}
-	if _, err := h.Users.Get(c.UserContext(), id); err != nil {
-		return "", err
-	}
-	return id, nil
+	return h.Users.Get(c.UserContext(), id)
 }
 
 func (h *handlers) userSessions(c *fiber.Ctx) error {
-	id, err := h.adminTarget(c)
+	u, err := h.adminTarget(c)
 	if err != nil {
 		return err
 	}
-	list, err := h.Sessions.List(c.UserContext(), id)
+	list, err := h.Sessions.List(c.UserContext(), u.ID)
 	if err != nil {
 		return err
 	}
@@ -498,10 +496,11 @@ func (h *handlers) forceLogout(c *fiber.Ctx) error {
 }
 
 func (h *handlers) forceLogoutOne(c *fiber.Ctx) error {
-	id, err := h.adminTarget(c)
+	u, err := h.adminTarget(c)
 	if err != nil {
 		return err
 	}
+	id := u.ID
 	sid, err := pathID(c, "sid")
 	if err != nil {
 		return err
