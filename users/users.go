@@ -659,8 +659,8 @@ func (s *Store) Authenticate(ctx context.Context, username, password string, fro
 }
 
 // recordRefusal records a failed or throttled sign-in (or password check,
-// named by what), in the account's history when there is an account (uid, or
-// found by name), and in the feed. A name that is no account is not
+// named by what), in the account's history when there is an account (uid, or,
+// for a refusal before any check, found by name), and in the feed. A name that is no account is not
 // recorded: it may be a password typed in the wrong field.
 func (s *Store) recordRefusal(ctx context.Context, err error, uid, username string, from audit.Actor, what string) {
 	typ := audit.LoginFailed
@@ -671,7 +671,9 @@ func (s *Store) recordRefusal(ctx context.Context, err error, uid, username stri
 	case !errors.Is(err, ErrInvalidCredentials):
 		return // Redis: nothing was decided
 	}
-	if uid == "" {
+	if uid == "" && typ == audit.LoginThrottled {
+		// Refused before the check looked the name up; after it, no uid
+		// means no such account.
 		if u, ferr := s.FindByUsername(ctx, username); ferr == nil {
 			uid = u.ID
 		}
