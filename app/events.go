@@ -31,11 +31,6 @@ func toEventsJSON(evs []audit.Event, next string) fiber.Map {
 	return fiber.Map{"events": out, "next_cursor": next}
 }
 
-// eventTypes are the types GET /v1/admin/events filters by.
-var eventTypes = []string{audit.LoginSucceeded, audit.LoginFailed, audit.LoginThrottled, audit.SessionRevoked,
-	audit.SessionsRevokedAll, audit.PasswordChanged, audit.AccountCreated, audit.AccountDisabled,
-	audit.AccountEnabled, audit.AccountRoleChanged, audit.AccountDeleted}
-
 // pageLimit reads ?limit=, 1 to 500, default 50.
 func pageLimit(c *fiber.Ctx) (int, error) {
 	v := c.Query("limit")
@@ -71,7 +66,7 @@ func (h *handlers) adminEvents(c *fiber.Ctx) error {
 		return err
 	}
 	f := audit.Filter{Type: c.Query("type"), Limit: limit, Cursor: c.Query("cursor"), UserID: c.Query("user_id")}
-	if f.Type != "" && !slices.Contains(eventTypes, f.Type) {
+	if f.Type != "" && !slices.Contains(audit.Types, f.Type) {
 		return invalid("type: must be one of the event types, such as login.failed")
 	}
 	if f.UserID != "" && !validID(f.UserID) {

@@ -35,6 +35,10 @@ const (
 	AccountDeleted     = "account.deleted"
 )
 
+// Types are every event type, for filters.
+var Types = []string{LoginSucceeded, LoginFailed, LoginThrottled, SessionRevoked, SessionsRevokedAll,
+	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted}
+
 // Retention: a user's history keeps its newest PerUserMax events, the feed
 // its newest FeedMax, and neither anything older than MaxAge. Trimming is
 // approximate (Redis trims whole stream nodes), so a few more may stay.
