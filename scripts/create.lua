@@ -9,6 +9,7 @@
 -- ARGV[#ARGV] the events to record (audit.Spec); its "evict" is the entry of an eviction,
 --   to which the evicted sid is appended
 -- Returns {'OK', evicted sid...} or {'NOUSER'} / {'DISABLED'} / {'STALE'} with nothing written.
+{{template "record.lua"}}
 
 -- Validate first: a script that errors keeps its earlier writes.
 local now, expiry, max = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])

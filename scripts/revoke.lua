@@ -3,6 +3,7 @@
 -- KEYS[3] the user's history
 -- ARGV[1] sid   ARGV[2] the events to record when a session was revoked (audit.Spec)
 -- Returns 1 when a live session was revoked, 0 when there was none (and records nothing).
+{{template "record.lua"}}
 if #ARGV ~= 2 then return redis.error_reply('ERR revoke: bad arguments') end
 local spec = decode_spec(ARGV[2])
 if not spec then return redis.error_reply('ERR revoke: bad arguments') end

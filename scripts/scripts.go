@@ -5,12 +5,12 @@
 //
 // The contract every script keeps, for Redis Cluster: all keys a script
 // touches are of one user and carry that user's hash tag {uid}, so they are
-// in one slot. Most are passed in KEYS. Three scripts also touch a user's
+// in one slot. Most are passed in KEYS. Four scripts also touch a user's
 // session hashes that they find in the user's index, by a key prefix passed
 // in ARGV (the prefix ends in "{uid}:", so every key built from it is in the
 // same slot as KEYS): create (evicting the least recently used sessions),
-// revoke_all (deleting them) and update_account (copying a new role into
-// them), and delete_account (deleting them). A user's history (a stream) is
+// revoke_all and delete_account (deleting them) and update_account (copying
+// a new role into them). A user's history (a stream) is
 // in the user's slot too and passed in KEYS: the scripts that change an
 // account or its sessions record the change's events there in the same step.
 // The failed-login counters, the admin set and the bcrypt cost are single
@@ -23,7 +23,7 @@
 package scripts
 
 import (
-	_ "embed"
+	"embed"
 	"strings"
 	"text/template"
 
@@ -47,59 +47,21 @@ var fields = map[string]string{
 	"Failures": keys.FieldFailures,
 }
 
-// recorder is prepended to the scripts that record events: they decode the
-// events to record (audit.Spec) before their first write, and record them
-// after their last.
-const recorder = `-- decode_spec reads the events to record (audit.Spec); nil when malformed.
-local function decode_spec(s)
-  local ok, spec = pcall(cjson.decode, s)
-  if not ok or type(spec) ~= 'table' or type(spec.ev) ~= 'table' or not tonumber(spec.max)
-    or type(spec.minid) ~= 'string' then
-    return nil
-  end
-  return spec
-end
--- record appends spec's events (each a field, value list) to a user's
--- history and trims it by count and age; {count} in a value becomes count.
-local function record(key, spec, count)
-  for _, e in ipairs(spec.ev) do
-    local fv = {}
-    for i, v in ipairs(e) do fv[i] = (string.gsub(tostring(v), '{count}', tostring(count))) end
-    redis.call('XADD', key, 'MAXLEN', '~', spec.max, '*', unpack(fv))
-  end
-  redis.call('XTRIM', key, 'MINID', '~', spec.minid)
-end
-`
+//go:embed *.lua lib/*.lua
+var files embed.FS
 
-// deleter is prepended to the scripts that end many sessions at once.
-const deleter = `-- delete_sessions deletes the session hashes prefix..id of ids, but keep's,
--- and returns how many existed. unpack is bounded by the Lua stack, so it
--- deletes in chunks of 500.
-local function delete_sessions(prefix, ids, keep)
-  local n, batch, nb = 0, {}, 0
-  for _, id in ipairs(ids) do
-    if id ~= keep then
-      nb = nb + 1
-      batch[nb] = prefix .. id
-      if nb == 500 then
-        n = n + redis.call('DEL', unpack(batch, 1, nb))
-        nb = 0
-      end
-    end
-  end
-  if nb > 0 then n = n + redis.call('DEL', unpack(batch, 1, nb)) end
-  return n
-end
-`
+// lib holds the Lua helpers (lib/*.lua). A script names each helper it uses
+// with {{template "name.lua"}}, so a helper is written once and a script
+// carries only the ones it calls.
+var lib = template.Must(template.New("").Option("missingkey=error").ParseFS(files, "lib/*.lua"))
 
-func load(src string) Script {
-	if strings.Contains(src, "record(") {
-		src = recorder + src
+// load reads a script, fills in its helpers and field names, and loads it.
+func load(name string) Script {
+	src, err := files.ReadFile(name)
+	if err != nil {
+		panic(err) // a name below without its file: caught by any test
 	}
-	if strings.Contains(src, "delete_sessions(") {
-		src = deleter + src
-	}
-	t := template.Must(template.New("").Option("missingkey=error").Parse(src))
+	t := template.Must(template.Must(lib.Clone()).New(name).Parse(string(src)))
 	var b strings.Builder
 	if err := t.Execute(&b, fields); err != nil {
 		panic(err) // a script names a field internal/keys lacks: caught by any test
@@ -107,70 +69,41 @@ func load(src string) Script {
 	return Script{Lua: rueidis.NewLuaScript(b.String()), Src: b.String()}
 }
 
-var (
-	//go:embed create.lua
-	createSrc string
-	//go:embed touch.lua
-	touchSrc string
-	//go:embed revoke.lua
-	revokeSrc string
-	//go:embed revoke_all.lua
-	revokeAllSrc string
-	//go:embed update_account.lua
-	updateAccountSrc string
-	//go:embed attempt.lua
-	attemptSrc string
-	//go:embed attempt_settle.lua
-	attemptSettleSrc string
-	//go:embed rehash.lua
-	rehashSrc string
-	//go:embed admin_release.lua
-	adminReleaseSrc string
-	//go:embed max_cost.lua
-	maxCostSrc string
-	//go:embed create_account.lua
-	createAccountSrc string
-	//go:embed delete_account.lua
-	deleteAccountSrc string
-	//go:embed release_name.lua
-	releaseNameSrc string
-)
-
 // The scripts, loaded once per process. rueidis runs them by EVALSHA and falls
 // back to EVAL on NOSCRIPT, so they reload by themselves after a Redis restart.
 var (
 	// Create writes a new session hash and its index entry after checking the
 	// account is enabled and its credential version unchanged.
-	Create = load(createSrc)
+	Create = load("create.lua")
 	// Touch records use of a session and slides its idle expiry.
-	Touch = load(touchSrc)
+	Touch = load("touch.lua")
 	// Revoke deletes one session of one user.
-	Revoke = load(revokeSrc)
+	Revoke = load("revoke.lua")
 	// RevokeAll deletes a user's sessions (optionally keeping one), bumps the
 	// credential version and applies account changes in the same step.
-	RevokeAll = load(revokeAllSrc)
+	RevokeAll = load("revoke_all.lua")
 	// UpdateAccount sets account fields that end no session and copies a new
 	// role into every live session of the account in the same step.
-	UpdateAccount = load(updateAccountSrc)
+	UpdateAccount = load("update_account.lua")
 	// Attempt takes one login attempt from a fixed-window budget, or refuses
 	// it once the budget is spent.
-	Attempt = load(attemptSrc)
+	Attempt = load("attempt.lua")
 	// AttemptSettle ends an attempt: a failure, a success that clears the
 	// count, or neither.
-	AttemptSettle = load(attemptSettleSrc)
+	AttemptSettle = load("attempt_settle.lua")
 	// Rehash replaces a password hash with one at the configured cost,
 	// unless the password changed meanwhile.
-	Rehash = load(rehashSrc)
+	Rehash = load("rehash.lua")
 	// AdminRelease takes an account out of the enabled admins unless it is
 	// the last one.
-	AdminRelease = load(adminReleaseSrc)
+	AdminRelease = load("admin_release.lua")
 	// MaxCost raises the highest bcrypt cost in use.
-	MaxCost = load(maxCostSrc)
+	MaxCost = load("max_cost.lua")
 	// CreateAccount writes a new account and its account.created event.
-	CreateAccount = load(createAccountSrc)
+	CreateAccount = load("create_account.lua")
 	// DeleteAccount deletes an account and every session of it, keeping its
 	// history, where it records account.deleted.
-	DeleteAccount = load(deleteAccountSrc)
+	DeleteAccount = load("delete_account.lua")
 	// ReleaseName frees a deleted account's username unless it was claimed again.
-	ReleaseName = load(releaseNameSrc)
+	ReleaseName = load("release_name.lua")
 )

@@ -6,6 +6,7 @@
 -- ARGV[1] prefix of this user's session keys   ARGV[2..#ARGV-1] field, value pairs to set on the
 -- user hash   ARGV[#ARGV] the events to record (audit.Spec)
 -- Returns the number of sessions updated, or -1 with nothing written when the user does not exist.
+{{template "record.lua"}}
 if #ARGV < 4 or #ARGV % 2 ~= 0 then return redis.error_reply('ERR update_account: bad arguments') end
 local spec = decode_spec(ARGV[#ARGV])
 if not spec then return redis.error_reply('ERR update_account: bad arguments') end
