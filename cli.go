@@ -18,7 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sessiond/sessiond/internal/admin"
+	"github.com/sessiond/sessiond/admin"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/users"

@@ -25,7 +25,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/users"
 )

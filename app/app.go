@@ -16,9 +16,10 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/google/uuid"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/metrics"
 	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/tokens"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -29,7 +30,7 @@ const BodyLimit = 64 << 10
 type Deps struct {
 	Users    *users.Store
 	Sessions *sessions.Store
-	Tokens   *sessions.Tokens
+	Tokens   *tokens.Tokens
 	Audit    *audit.Log
 	// Metrics records requests, sign-ins, revocations and Redis failures;
 	// nil records nothing.

@@ -8,7 +8,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -18,8 +19,8 @@ type caller struct {
 	UserID    string
 	SessionID string
 	// The account as the token and the session describe it: enough for
-	// GET /v1/me without reading the account. Username is empty for a token
-	// issued before tokens carried it; Role is empty for the default role.
+	// GET /v1/me without reading the account. Role is empty for the default
+	// role.
 	Username         string
 	AccountCreatedAt time.Time
 	Role             string
@@ -94,7 +95,7 @@ func (h *handlers) requireAdmin(c *fiber.Ctx) error {
 // now, read from the account rather than the token.
 func (h *handlers) callerIsAdmin(c *fiber.Ctx) (bool, error) {
 	u, err := h.Users.Get(c.UserContext(), callerOf(c).UserID)
-	if errors.Is(err, users.ErrNotFound) {
+	if errors.Is(err, errcode.ErrUserNotFound) {
 		return false, nil
 	}
 	if err != nil {

@@ -35,7 +35,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
@@ -297,9 +297,6 @@ func (h *handlers) renderConsole(c *fiber.Ctx, status int, name string, p consol
 	if token := consoleToken(c); token != "" {
 		cl := callerOf(c)
 		p.Me = consoleUserInfo{UserID: cl.UserID, Username: cl.Username, Admin: cl.Role == users.RoleAdmin}
-		if name, err := h.usernameOf(c, cl.UserID, cl.Username); err == nil {
-			p.Me.Username = name
-		}
 		p.CSRF = csrfToken(token)
 	}
 	if p.Status == "" {
@@ -704,7 +701,7 @@ func (h *handlers) consoleUsers(c *fiber.Ctx) error {
 		switch {
 		case err == nil:
 			d.Users = []users.User{u}
-		case !errors.Is(err, users.ErrNotFound):
+		case !errors.Is(err, errcode.ErrUserNotFound):
 			return err
 		}
 	} else {

@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiond/sessiond/internal/admin"
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/admin"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/users"
 )
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/tokens"
 )
 
 // wantProblem fails unless r is a problem+json error with that status and code.
@@ -159,14 +160,15 @@ func TestBearerAuthentication(t *testing.T) {
 	if h := none.Header.Get("WWW-Authenticate"); h != "Bearer" {
 		t.Fatalf("no token: WWW-Authenticate %q, want plain Bearer", h)
 	}
-	other, _ := sessions.NewTokens(sessions.Keyring{Secret: []byte(strings.Repeat("z", 32))}, "sessiond", "sessiond")
-	foreignIss, _ := sessions.NewTokens(sessions.Keyring{Secret: testSecret}, "someone-else", "sessiond")
-	foreignAud, _ := sessions.NewTokens(sessions.Keyring{Secret: testSecret}, "sessiond", "another-app")
+	other, _ := tokens.New(tokens.Keyring{Secret: []byte(strings.Repeat("z", 32))}, "sessiond", "sessiond")
+	foreignIss, _ := tokens.New(tokens.Keyring{Secret: testSecret}, "someone-else", "sessiond")
+	foreignAud, _ := tokens.New(tokens.Keyring{Secret: testSecret}, "sessiond", "another-app")
 	now := time.Now()
 	sess := sessions.Session{ID: sid, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	expired := sessions.Session{ID: sid, UserID: u.ID, CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}
-	sign := func(tk *sessions.Tokens, s sessions.Session) string {
-		v, err := tk.Sign(s, u.Username, u.CreatedAt)
+	sign := func(tk *tokens.Tokens, s sessions.Session) string {
+		v, err := tk.Sign(tokens.Claims{UserID: s.UserID, SessionID: s.ID, IssuedAt: s.CreatedAt, ExpiresAt: s.ExpiresAt,
+			Username: u.Username, AccountCreatedAt: u.CreatedAt})
 		if err != nil {
 			t.Fatal(err)
 		}

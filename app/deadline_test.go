@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/users"
 )
 

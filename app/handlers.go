@@ -15,10 +15,11 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
-	"github.com/sessiond/sessiond/internal/admin"
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/admin"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/tokens"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -209,7 +210,7 @@ func (h *handlers) openSession(c *fiber.Ctx, username, password string, meta ses
 		}
 		sess, err := h.Sessions.Create(ctx, u.ID, u.CredentialVersion, meta)
 		switch {
-		case errors.Is(err, sessions.ErrStale), errors.Is(err, sessions.ErrUserNotFound):
+		case errors.Is(err, sessions.ErrStale), errors.Is(err, errcode.ErrUserNotFound):
 			// A password change, disable, force-logout or deletion landed
 			// between the password check and the session: check again against
 			// the new state (a deleted account's check fails as any unknown
@@ -218,7 +219,8 @@ func (h *handlers) openSession(c *fiber.Ctx, username, password string, meta ses
 		case err != nil:
 			return sessions.Session{}, "", err
 		}
-		token, err := h.Tokens.Sign(sess, u.Username, u.CreatedAt)
+		token, err := h.Tokens.Sign(tokens.Claims{UserID: sess.UserID, SessionID: sess.ID,
+			IssuedAt: sess.CreatedAt, ExpiresAt: sess.ExpiresAt, Username: u.Username, AccountCreatedAt: u.CreatedAt})
 		if err != nil {
 			return sessions.Session{}, "", err
 		}
@@ -260,22 +262,11 @@ func (h *handlers) logoutAll(c *fiber.Ctx) error {
 // me answers from the token and the session alone: the username and creation
 // time never change, the session holds the role (kept current by role
 // changes), and a live session means the account is enabled (disabling it
-// ends them all). Only a token from before tokens carried the account's name
-// costs an account read.
+// ends them all).
 func (h *handlers) me(c *fiber.Ctx) error {
 	cl := callerOf(c)
-	if cl.Username != "" && !cl.AccountCreatedAt.IsZero() {
-		return c.JSON(userJSON{ID: cl.UserID, Username: cl.Username, Role: cmp.Or(cl.Role, users.RoleUser),
-			CreatedAt: rfc3339(cl.AccountCreatedAt)})
-	}
-	u, err := h.Users.GetCached(c.UserContext(), cl.UserID)
-	if errors.Is(err, users.ErrNotFound) {
-		return errAccountGone
-	}
-	if err != nil {
-		return err
-	}
-	return c.JSON(toUserJSON(u))
+	return c.JSON(userJSON{ID: cl.UserID, Username: cl.Username, Role: cmp.Or(cl.Role, users.RoleUser),
+		CreatedAt: rfc3339(cl.AccountCreatedAt)})
 }
 
 func (h *handlers) changePassword(c *fiber.Ctx) error {
@@ -400,7 +391,7 @@ func (h *handlers) findUsers(c *fiber.Ctx) error {
 		switch {
 		case err == nil:
 			list = append(list, toUserJSON(u))
-		case !errors.Is(err, users.ErrNotFound):
+		case !errors.Is(err, errcode.ErrUserNotFound):
 			return err
 		}
 		return c.JSON(fiber.Map{"users": list})
@@ -461,11 +452,11 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 func (h *handlers) admin() admin.Admin { return admin.Admin{Users: h.Users, Sessions: h.Sessions} }
 
 // adminTarget is the account named in the path (API or console), which must
-// exist: users.ErrNotFound otherwise.
+// exist: errcode.ErrUserNotFound otherwise.
 func (h *handlers) adminTarget(c *fiber.Ctx) (users.User, error) {
 	id, err := pathID(c, "id")
 	if err != nil {
-		return users.User{}, users.ErrNotFound
+		return users.User{}, errcode.ErrUserNotFound
 	}
 	return h.Users.Get(c.UserContext(), id)
 }

@@ -20,11 +20,12 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/tokens"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -44,7 +45,7 @@ type env struct {
 	App      *fiber.App
 	Users    *users.Store
 	Sessions *sessions.Store
-	Tokens   *sessions.Tokens
+	Tokens   *tokens.Tokens
 	Client   rueidis.Client
 	Prefix   string
 	Keys     keys.Layout

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/redistest"
+	"github.com/sessiond/sessiond/internal/redisx"
 	"github.com/sessiond/sessiond/server"
-	"github.com/sessiond/sessiond/sessions"
 )
 
 func openConfig(t *testing.T, redisAddr string, extra map[string]string) server.Config {
@@ -35,7 +35,7 @@ func TestOpenRefusesEvictingRedis(t *testing.T) {
 	rs, _ := ownRedis(t, "sets maxmemory-policy")
 	rs.Do(t, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
 	_, err := server.Open(context.Background(), openConfig(t, rs.Addr, nil), server.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if !errors.Is(err, sessions.ErrEvictionPolicy) || !strings.Contains(err.Error(), "allkeys-lru") {
+	if !errors.Is(err, redisx.ErrEvictionPolicy) || !strings.Contains(err.Error(), "allkeys-lru") {
 		t.Fatalf("Open on allkeys-lru: %v; want a refusal naming the policy", err)
 	}
 }

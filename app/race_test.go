@@ -161,9 +161,9 @@ func TestRoleChangeReachesMeOnEveryReplica(t *testing.T) {
 	}
 }
 
-// A token from before tokens carried the account's name still works: GET
-// /v1/me then reads the account.
-func TestMeWithoutAccountClaimsReadsTheAccount(t *testing.T) {
+// No release ever issued a token without a kid or the account's claims, so
+// such a token is refused, even signed with the real secret for a live session.
+func TestTokenWithoutKIDOrAccountClaimsIsRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	u := e.createUser("erin", "password123", users.RoleAdmin)
@@ -172,20 +172,26 @@ func TestMeWithoutAccountClaimsReadsTheAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	legacyToken, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+	bare := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
 		Issuer: "sessiond", Audience: jwt.ClaimStrings{"sessiond"}, Subject: u.ID, ID: sid,
 		IssuedAt: jwt.NewNumericDate(time.Now()), ExpiresAt: jwt.NewNumericDate(claims.ExpiresAt),
-	}).SignedString(testSecret)
+	})
+	noKID, err := bare.SignedString(testSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := func(what, tok string) {
-		t.Helper()
-		r := e.do("GET", "/v1/me", tok, nil)
-		if m := r.JSON(t); r.Status != 200 || m["username"] != "erin" || m["role"] != "admin" || m["created_at"] != u.CreatedAt.Format(time.RFC3339) {
-			t.Fatalf("%s: %d %s", what, r.Status, r.Body)
+	parsed, _, _ := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
+	bare.Header["kid"] = parsed.Header["kid"]
+	noClaims, err := bare.SignedString(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, bad := range map[string]string{"no kid": noKID, "no account claims": noClaims} {
+		if r := e.do("GET", "/v1/me", bad, nil); r.Status != 401 {
+			t.Errorf("%s: %d %s, want 401", what, r.Status, r.Body)
 		}
 	}
-	want("a token without the account claims", legacyToken)
-	want("a token with them", tok)
+	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+		t.Fatalf("the session's own token: %d %s", r.Status, r.Body)
+	}
 }

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sessiond/sessiond/app"
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -329,25 +329,36 @@ func TestCritHeaderTokenRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 	u := e.createUser("alice", "password123", "")
-	_, sid := e.login("alice", "password123")
+	real, sid := e.login("alice", "password123")
+	parsed, _, _ := jwt.NewParser().ParseUnverified(real, jwt.MapClaims{})
+	kid := parsed.Header["kid"]
 	now := time.Now()
 	claims := jwt.MapClaims{"iss": "sessiond", "aud": "sessiond", "sub": u.ID, "jti": sid,
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
-	plain, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(testSecret)
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "preferred_username": "alice",
+		"account_created_at": u.CreatedAt.Unix()}
+	signed := func(tok *jwt.Token) string {
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(testSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	plain := signed(jwt.NewWithClaims(jwt.SigningMethodHS256, claims))
 	if r := e.do("GET", "/v1/me", plain, nil); r.Status != 200 {
 		t.Fatalf("the control token: %d %s", r.Status, r.Body)
 	}
 	crit := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
 	crit.Header["crit"] = []string{"https://example.com/must-understand"}
 	crit.Header["https://example.com/must-understand"] = true
-	tok, _ := crit.SignedString(testSecret)
+	tok := signed(crit)
 	wantProblem(t, e.do("GET", "/v1/me", tok, nil), 401, "unauthorized")
 	stringExp := jwt.MapClaims{}
 	for k, v := range claims {
 		stringExp[k] = v
 	}
 	stringExp["exp"] = fmt.Sprint(now.Add(time.Hour).Unix())
-	tok, _ = jwt.NewWithClaims(jwt.SigningMethodHS256, stringExp).SignedString(testSecret)
+	tok = signed(jwt.NewWithClaims(jwt.SigningMethodHS256, stringExp))
 	wantProblem(t, e.do("GET", "/v1/me", tok, nil), 401, "unauthorized")
 }
 

@@ -156,7 +156,8 @@ func TestEd25519KeysAndJWKS(t *testing.T) {
 
 	// The second key verifies too (a key added ahead of a rotation).
 	claims := jwt.MapClaims{"iss": "sessiond", "aud": "sessiond", "sub": u.ID, "jti": sid,
-		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}
+		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "preferred_username": u.Username,
+		"account_created_at": u.CreatedAt.Unix()}
 	sign := func(m jwt.SigningMethod, kid string, key any) string {
 		tk := jwt.NewWithClaims(m, claims)
 		tk.Header["kid"] = kid

@@ -58,11 +58,12 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sessiond/sessiond/app"
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/tokens"
 )
 
 var secret = "bench-secret-bench-secret-bench-secret-0123"
@@ -463,7 +464,7 @@ func sameAnswer(ours, base, path, token string) error {
 // answers the same JSON (for /v1/me) or identity headers and empty body (for
 // /v1/auth/verify), so the difference is the revocation check. It writes no
 // request log.
-func baseline(tk *sessions.Tokens) (string, func(), error) {
+func baseline(tk *tokens.Tokens) (string, func(), error) {
 	// The same server configuration as sessiond (timeouts, limits, JSON).
 	f := fiber.New(app.FiberConfig(app.Deps{Log: slog.New(slog.DiscardHandler)}))
 	f.Use(func(c *fiber.Ctx) error {

@@ -20,7 +20,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/sessiond/sessiond/internal/keys"
-	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/tokens"
 )
 
 // Config is the service's configuration, read from the environment.
@@ -32,7 +32,7 @@ type Config struct {
 	RedisCA *x509.CertPool
 	// Keys sign and verify tokens: JWT_SECRET, JWT_PREVIOUS_SECRETS and
 	// JWT_PRIVATE_KEYS.
-	Keys sessions.Keyring
+	Keys tokens.Keyring
 	// KeyGenerated is true when neither JWT_SECRET nor JWT_PRIVATE_KEYS was
 	// set in embedded mode: an Ed25519 key was made for this run.
 	KeyGenerated bool
@@ -174,8 +174,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			if !ok || id == "" {
 				return Config{}, &ConfigError{"INTROSPECTION_CLIENTS", "want comma-separated id:secret pairs"}
 			}
-			if len(secret) < sessions.MinSecretLen {
-				return Config{}, &ConfigError{"INTROSPECTION_CLIENTS", fmt.Sprintf("the secret of client %q must be at least %d bytes, got %d", id, sessions.MinSecretLen, len(secret))}
+			if len(secret) < tokens.MinSecretLen {
+				return Config{}, &ConfigError{"INTROSPECTION_CLIENTS", fmt.Sprintf("the secret of client %q must be at least %d bytes, got %d", id, tokens.MinSecretLen, len(secret))}
 			}
 			if _, dup := c.IntrospectionClients[id]; dup {
 				return Config{}, &ConfigError{"INTROSPECTION_CLIENTS", fmt.Sprintf("client %q is named twice", id)}
@@ -204,15 +204,15 @@ func (c *Config) loadKeys(getenv func(string) string) error {
 		return p.err
 	}
 	if secret != "" {
-		if len(secret) < sessions.MinSecretLen {
-			return &ConfigError{"JWT_SECRET", fmt.Sprintf("must be at least %d bytes, got %d", sessions.MinSecretLen, len(secret))}
+		if len(secret) < tokens.MinSecretLen {
+			return &ConfigError{"JWT_SECRET", fmt.Sprintf("must be at least %d bytes, got %d", tokens.MinSecretLen, len(secret))}
 		}
 		c.Keys.Secret = []byte(secret)
 	}
 	if v := getenv("JWT_PREVIOUS_SECRETS"); v != "" {
 		for i, secret := range strings.Split(v, ",") {
-			if len(secret) < sessions.MinSecretLen {
-				return &ConfigError{"JWT_PREVIOUS_SECRETS", fmt.Sprintf("secret %d must be at least %d bytes, got %d", i+1, sessions.MinSecretLen, len(secret))}
+			if len(secret) < tokens.MinSecretLen {
+				return &ConfigError{"JWT_PREVIOUS_SECRETS", fmt.Sprintf("secret %d must be at least %d bytes, got %d", i+1, tokens.MinSecretLen, len(secret))}
 			}
 			c.Keys.PreviousSecrets = append(c.Keys.PreviousSecrets, []byte(secret))
 		}

@@ -24,10 +24,13 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/sessiond/sessiond/app"
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/metrics"
+	"github.com/sessiond/sessiond/internal/redisx"
 	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/tokens"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -37,7 +40,7 @@ type Server struct {
 	Client   rueidis.Client
 	Users    *users.Store
 	Sessions *sessions.Store
-	Tokens   *sessions.Tokens
+	Tokens   *tokens.Tokens
 	Audit    *audit.Log
 	// Metrics is nil unless METRICS_ADDR is set.
 	Metrics *metrics.Metrics
@@ -265,12 +268,12 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.Tokens, err = sessions.NewTokens(cfg.Keys, cfg.JWTIssuer, cfg.JWTAudience)
+	s.Tokens, err = tokens.New(cfg.Keys, cfg.JWTIssuer, cfg.JWTAudience)
 	if err != nil {
 		return &ConfigError{"JWT_SECRET", err.Error()}
 	}
 	if cfg.RedisURL != "" {
-		if err := s.Sessions.CheckEvictionPolicy(ctx); errors.Is(err, sessions.ErrEvictionPolicy) {
+		if err := redisx.CheckEvictionPolicy(ctx, s.Client, cfg.RedisTimeout); errors.Is(err, redisx.ErrEvictionPolicy) {
 			return fmt.Errorf("refusing to serve: %w", err)
 		} else if err != nil {
 			s.Log.Warn("could not read Redis maxmemory-policy (CONFIG not allowed?); make sure it is noeviction, or evictions may silently undo revocations", "err", err)
@@ -284,7 +287,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	}
 	s.App = app.New(app.Deps{Users: s.Users, Sessions: s.Sessions, Tokens: s.Tokens, Audit: s.Audit, Metrics: s.Metrics,
 		TrustedProxies: cfg.TrustedProxies, IntrospectionClients: cfg.IntrospectionClients,
-		Ping: s.Sessions.Ping, Log: s.Log,
+		Ping: func(ctx context.Context) error { return redisx.Ping(ctx, s.Client, cfg.RedisTimeout) }, Log: s.Log,
 		ReadTimeout: cfg.ReadTimeout, KeepAliveTimeout: cfg.KeepAliveTimeout})
 	return nil
 }
@@ -306,7 +309,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 		s.Log.Info("admin account exists", "username", name)
 		return nil
 	}
-	if !errors.Is(err, users.ErrNotFound) {
+	if !errors.Is(err, errcode.ErrUserNotFound) {
 		return fmt.Errorf("admin bootstrap: %w", err)
 	}
 	// The system creates it: no actor.

@@ -3,7 +3,6 @@ package sessions_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/redis/rueidis"
 
@@ -11,19 +10,6 @@ import (
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/sessions"
 )
-
-func BenchmarkVerifyHS256(b *testing.B) {
-	tk, _ := sessions.NewTokens(sessions.Keyring{Secret: secret}, "sessiond", "sessiond")
-	now := time.Now()
-	tok, _ := tk.Sign(sessions.Session{ID: "6f1c7a2e-1111-4222-8333-444444444444", UserID: "7f1c7a2e-1111-4222-8333-444444444444",
-		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, "alice@example.com", now.Add(-24*time.Hour))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := tk.Verify(tok); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
 
 // benchStore returns a store over c with one user and one session.
 func benchStore(b *testing.B, c rueidis.Client) (*sessions.Store, sessions.Session) {

@@ -12,7 +12,8 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/sessions"
@@ -221,7 +222,7 @@ func TestRevokeAll(t *testing.T) {
 		t.Fatalf("keys left after revoking everything: %v", keys)
 	}
 
-	if _, err := f.s.ChangeAccount(ctx, "no-such-user", "", keys.AccountUpdate{Disabled: ptr(true)}, ""); !errors.Is(err, sessions.ErrUserNotFound) {
+	if _, err := f.s.ChangeAccount(ctx, "no-such-user", "", keys.AccountUpdate{Disabled: ptr(true)}, ""); !errors.Is(err, errcode.ErrUserNotFound) {
 		t.Fatalf("RevokeAll of a missing user: %v", err)
 	}
 	if f.exists(f.userKey("no-such-user")) {
@@ -241,10 +242,10 @@ func TestCreateChecksTheAccount(t *testing.T) {
 		t.Fatalf("create with the old credential version: %v, want ErrStale", err)
 	}
 	f.c.Do(ctx, f.c.B().Hset().Key(f.userKey(f.uid)).FieldValue().FieldValue(keys.UserDisabled, "1").Build())
-	if _, err := f.s.Create(ctx, f.uid, "1", sessions.Meta{}); !errors.Is(err, sessions.ErrAccountDisabled) {
+	if _, err := f.s.Create(ctx, f.uid, "1", sessions.Meta{}); !errors.Is(err, errcode.ErrAccountDisabled) {
 		t.Fatalf("create on a disabled account: %v", err)
 	}
-	if _, err := f.s.Create(ctx, "ghost", "0", sessions.Meta{}); !errors.Is(err, sessions.ErrUserNotFound) {
+	if _, err := f.s.Create(ctx, "ghost", "0", sessions.Meta{}); !errors.Is(err, errcode.ErrUserNotFound) {
 		t.Fatalf("create for a missing account: %v", err)
 	}
 	if keys := srv.Keys(t, f.prefix+"sess*"); len(keys) != 0 {
@@ -428,7 +429,7 @@ func TestUpdateAccountKeepsSessionsRoleCurrent(t *testing.T) {
 	if got, err := f.s.Use(ctx, f.uid, b.ID, "ip"); err != nil || got != "" {
 		t.Fatalf("Use after the demotion: %q, %v", got, err)
 	}
-	if err := f.s.UpdateAccount(ctx, "ghost", keys.AccountUpdate{Role: ptr("admin")}); !errors.Is(err, sessions.ErrUserNotFound) {
+	if err := f.s.UpdateAccount(ctx, "ghost", keys.AccountUpdate{Role: ptr("admin")}); !errors.Is(err, errcode.ErrUserNotFound) {
 		t.Fatalf("a missing account: %v, want ErrUserNotFound", err)
 	}
 	if f.exists(f.userKey("ghost")) {

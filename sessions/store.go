@@ -19,7 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/rueidis"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/metrics"
@@ -31,10 +31,6 @@ import (
 var (
 	// ErrNotFound means no such live session for that user.
 	ErrNotFound = errcode.New(errcode.NotFound, "no such session")
-	// ErrAccountDisabled means the account was disabled before the session could be created.
-	ErrAccountDisabled = errcode.New(errcode.AccountDisabled, "this account is disabled")
-	// ErrUserNotFound means the account does not exist.
-	ErrUserNotFound = errcode.New(errcode.NotFound, "no such user")
 	// ErrStale means the account's credentials changed (password change,
 	// disable, force-logout) after its password was checked: a login checks
 	// again; a password change loses to the change that landed first.
@@ -159,7 +155,7 @@ func secs(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 
 // Create starts a session for a user whose password was checked against
 // credential version cv. It fails with ErrStale when the account changed since,
-// ErrAccountDisabled or ErrUserNotFound, writing nothing. Beyond MaxPerUser it
+// errcode.ErrAccountDisabled or errcode.ErrUserNotFound, writing nothing. Beyond MaxPerUser it
 // evicts the user's least recently used sessions, in the same step.
 func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, error) {
 	now := s.o.Now().Truncate(time.Millisecond)
@@ -199,9 +195,9 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 		s.o.Audit.Feed(ctx, evs...)
 		return sess, nil
 	case "NOUSER":
-		return Session{}, ErrUserNotFound
+		return Session{}, errcode.ErrUserNotFound
 	case "DISABLED":
-		return Session{}, ErrAccountDisabled
+		return Session{}, errcode.ErrAccountDisabled
 	case "STALE":
 		return Session{}, ErrStale
 	}
@@ -287,7 +283,7 @@ func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastS
 // and, when the role changes, copies it into every live session of the
 // account in the same step, so the next request sees it (Use); evs, the
 // change's events, are recorded in that step too.
-// ErrUserNotFound when the account does not exist; nothing is written then.
+// errcode.ErrUserNotFound when the account does not exist; nothing is written then.
 func (s *Store) UpdateAccount(ctx context.Context, uid string, u keys.AccountUpdate, evs ...audit.Event) error {
 	if u.Empty() || u.EndsSessions() {
 		return errors.New("update account: want an update that changes something and ends no session")
@@ -300,7 +296,7 @@ func (s *Store) UpdateAccount(ctx context.Context, uid string, u keys.AccountUpd
 		return redisx.Unavailable("update account", err)
 	}
 	if n < 0 {
-		return ErrUserNotFound
+		return errcode.ErrUserNotFound
 	}
 	s.o.Audit.Feed(ctx, evs...)
 	return nil
@@ -364,7 +360,7 @@ func (s *Store) Revoke(ctx context.Context, uid, sid string, by audit.Actor) err
 // RevokeAll ends every session of a user except keep ("" keeps none) and
 // returns how many live sessions it ended. In the same atomic step it bumps
 // the account's credential version, so a login whose password check ran
-// before cannot create a session after. ErrUserNotFound when the account does
+// before cannot create a session after. errcode.ErrUserNotFound when the account does
 // not exist; nothing is written then.
 func (s *Store) RevokeAll(ctx context.Context, uid, keep string, by audit.Actor) (int, error) {
 	return s.ChangeAccount(ctx, uid, keep, keys.AccountUpdate{}, "",
@@ -396,7 +392,7 @@ func (s *Store) ChangeAccount(ctx context.Context, uid, keep string, u keys.Acco
 	}
 	switch n {
 	case -1:
-		return 0, ErrUserNotFound
+		return 0, errcode.ErrUserNotFound
 	case -2:
 		return 0, ErrStale
 	}
@@ -424,7 +420,7 @@ func withCount(evs []audit.Event, n int) []audit.Event {
 
 // DeleteAccount deletes an account, by an actor: its record and every
 // session, in one step that records account.deleted in its history, which
-// stays. It returns how many sessions it ended; ErrUserNotFound when there is
+// stays. It returns how many sessions it ended; errcode.ErrUserNotFound when there is
 // no such account. The username and the listings are the users store's to
 // free afterwards.
 func (s *Store) DeleteAccount(ctx context.Context, uid string, by audit.Actor) (int, error) {
@@ -441,7 +437,7 @@ func (s *Store) DeleteAccount(ctx context.Context, uid string, by audit.Actor) (
 		return 0, fmt.Errorf("delete account: %w", err)
 	}
 	if n < 0 {
-		return 0, ErrUserNotFound
+		return 0, errcode.ErrUserNotFound
 	}
 	ids, err := res[1].AsStrSlice()
 	if err != nil {
@@ -557,39 +553,4 @@ func (s *Store) revokedHere(uid, sid string) bool {
 	at, ok := t.ids[sid]
 	t.mu.Unlock()
 	return ok && time.Since(at) <= tombstoneTTL
-}
-
-// Ping reports whether Redis answers, within the store's timeout.
-func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
-	defer cancel()
-	if err := s.c.Do(ctx, s.c.B().Ping().Build()).Error(); err != nil {
-		return redisx.Unavailable("ping", err)
-	}
-	return nil
-}
-
-// ErrEvictionPolicy means Redis may evict keys under memory pressure.
-var ErrEvictionPolicy = errors.New("Redis maxmemory-policy must be noeviction")
-
-// CheckEvictionPolicy reads Redis's maxmemory-policy. Anything but noeviction
-// is ErrEvictionPolicy: an LRU/LFU policy silently drops session hashes or a
-// user's index, after which "log out everywhere" misses sessions (fail open).
-// Where CONFIG is not allowed (managed Redis) it returns the CONFIG error,
-// for the caller to warn about.
-func (s *Store) CheckEvictionPolicy(ctx context.Context) error {
-	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
-	defer cancel()
-	// Every node of a cluster: one evicting shard loses its users' sessions.
-	for addr, node := range s.c.Nodes() {
-		kv, err := node.Do(ctx, node.B().ConfigGet().Parameter("maxmemory-policy").Build()).AsStrMap()
-		if err != nil {
-			return fmt.Errorf("read maxmemory-policy of %s: %w", addr, err)
-		}
-		if policy := kv["maxmemory-policy"]; policy != "noeviction" {
-			return fmt.Errorf("%w (%s has %q): set it with CONFIG SET maxmemory-policy noeviction or in redis.conf",
-				ErrEvictionPolicy, addr, policy)
-		}
-	}
-	return nil
 }

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/users"
@@ -78,10 +79,10 @@ func TestCreateAndFind(t *testing.T) {
 	if _, err := s.Create(ctx, "aLiCe", "password123", "", audit.Actor{}); !errors.Is(err, users.ErrUsernameTaken) {
 		t.Fatalf("same name, other case: %v", err)
 	}
-	if _, err := s.Get(ctx, "no-such-id"); !errors.Is(err, users.ErrNotFound) {
+	if _, err := s.Get(ctx, "no-such-id"); !errors.Is(err, errcode.ErrUserNotFound) {
 		t.Fatalf("get missing: %v", err)
 	}
-	if _, err := s.FindByUsername(ctx, "bob"); !errors.Is(err, users.ErrNotFound) {
+	if _, err := s.FindByUsername(ctx, "bob"); !errors.Is(err, errcode.ErrUserNotFound) {
 		t.Fatalf("find missing: %v", err)
 	}
 }
@@ -131,7 +132,7 @@ func TestAuthenticate(t *testing.T) {
 		}
 	}
 	hset(t, k, u.ID, keys.UserDisabled, "1")
-	if _, err := s.Authenticate(ctx, "alice", long, audit.Actor{IP: "1.2.3.4"}); !errors.Is(err, users.ErrAccountDisabled) {
+	if _, err := s.Authenticate(ctx, "alice", long, audit.Actor{IP: "1.2.3.4"}); !errors.Is(err, errcode.ErrAccountDisabled) {
 		t.Fatalf("disabled, right password: %v", err)
 	}
 	if _, err := s.Authenticate(ctx, "alice", "nope-nope", audit.Actor{IP: "1.2.3.4"}); !errors.Is(err, users.ErrInvalidCredentials) {
@@ -202,7 +203,7 @@ func TestListPages(t *testing.T) {
 	if want := "Alpha bravo charlie delta Echo foxtrot golf"; strings.Join(got, " ") != want {
 		t.Fatalf("pages: %v, want %s", got, want)
 	}
-	if _, _, err := s.List(ctx, "garbage!", 3); !errors.Is(err, users.ErrInvalidCursor) {
+	if _, _, err := s.List(ctx, "garbage!", 3); !errors.Is(err, errcode.ErrInvalidCursor) {
 		t.Fatalf("bad cursor: %v", err)
 	}
 	if page, next, err := s.List(ctx, "", 10); err != nil || len(page) != 7 || next != "" {

@@ -22,7 +22,7 @@ import (
 	"github.com/redis/rueidis"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redisx"
@@ -45,15 +45,12 @@ const (
 
 // Errors callers branch on, each with its code (internal/errcode).
 var (
-	ErrNotFound           = errcode.New(errcode.NotFound, "no such user")
 	ErrUsernameTaken      = errcode.New(errcode.UsernameTaken, "that username is taken")
 	ErrInvalidCredentials = errcode.New(errcode.InvalidCredentials, "the username or password is wrong")
-	ErrAccountDisabled    = errcode.New(errcode.AccountDisabled, "this account is disabled")
 	ErrInvalidUsername    = errcode.New(errcode.Invalid, "username: must be 1 to 64 characters of letters, digits and . _ @ + -")
 	ErrPasswordTooShort   = errcode.New(errcode.Invalid, fmt.Sprintf("password: must be at least %d characters", MinPasswordChars))
 	ErrPasswordTooLong    = errcode.New(errcode.Invalid, fmt.Sprintf("password: must be at most %d bytes", MaxPasswordBytes))
 	ErrInvalidRole        = errcode.New(errcode.Invalid, `role: must be "user" or "admin"`)
-	ErrInvalidCursor      = errcode.New(errcode.Invalid, "cursor: is not one this service issued")
 	ErrLastAdmin          = errcode.New(errcode.LastAdmin, "this is the last enabled admin: make another admin first")
 )
 
@@ -461,7 +458,7 @@ func (s *Store) SyncAdmin(ctx context.Context, id string) error {
 	switch {
 	case err == nil && u.Role == RoleAdmin && !u.Disabled:
 		cmd = s.c.B().Sadd().Key(s.k.Admins()).Member(id).Build()
-	case err == nil || errors.Is(err, ErrNotFound):
+	case err == nil || errors.Is(err, errcode.ErrUserNotFound):
 		cmd = s.c.B().Srem().Key(s.k.Admins()).Member(id).Build()
 	default:
 		return err
@@ -473,61 +470,16 @@ func (s *Store) SyncAdmin(ctx context.Context, id string) error {
 }
 
 // Prepare readies the store at start-up: it records this replica's bcrypt
-// cost as one an account's hash may have, makes the dummy hash for the
-// dearest such cost, and, on data from before sessiond kept them, builds the
-// set of enabled admins and the highest cost in use from the accounts, once.
+// cost as one an account's hash may have, and makes the dummy hash for the
+// dearest such cost.
 func (s *Store) Prepare(ctx context.Context) error {
 	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
-	exists, err := s.c.Do(rctx, s.c.B().Exists().Key(s.k.Indexed()).Build()).AsInt64()
-	cancel()
-	if err != nil {
-		return redisx.Unavailable("read account indexes", err)
-	}
-	top := s.o.BcryptCost
-	if exists == 0 {
-		if top, err = s.index(ctx); err != nil {
-			return err
-		}
-	}
-	rctx, cancel = redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	if err := scripts.MaxCost.Exec(rctx, s.c, []string{s.k.MaxCost()}, []string{strconv.Itoa(max(top, s.o.BcryptCost))}).Error(); err != nil {
+	if err := scripts.MaxCost.Exec(rctx, s.c, []string{s.k.MaxCost()}, []string{strconv.Itoa(s.o.BcryptCost)}).Error(); err != nil {
 		return redisx.Unavailable("record bcrypt cost", err)
-	}
-	if err := s.c.Do(rctx, s.c.B().Set().Key(s.k.Indexed()).Value("1").Build()).Error(); err != nil {
-		return redisx.Unavailable("record account indexes", err)
 	}
 	s.dummyAt(s.topCost(ctx))
 	return nil
-}
-
-// index walks every account once, adding enabled admins to their set, and
-// returns the highest bcrypt cost of their hashes.
-func (s *Store) index(ctx context.Context) (int, error) {
-	top, cursor := 0, ""
-	for {
-		page, next, err := s.List(ctx, cursor, 500)
-		if err != nil {
-			return 0, err
-		}
-		rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
-		for _, u := range page {
-			if c, err := bcrypt.Cost([]byte(u.hash)); err == nil {
-				top = max(top, c)
-			}
-			if u.Role == RoleAdmin && !u.Disabled {
-				if err := s.c.Do(rctx, s.c.B().Sadd().Key(s.k.Admins()).Member(u.ID).Build()).Error(); err != nil {
-					cancel()
-					return 0, redisx.Unavailable("record admins", err)
-				}
-			}
-		}
-		cancel()
-		if next == "" {
-			return top, nil
-		}
-		cursor = next
-	}
 }
 
 // Get returns an account by id as Redis has it now. Use it where a change
@@ -552,7 +504,7 @@ func (s *Store) GetCached(ctx context.Context, id string) (User, error) {
 	// Positional, no map.
 	str := func(i int) string { v, _ := vals[i].ToString(); return v }
 	if str(0) == "" {
-		return User{}, ErrNotFound
+		return User{}, errcode.ErrUserNotFound
 	}
 	created, _ := strconv.ParseInt(str(4), 10, 64)
 	return User{ID: str(0), Username: str(1), Role: str(2), Disabled: str(3) == "1",
@@ -563,13 +515,13 @@ func (s *Store) GetCached(ctx context.Context, id string) (User, error) {
 // never from the cache: a password check must see the current hash.
 func (s *Store) FindByUsername(ctx context.Context, username string) (User, error) {
 	if !ValidUsername(username) {
-		return User{}, ErrNotFound
+		return User{}, errcode.ErrUserNotFound
 	}
 	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
 	id, err := s.c.Do(ctx, s.c.B().Get().Key(s.k.Username(strings.ToLower(username))).Build()).ToString()
 	if rueidis.IsRedisNil(err) {
-		return User{}, ErrNotFound
+		return User{}, errcode.ErrUserNotFound
 	}
 	if err != nil {
 		return User{}, redisx.Unavailable("find user", err)
@@ -586,7 +538,7 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, str
 	if cursor != "" {
 		after, err := base64.RawURLEncoding.DecodeString(cursor)
 		if err != nil || !strings.Contains(string(after), "\x00") {
-			return nil, "", ErrInvalidCursor
+			return nil, "", errcode.ErrInvalidCursor
 		}
 		from = "(" + string(after)
 	}
@@ -624,7 +576,7 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, str
 
 // Authenticate checks a username and password from clientIP. Unknown user and
 // wrong password both give ErrInvalidCredentials after the same bcrypt work.
-// A correct password on a disabled account gives ErrAccountDisabled. Failed
+// A correct password on a disabled account gives errcode.ErrAccountDisabled. Failed
 // attempts are counted in Redis, so the limits hold across replicas: per
 // (username, clientIP), per clientIP and per username; past any of them,
 // *TooManyAttemptsError until its window ends. An attempt is counted before
@@ -638,10 +590,10 @@ func (s *Store) Authenticate(ctx context.Context, username, password string, fro
 	err := s.Guard(ctx, username, from.IP, func() (bool, error) {
 		var err error
 		u, err = s.FindByUsername(ctx, username)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		if err != nil && !errors.Is(err, errcode.ErrUserNotFound) {
 			return false, err
 		}
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, errcode.ErrUserNotFound) {
 			s.compareUnknown(ctx, password)
 			return false, nil
 		}
@@ -653,7 +605,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password string, fro
 	}
 	s.rehash(ctx, u, password)
 	if u.Disabled {
-		return User{}, ErrAccountDisabled
+		return User{}, errcode.ErrAccountDisabled
 	}
 	return u, nil
 }
@@ -836,7 +788,7 @@ func (ch Change) RemovesAdmin() bool {
 
 func decode(h map[string]string) (User, error) {
 	if len(h) == 0 || h[keys.UserID] == "" {
-		return User{}, ErrNotFound
+		return User{}, errcode.ErrUserNotFound
 	}
 	created, _ := strconv.ParseInt(h[keys.UserCreated], 10, 64)
 	return User{

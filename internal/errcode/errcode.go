@@ -1,7 +1,8 @@
 // Package errcode gives sessiond's domain errors a stable, machine-readable
-// code (the "code" of API.md's problem details). The package that raises an
-// error owns it and its code; app/ holds the one table from code to HTTP
-// status. It knows nothing about HTTP.
+// code (the "code" of the API's problem details). The package that raises an
+// error owns it and its code, except the few below that several stores raise
+// alike; app/ holds the one table from code to HTTP status. It knows nothing
+// about HTTP.
 package errcode
 
 import "errors"
@@ -19,6 +20,17 @@ const (
 	TooManyAttempts    = "too_many_attempts"
 	Unavailable        = "unavailable"
 	Internal           = "internal"
+)
+
+// Errors more than one store raises, defined once so a caller tests for one
+// value whichever store it called.
+var (
+	// ErrUserNotFound means the account does not exist (any more).
+	ErrUserNotFound = New(NotFound, "no such user")
+	// ErrAccountDisabled means the account is disabled.
+	ErrAccountDisabled = New(AccountDisabled, "this account is disabled")
+	// ErrInvalidCursor means a page cursor this service did not issue.
+	ErrInvalidCursor = New(Invalid, "cursor: is not one this service issued")
 )
 
 // Error is a domain error with a code. Message is safe to show a client: it

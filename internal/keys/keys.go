@@ -38,9 +38,6 @@ func (l Layout) Admins() string { return l.prefix + "admins" }
 // MaxCost holds the highest bcrypt cost any replica was configured with.
 func (l Layout) MaxCost() string { return l.prefix + "bcrypt:maxcost" }
 
-// Indexed marks that Admins and MaxCost were built from existing accounts.
-func (l Layout) Indexed() string { return l.prefix + "accounts:indexed" }
-
 // FailPair, FailAccount and FailIP are the failed-login counters (hashes:
 // FieldFailures and one field per attempt in flight) per (name, ip), per
 // name and per ip. name is a hash of the lowercased username: at login it is

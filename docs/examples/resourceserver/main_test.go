@@ -23,7 +23,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/rueidis"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/redistest"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/users"
@@ -218,7 +218,8 @@ func TestBadTokensNeverReachVerify(t *testing.T) {
 	now := time.Now()
 	claims := func(change func(jwt.MapClaims)) jwt.MapClaims {
 		c := jwt.MapClaims{"iss": "sessiond", "aud": []string{"sessiond"}, "sub": u.ID, "jti": sid,
-			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "preferred_username": "bob",
+			"account_created_at": now.Add(-time.Hour).Unix()}
 		if change != nil {
 			change(c)
 		}

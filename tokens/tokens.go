@@ -1,4 +1,8 @@
-package sessions
+// Package tokens is sessiond's keyring and its JWTs: signing, verification
+// with the algorithm pinned per key, and the JWKS other services verify
+// with. It knows nothing about sessions in Redis or HTTP: a token that
+// verifies names a session, whose liveness is the sessions store's to say.
+package tokens
 
 import (
 	"bytes"
@@ -35,7 +39,6 @@ const MinSecretLen = 32
 type Tokens struct {
 	signer   tokenKey
 	byKID    map[string]tokenKey
-	legacy   *tokenKey // verifies tokens from before tokens carried a kid
 	jwks     []byte
 	issuer   string
 	audience string
@@ -67,10 +70,9 @@ type Keyring struct {
 // ClockSkew is how far replicas' clocks may disagree on a token's iat and exp.
 const ClockSkew = 5 * time.Second
 
-// Claims are what a verified token says: whose session, and which one. The
-// account's username and creation time never change, so the token carries
-// them and GET /v1/me needs no account read; they are empty in a token issued
-// before tokens carried them.
+// Claims are what a token says: whose session, and which one, and when it
+// was issued and ends. The account's username and creation time never
+// change, so the token carries them and GET /v1/me needs no account read.
 type Claims struct {
 	UserID           string
 	SessionID        string
@@ -84,8 +86,8 @@ type Claims struct {
 // username (OpenID Connect's name for it) and creation time.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Username         string           `json:"preferred_username,omitempty"`
-	AccountCreatedAt *jwt.NumericDate `json:"account_created_at,omitempty"`
+	Username         string           `json:"preferred_username"`
+	AccountCreatedAt *jwt.NumericDate `json:"account_created_at"`
 }
 
 // claimTypes are the JSON types each claim we read must have. golang-jwt
@@ -136,8 +138,8 @@ func stringArray(v json.RawMessage) bool {
 	return json.Unmarshal(v, &ss) == nil && bytes.HasPrefix(bytes.TrimSpace(v), []byte("["))
 }
 
-// NewTokens returns a signer/verifier for a keyring, issuer and audience.
-func NewTokens(ring Keyring, issuer, audience string) (*Tokens, error) {
+// New returns a signer/verifier for a keyring, issuer and audience.
+func New(ring Keyring, issuer, audience string) (*Tokens, error) {
 	t := &Tokens{byKID: map[string]tokenKey{}, issuer: issuer, audience: audience}
 	var public []jose.JSONWebKey
 	for i, priv := range ring.PrivateKeys {
@@ -167,7 +169,6 @@ func NewTokens(ring Keyring, issuer, audience string) (*Tokens, error) {
 		k := tokenKey{kid: secretKID(secret), method: jwt.SigningMethodHS256, verify: bytes.Clone(secret)}
 		if i == 0 && ring.Secret != nil {
 			k.sign = k.verify
-			t.legacy = &k
 		}
 		t.add(k)
 	}
@@ -175,7 +176,7 @@ func NewTokens(ring Keyring, issuer, audience string) (*Tokens, error) {
 	case len(ring.PrivateKeys) > 0:
 		t.signer = t.byKID[public[0].KeyID]
 	case ring.Secret != nil:
-		t.signer = *t.legacy
+		t.signer = t.byKID[secretKID(ring.Secret)]
 	default:
 		return nil, errors.New("a JWT secret or an Ed25519 private key is required to sign tokens")
 	}
@@ -233,17 +234,10 @@ func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {
 	if _, ok := tok.Header["crit"]; ok {
 		return nil, errors.New(`unsupported "crit" header`)
 	}
-	var k tokenKey
-	switch kid, present := tok.Header["kid"]; {
-	case !present && t.legacy != nil:
-		k = *t.legacy // issued before tokens named their key
-	case !present:
-		return nil, errors.New("no kid")
-	default:
-		s, ok := kid.(string)
-		if k, ok = t.byKID[s]; !ok || s == "" {
-			return nil, errors.New("unknown kid")
-		}
+	kid, _ := tok.Header["kid"].(string)
+	k, ok := t.byKID[kid]
+	if !ok {
+		return nil, errors.New("no kid, or an unknown one")
 	}
 	if tok.Method.Alg() != k.method.Alg() {
 		return nil, fmt.Errorf("kid %s is a %s key, the token says %s", k.kid, k.method.Alg(), tok.Method.Alg())
@@ -251,20 +245,21 @@ func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {
 	return k.verify, nil
 }
 
-// Sign issues the token for a session: sub is the user, jti the session, exp
-// the session's absolute end; username and accountCreated describe the account.
-func (t *Tokens) Sign(s Session, username string, accountCreated time.Time) (string, error) {
+// Sign issues a token: sub is the user, jti the session, exp the session's
+// absolute end (or an access token's shorter one); the username and the
+// account's creation time describe the account.
+func (t *Tokens) Sign(c Claims) (string, error) {
 	claims := tokenClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    t.issuer,
 			Audience:  jwt.ClaimStrings{t.audience},
-			Subject:   s.UserID,
-			ID:        s.ID,
-			IssuedAt:  jwt.NewNumericDate(s.CreatedAt),
-			ExpiresAt: jwt.NewNumericDate(s.ExpiresAt),
+			Subject:   c.UserID,
+			ID:        c.SessionID,
+			IssuedAt:  jwt.NewNumericDate(c.IssuedAt),
+			ExpiresAt: jwt.NewNumericDate(c.ExpiresAt),
 		},
-		Username:         username,
-		AccountCreatedAt: jwt.NewNumericDate(accountCreated),
+		Username:         c.Username,
+		AccountCreatedAt: jwt.NewNumericDate(c.AccountCreatedAt),
 	}
 	tok := jwt.NewWithClaims(t.signer.method, claims)
 	tok.Header["kid"] = t.signer.kid
@@ -272,19 +267,16 @@ func (t *Tokens) Sign(s Session, username string, accountCreated time.Time) (str
 }
 
 // Verify checks a token's signature and claims. It says nothing about whether
-// the session still exists: that is Store.Check's job.
+// the session still exists: that is the sessions store's job.
 func (t *Tokens) Verify(token string) (Claims, error) {
 	var tc tokenClaims
 	_, err := t.parser.ParseWithClaims(token, &tc, t.keyFor)
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
-	if tc.Subject == "" || tc.ID == "" || tc.IssuedAt == nil {
-		return Claims{}, fmt.Errorf("%w: missing sub, jti or iat", ErrInvalidToken)
+	if tc.Subject == "" || tc.ID == "" || tc.IssuedAt == nil || tc.Username == "" || tc.AccountCreatedAt == nil {
+		return Claims{}, fmt.Errorf("%w: missing sub, jti, iat, preferred_username or account_created_at", ErrInvalidToken)
 	}
-	c := Claims{UserID: tc.Subject, SessionID: tc.ID, IssuedAt: tc.IssuedAt.Time, ExpiresAt: tc.ExpiresAt.Time, Username: tc.Username}
-	if tc.AccountCreatedAt != nil {
-		c.AccountCreatedAt = tc.AccountCreatedAt.Time
-	}
-	return c, nil
+	return Claims{UserID: tc.Subject, SessionID: tc.ID, IssuedAt: tc.IssuedAt.Time, ExpiresAt: tc.ExpiresAt.Time,
+		Username: tc.Username, AccountCreatedAt: tc.AccountCreatedAt.Time}, nil
 }

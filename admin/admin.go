@@ -9,7 +9,7 @@ package admin
 import (
 	"context"
 
-	"github.com/sessiond/sessiond/internal/audit"
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"

@@ -199,9 +199,6 @@ func (l *Log) feed(ctx context.Context, evs ...Event) error {
 	return nil
 }
 
-// ErrInvalidCursor means a cursor this service did not issue.
-var ErrInvalidCursor = errcode.New(errcode.Invalid, "cursor: is not one this service issued")
-
 // Filter selects events: of one user (their own history, authoritative) or
 // of everyone (the feed), of one type or all, newest first.
 type Filter struct {
@@ -225,7 +222,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
 	end := "+"
 	if f.Cursor != "" {
 		if !validID(f.Cursor) {
-			return nil, "", ErrInvalidCursor
+			return nil, "", errcode.ErrInvalidCursor
 		}
 		end = "(" + f.Cursor
 	}

@@ -1,4 +1,4 @@
-package sessions_test
+package tokens_test
 
 import (
 	"crypto/rand"
@@ -11,19 +11,20 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/tokens"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef")
 
 func TestTokenRoundTrip(t *testing.T) {
-	tk, err := sessions.NewTokens(sessions.Keyring{Secret: secret}, "sessiond", "sessiond")
+	tk, err := tokens.New(tokens.Keyring{Secret: secret}, "sessiond", "sessiond")
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
 	created := now.Add(-48 * time.Hour)
-	tok, err := tk.Sign(sessions.Session{ID: "sid", UserID: "uid", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, "Alice", created)
+	tok, err := tk.Sign(tokens.Claims{SessionID: "sid", UserID: "uid", IssuedAt: now, ExpiresAt: now.Add(time.Hour),
+		Username: "Alice", AccountCreatedAt: created})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,26 +33,38 @@ func TestTokenRoundTrip(t *testing.T) {
 		c.Username != "Alice" || c.AccountCreatedAt.Unix() != created.Unix() {
 		t.Fatalf("verify: %+v, %v", c, err)
 	}
-	// A token from before tokens named the account still verifies, without it.
-	old, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "sessiond", "aud": "sessiond",
-		"sub": "uid", "jti": "sid", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}).SignedString(secret)
-	if c, err := tk.Verify(old); err != nil || c.Username != "" || !c.AccountCreatedAt.IsZero() {
-		t.Fatalf("a token without the account claims: %+v, %v", c, err)
+}
+
+// kidOf is the kid tk signs with, read from a token it signed.
+func kidOf(t *testing.T, tk *tokens.Tokens) string {
+	t.Helper()
+	now := time.Now()
+	tok, err := tk.Sign(tokens.Claims{SessionID: "s", UserID: "u", IssuedAt: now, ExpiresAt: now.Add(time.Hour),
+		Username: "u", AccountCreatedAt: now})
+	if err != nil {
+		t.Fatal(err)
 	}
+	parsed, _, err := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parsed.Header["kid"].(string)
 }
 
 func TestNewTokensRejectsShortSecrets(t *testing.T) {
-	if _, err := sessions.NewTokens(sessions.Keyring{Secret: []byte(strings.Repeat("k", 31))}, "i", "a"); err == nil {
+	if _, err := tokens.New(tokens.Keyring{Secret: []byte(strings.Repeat("k", 31))}, "i", "a"); err == nil {
 		t.Fatal("a 31-byte HMAC secret was accepted")
 	}
 }
 
 // Every way a token can be wrong is refused.
 func TestVerifyRefuses(t *testing.T) {
-	tk, _ := sessions.NewTokens(sessions.Keyring{Secret: secret}, "sessiond", "sessiond")
+	tk, _ := tokens.New(tokens.Keyring{Secret: secret}, "sessiond", "sessiond")
 	now := time.Now()
 	good := jwt.MapClaims{"iss": "sessiond", "aud": "sessiond", "sub": "uid", "jti": "sid",
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "preferred_username": "alice",
+		"account_created_at": now.Add(-time.Hour).Unix()}
+	kid := kidOf(t, tk)
 	with := func(k string, v any) jwt.MapClaims {
 		c := jwt.MapClaims{}
 		for kk, vv := range good {
@@ -65,7 +78,9 @@ func TestVerifyRefuses(t *testing.T) {
 		return c
 	}
 	hs := func(m jwt.SigningMethod, key []byte, c jwt.MapClaims) string {
-		s, err := jwt.NewWithClaims(m, c).SignedString(key)
+		tok := jwt.NewWithClaims(m, c)
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,17 +99,21 @@ func TestVerifyRefuses(t *testing.T) {
 	last := strings.IndexByte(b64, sig[len(sig)-1])
 	nonCanonical := parts[0] + "." + parts[1] + "." + sig[:len(sig)-1] + string(b64[last|1])
 	crit := jwt.NewWithClaims(jwt.SigningMethodHS256, good)
+	crit.Header["kid"] = kid
 	crit.Header["crit"] = []string{"exp-ext"}
 	crit.Header["exp-ext"] = true
 	critTok, _ := crit.SignedString(secret)
+
+	noKIDTok := jwt.NewWithClaims(jwt.SigningMethodHS256, good)
+	noKID, _ := noKIDTok.SignedString(secret)
 
 	if _, err := tk.Verify(valid); err != nil {
 		t.Fatalf("the control token failed: %v", err)
 	}
 	// Signed by a replica whose clock runs a little ahead.
-	ahead := hs(jwt.SigningMethodHS256, secret, with("iat", now.Add(sessions.ClockSkew/2).Unix()))
+	ahead := hs(jwt.SigningMethodHS256, secret, with("iat", now.Add(tokens.ClockSkew/2).Unix()))
 	if _, err := tk.Verify(ahead); err != nil {
-		t.Fatalf("a token issued %s ahead of this clock: %v", sessions.ClockSkew/2, err)
+		t.Fatalf("a token issued %s ahead of this clock: %v", tokens.ClockSkew/2, err)
 	}
 	for name, tok := range map[string]string{
 		"alg none":        none,
@@ -119,10 +138,13 @@ func TestVerifyRefuses(t *testing.T) {
 		"jti as object":   hs(jwt.SigningMethodHS256, secret, with("jti", map[string]string{"a": "b"})),
 		"aud as number":   hs(jwt.SigningMethodHS256, secret, with("aud", 7)),
 		"name as number":  hs(jwt.SigningMethodHS256, secret, with("preferred_username", 7)),
+		"no username":     hs(jwt.SigningMethodHS256, secret, with("preferred_username", nil)),
+		"no created":      hs(jwt.SigningMethodHS256, secret, with("account_created_at", nil)),
+		"no kid":          noKID,
 		"empty":           "",
 		"not a JWT":       "hello",
 	} {
-		if c, err := tk.Verify(tok); !errors.Is(err, sessions.ErrInvalidToken) {
+		if c, err := tk.Verify(tok); !errors.Is(err, tokens.ErrInvalidToken) {
 			t.Errorf("%s: verified as %+v (err %v)", name, c, err)
 		}
 	}

@@ -1,25 +1,25 @@
-package sessions_test
+package tokens_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/tokens"
 )
 
 // Token parsing, fuzzed: nothing panics, and nothing but a token we signed
 // ever verifies (the fuzzer cannot forge an HMAC, so any other acceptance
 // would be a parser that skipped the signature or the pinned algorithm).
 func FuzzVerify(f *testing.F) {
-	tokens, err := sessions.NewTokens(sessions.Keyring{Secret: []byte("fuzz-secret-fuzz-secret-fuzz-secret!")}, "sessiond", "sessiond")
+	tk, err := tokens.New(tokens.Keyring{Secret: []byte("fuzz-secret-fuzz-secret-fuzz-secret!")}, "sessiond", "sessiond")
 	if err != nil {
 		f.Fatal(err)
 	}
 	// Fixed times: -fuzz reruns this set-up in each worker process, whose
 	// token must be byte for byte the coordinator's.
 	issued := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	good, err := tokens.Sign(sessions.Session{ID: "sid-1", UserID: "uid-1", CreatedAt: issued,
-		ExpiresAt: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}, "alice", issued)
+	good, err := tk.Sign(tokens.Claims{SessionID: "sid-1", UserID: "uid-1", IssuedAt: issued,
+		ExpiresAt: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), Username: "alice", AccountCreatedAt: issued})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func FuzzVerify(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, token string) {
-		c, err := tokens.Verify(token)
+		c, err := tk.Verify(token)
 		if err == nil && token != good {
 			t.Fatalf("verified %q (claims %+v), which we never signed", token, c)
 		}
