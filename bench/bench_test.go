@@ -80,6 +80,31 @@ func TestCompareSmoke(t *testing.T) {
 	}
 }
 
+// Two small sizes of -scale: each measured, and on the curve.
+func TestScaleSmoke(t *testing.T) {
+	needRedis(t)
+	o, out := smokeOpts(t, "-scale", "100,300", "-duration", "300ms", "-logging", "discard", "-token-cache-mb", "8")
+	if err := run(o); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "not read by this build, so without effect: TOKEN_CACHE_MB") {
+		t.Errorf("TOKEN_CACHE_MB not reported as unread (or now read: update this test):\n%s", out)
+	}
+	_, curve, ok := strings.Cut(out.String(), "\nthe curve")
+	if !ok {
+		t.Fatalf("no curve in:\n%s", out)
+	}
+	for _, n := range []string{"100", "300"} {
+		f := fields(t, curve, n+" ")
+		positive(t, n+" sessions req/s", f[0])
+		positive(t, n+" sessions Redis bytes", f[9])
+	}
+	// The first request of every session touched it.
+	if f := fields(t, curve, "100 "); f[3] == "0.0%" {
+		t.Errorf("no request touched a session: %q", f)
+	}
+}
+
 // wrk, given a token file, loads a server in a process of its own and its
 // result line is read.
 func TestWrkLoad(t *testing.T) {

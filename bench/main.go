@@ -24,6 +24,11 @@
 // sessions, and how long "log out everywhere" takes for a user with
 // -logout-all sessions.
 //
+// -scale 1000,100000,1000000 measures instead how the cost grows with the
+// number of sessions: for each size, GET /v1/me over random tokens of that
+// many sessions, the service's memory, Redis bytes per session, logout-all
+// and GET /v1/sessions of a user with 50 sessions.
+//
 // The load's sessions are created through sessions.Store.Create with the
 // store's clock set two touch intervals in the past, so each session's first
 // request in a run records its use (a touch), as a returning user's does.
@@ -38,6 +43,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +63,7 @@ type opts struct {
 	alg                  string // "hs256" or "eddsa"
 	logging              string // "file" or "discard"
 	load                 string // "inproc" or "wrk"
+	scale                []int  // sizes, ascending; none: the comparison
 	// env is passed to the replicas' configuration on top of the bench's
 	// own settings (-client-cache-mb, -token-cache-mb, -env).
 	env        map[string]string
@@ -90,7 +97,7 @@ func parseFlags(args []string) (opts, error) {
 	fs.IntVar(&o.users, "users", 50, "accounts created (bcrypt cost 10) whose sessions the load uses")
 	fs.IntVar(&o.tokens, "tokens", 2000, "sessions (over -users accounts) whose tokens the load picks at random")
 	fs.IntVar(&o.conc, "concurrency", 0, "concurrent connections (default 64 in process, 32 with wrk)")
-	fs.DurationVar(&o.dur, "duration", 10*time.Second, "how long each side is loaded per endpoint, over all rounds")
+	fs.DurationVar(&o.dur, "duration", 10*time.Second, "how long each side is loaded per endpoint, over all rounds; with -scale, GET /v1/me per size")
 	fs.IntVar(&o.rounds, "rounds", minRounds, "rounds each side's load is split into; the order of the sides alternates")
 	fs.IntVar(&o.nsess, "sessions", 100_000, "sessions created to measure Redis bytes per session")
 	fs.IntVar(&o.nrev, "revocations", 200, "revocations timed between the two replicas")
@@ -99,6 +106,11 @@ func parseFlags(args []string) (opts, error) {
 	fs.StringVar(&o.alg, "alg", "hs256", "sessiond's token signing: hs256 (JWT_SECRET) or eddsa (JWT_PRIVATE_KEYS, one fresh Ed25519 key); the bare server is HS256 either way")
 	fs.StringVar(&o.logging, "logging", "file", "file: the shipped defaults (request log at info through server.NewLogger to a file, metrics on); discard: no log, no metrics")
 	fs.StringVar(&o.load, "load", "inproc", "inproc: a fasthttp load generator in this process; wrk: wrk -t1 in a process of its own (Debian: apt-get install wrk)")
+	fs.Func("scale", "comma-separated session counts, e.g. 1000,100000,1000000: measure the cost as the sessions grow instead of comparing servers", func(s string) error {
+		sizes, err := parseSizes(s)
+		o.scale = sizes
+		return err
+	})
 	var clientCacheMB, tokenCacheMB int
 	fs.IntVar(&clientCacheMB, "client-cache-mb", 0, "CLIENT_CACHE_MB of the replicas (default: the service's, 64)")
 	fs.IntVar(&tokenCacheMB, "token-cache-mb", 0, "TOKEN_CACHE_MB of the replicas, passed to the configuration as is (default: unset)")
@@ -110,7 +122,7 @@ func parseFlags(args []string) (opts, error) {
 		o.env[k] = v
 		return nil
 	})
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the load rounds (servers and the in-process load) to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the load rounds (servers and the in-process load); with -scale, of the whole run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -151,13 +163,27 @@ func parseFlags(args []string) (opts, error) {
 	return o, nil
 }
 
+// parseSizes reads "1000,100_000,1000000" into ascending distinct counts.
+func parseSizes(s string) ([]int, error) {
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.ReplaceAll(strings.TrimSpace(f), "_", ""))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-scale wants positive counts separated by commas, got %q", f)
+		}
+		sizes = append(sizes, n)
+	}
+	slices.Sort(sizes)
+	return slices.Compact(sizes), nil
+}
+
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
 // run sets the bench up and runs the mode the flags chose.
 func run(o opts) error {
-	if o.rounds < minRounds {
+	if o.rounds < minRounds && len(o.scale) == 0 {
 		progress("only %d rounds: the medians the README quotes take at least %d", o.rounds, minRounds)
 	}
 	b, err := setup(o)
@@ -165,5 +191,8 @@ func run(o opts) error {
 		return err
 	}
 	defer b.close()
+	if len(o.scale) > 0 {
+		return runScale(b)
+	}
 	return runCompare(b)
 }

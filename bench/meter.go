@@ -170,3 +170,25 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// memory is this process's Go heap in use after a collection (what is live:
+// the service's caches, and the bench's own little) and its anonymous
+// resident memory (RssAnon: the heap, stacks and runtime, without the
+// mapped token files, which are file pages).
+func memory() (heap, rssAnon int64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	heap = int64(ms.HeapInuse)
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return heap, -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return heap, kb << 10
+		}
+	}
+	return heap, -1
+}

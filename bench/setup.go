@@ -59,8 +59,9 @@ func (b *bench) close() {
 	b.closers = nil
 }
 
-// setup starts Redis and two replicas (the second sees revocations made
-// through the first).
+// setup starts Redis and the replicas the mode needs: two for the
+// comparison (the second sees revocations made through the first), one for
+// -scale.
 func setup(o opts) (_ *bench, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &bench{o: o, ctx: ctx}
@@ -81,7 +82,11 @@ func setup(o opts) (_ *bench, err error) {
 	if err := b.configure(url); err != nil {
 		return nil, err
 	}
-	for i := range 2 {
+	n := 2
+	if len(o.scale) > 0 {
+		n = 1
+	}
+	for i := range n {
 		r, err := b.startReplica(fmt.Sprintf("replica-%c", 'a'+i))
 		if err != nil {
 			return nil, err
