@@ -159,6 +159,9 @@ func loadRounds(b *bench, lo loader, sides []side) ([][][]sample, error) {
 			progress("GET %s, round %d of %d: %s, %s, %s (%s each)", p, r+1, rounds,
 				sides[order[0]].name, sides[order[1]].name, sides[order[2]].name, d)
 			for _, k := range order {
+				if k == 0 { // sessiond
+					b.age()
+				}
 				t := target{addr: sides[k].addr, path: p, tokens: sides[k].tokens}
 				s, err := m.measure(func() (sample, error) { return lo.run(t, d) })
 				if err != nil {

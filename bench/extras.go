@@ -25,10 +25,11 @@ import (
 // The measurements that need no comparison, and the helpers they share with
 // -scale.
 
-// propagation signs in n sessions (of the bench's first users, over HTTP),
-// warms replica B's cache with each, signs it out through replica A and
-// polls B until it refuses the token: the time from A's 204 to B's first
-// 401.
+// propagation signs in n sessions (of the bench's first users, over HTTP,
+// through replica B: the loaded replica A's clock may be ahead, and the
+// tokens it issues then too), warms replica B's cache with each, signs it
+// out through replica A and polls B until it refuses the token: the time
+// from A's 204 to B's first 401.
 func propagation(addrs [2]string, n, users int) ([]time.Duration, error) {
 	b := &fasthttp.HostClient{Addr: addrs[1], MaxConns: 4}
 	get := func(tok string) int {
@@ -44,7 +45,7 @@ func propagation(addrs [2]string, n, users int) ([]time.Duration, error) {
 	}
 	out := make([]time.Duration, 0, n)
 	for i := range n {
-		tok, err := login(addrs[0], fmt.Sprintf("bench%d", i%min(users, 10)))
+		tok, err := login(addrs[1], fmt.Sprintf("bench%d", i%min(users, 10)))
 		if err != nil {
 			return nil, err
 		}

@@ -150,6 +150,15 @@ func header(w io.Writer, b *bench, lo loader, what string) {
 	}
 }
 
+// touchNote says which requests touched their session.
+func touchNote(b *bench) string {
+	age := touchAge(b.cfg)
+	if b.o.touch == "round" {
+		return fmt.Sprintf("before each run of sessiond every session was last used %s ago (its clock moved on), so each one's first request in every run touches it", age)
+	}
+	return fmt.Sprintf("each session was created %s in the past, so its first request of the bench touches it, and then once every %s", age, age/2)
+}
+
 func reportCompare(b *bench, lo loader, sides []side, runs [][][]sample, ex extras) {
 	w, o := b.o.out, b.o
 	_, wrk := lo.(*wrkLoad)
@@ -158,8 +167,7 @@ func reportCompare(b *bench, lo loader, sides []side, runs [][][]sample, ex extr
 		d = time.Duration(wrkSeconds(d)) * time.Second
 	}
 	header(w, b, lo, fmt.Sprintf("%d rounds of %s per side per endpoint, sides in alternating order", o.rounds, d))
-	fmt.Fprintf(w, "the load: a random token a request over %d sessions of %d users; each session last used %s before the run, so its first request touches it, later ones once per touch interval\n",
-		o.tokens, o.users, touchAge(b.cfg))
+	fmt.Fprintf(w, "the load: a random token a request over %d sessions of %d users; %s\n", o.tokens, o.users, touchNote(b))
 	fmt.Fprintf(w, "equal-duty: the signature only, with sessiond's keyring, Fiber configuration and headers, no log\n")
 	fmt.Fprintf(w, "bare: fiber.New() defaults, golang-jwt jwt.Parse into jwt.MapClaims, HS256, iss and aud checked, no log, no extra headers\n")
 	fmt.Fprintf(w, "figures: medians over the rounds; CPU/req is this process's (all three servers%s) over the requests; ratios are medians of the per-round ratios\n\n",

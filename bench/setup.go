@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessiond/sessiond/internal/audit"
@@ -39,6 +40,9 @@ type bench struct {
 	passed, unread []string
 	replicas       []*replica
 	mk             *maker // see maker()
+	// ahead is how far the loaded replica's clock (server.Options.Now) is
+	// ahead of the wall clock, in nanoseconds: see age.
+	ahead atomic.Int64
 
 	closers []func()
 }
@@ -48,6 +52,16 @@ type replica struct {
 	srv     *server.Server
 	addr    string
 	logFile string // "" unless -logging file
+}
+
+// age makes every session look unused for two touch intervals to the
+// loaded replica, so the first request of each in the next run records its
+// use, as a user's first request after a while does: with -touch round,
+// before each run of sessiond.
+func (b *bench) age() {
+	if b.o.touch == "round" {
+		b.ahead.Add(int64(touchAge(b.cfg)))
+	}
 }
 
 func (b *bench) defer_(f func()) { b.closers = append(b.closers, f) }
@@ -87,7 +101,7 @@ func setup(o opts) (_ *bench, err error) {
 		n = 1
 	}
 	for i := range n {
-		r, err := b.startReplica(fmt.Sprintf("replica-%c", 'a'+i))
+		r, err := b.startReplica(fmt.Sprintf("replica-%c", 'a'+i), i == 0)
 		if err != nil {
 			return nil, err
 		}
@@ -166,8 +180,9 @@ func (b *bench) configure(url string) error {
 // startReplica opens a sessiond on the configuration and serves it on a
 // loopback port until the bench closes. With -logging file it logs as serve
 // does (server.NewLogger as configured, to a file instead of stderr) and
-// has metrics on, as compose runs it.
-func (b *bench) startReplica(name string) (*replica, error) {
+// has metrics on, as compose runs it. The loaded replica's clock is the
+// wall clock moved on by b.ahead.
+func (b *bench) startReplica(name string, loaded bool) (*replica, error) {
 	r := &replica{}
 	log := slog.New(slog.DiscardHandler)
 	cfg := b.cfg
@@ -183,7 +198,11 @@ func (b *bench) startReplica(name string) (*replica, error) {
 		b.defer_(flush)
 		cfg.MetricsAddr = "127.0.0.1:0"
 	}
-	srv, err := server.Open(b.ctx, cfg, server.Options{Log: log})
+	var now func() time.Time
+	if loaded {
+		now = func() time.Time { return time.Now().Add(time.Duration(b.ahead.Load())) }
+	}
+	srv, err := server.Open(b.ctx, cfg, server.Options{Log: log, Now: now})
 	if err != nil {
 		return nil, err
 	}
