@@ -194,7 +194,7 @@ func reportCompare(b *bench, lo loader, sides []side, runs [][][]sample, ex extr
 			if wrk {
 				fmt.Fprintf(w, " %10s", us(r.load))
 			}
-			fmt.Fprintf(w, " %10d %10d %10d %10s\n", r.touches, r.reads, r.errors, share(r.others))
+			fmt.Fprintf(w, " %9.1f%% %9.1f%% %10d %10s\n", pct(r.touches, r.requests), pct(r.reads, r.requests), r.errors, share(r.others))
 		}
 		quiet := quietRounds(runs[i])
 		for k := 1; k < len(sides); k++ {
