@@ -169,11 +169,11 @@ func reportScaleRow(b *bench, r scaleRow) {
 func reportCurve(b *bench, rows []scaleRow) {
 	w := b.o.out
 	fmt.Fprintf(w, "\nthe curve (GET /v1/me; list = GET /v1/sessions of %d; logout-all of %d)\n", scalePerUser, b.o.bigUser)
-	fmt.Fprintf(w, "%10s %9s %9s %9s %8s %10s %10s %10s %10s %11s %9s %9s\n", "sessions", "req/s", "p99", "CPU/req",
-		"touched", "cache miss", "Go heap", "RSS anon", "Redis B/s", "logout-all", "list p50", "list p99")
+	fmt.Fprintf(w, "%10s %9s %9s %9s %8s %10s %10s %10s %12s %11s %9s %9s\n", "sessions", "req/s", "p99", "CPU/req",
+		"touched", "cache miss", "Go heap", "RSS anon", "Redis B/sess", "logout-all", "list p50", "list p99")
 	for _, r := range rows {
 		me := r.me
-		fmt.Fprintf(w, "%10d %9.0f %9s %9s %7.1f%% %9.1f%% %10s %10s %10.0f %11s %9s %9s\n", r.n, me.rps(), ms(me.p99),
+		fmt.Fprintf(w, "%10d %9.0f %9s %9s %7.1f%% %9.1f%% %10s %10s %12.0f %11s %9s %9s\n", r.n, me.rps(), ms(me.p99),
 			us(me.perReq(me.cpu)), pct(me.touches, me.requests), pct(me.reads, me.requests), mb(r.heap), mb(r.rss),
 			r.redisPerSess, r.logoutAll.Round(10*time.Microsecond), ms(r.list.p50), ms(r.list.p99))
 	}
