@@ -63,53 +63,15 @@ func runCompare(b *bench) error {
 	return nil
 }
 
-// startSides signs in -users accounts, creates the load's -tokens sessions
-// and their token files, starts the equal-duty baseline and the bare server,
-// and checks that each answers as sessiond does.
+// startSides creates the load's sessions and tokens, starts the equal-duty
+// baseline and the bare server, and checks that each answers as sessiond
+// does. sides[0] is sessiond.
 func startSides(b *bench) ([]side, error) {
-	ctx, o := b.ctx, b.o
 	ours := b.replicas[0]
-	progress("creating %d users (bcrypt cost %d)", o.users, b.cfg.BcryptCost)
-	us, err := createUsers(ctx, ours.srv.Users, o.users)
+	ourTokens, bareTokens, err := loadSessions(b)
 	if err != nil {
 		return nil, err
 	}
-	// The bare server checks HS256 with the bench's secret: with -alg eddsa
-	// it gets tokens of its own, for the same sessions.
-	hs, err := sessions.NewTokens(sessions.Keyring{Secret: []byte(secret)}, b.cfg.JWTIssuer, b.cfg.JWTAudience)
-	if err != nil {
-		return nil, err
-	}
-	signers, names := []*sessions.Tokens{ours.srv.Tokens}, []string{"sessiond"}
-	if o.alg != "hs256" {
-		signers, names = append(signers, hs), append(names, "bare")
-	}
-	mk, err := b.maker()
-	if err != nil {
-		return nil, err
-	}
-	ts, err := newTokenSet(b.tmp, names...)
-	if err != nil {
-		return nil, err
-	}
-	defer ts.close()
-	progress("creating %d sessions over %d users, last used %s ago (so their first request touches)", o.tokens, o.users, mk.age)
-	owner := func(i int) account {
-		u := us[i%len(us)]
-		return account{id: u.ID, username: u.Username, cv: u.CredentialVersion, created: u.CreatedAt}
-	}
-	if err := mk.create(ctx, 0, o.tokens, owner, signers, ts, o.tokens >= 100_000); err != nil {
-		return nil, err
-	}
-	files, err := ts.snapshot()
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range files {
-		b.defer_(f.close)
-	}
-	ourTokens, bareTokens := files[0], files[len(files)-1]
-
 	equalAddr, stopEqual, err := equalDuty(ours.srv.Tokens)
 	if err != nil {
 		return nil, err
@@ -128,11 +90,60 @@ func startSides(b *bench) ([]side, error) {
 			return nil, err
 		}
 	}
+	logged := map[string]string{"file": "shipped defaults", "discard": "no log"}[b.o.logging]
 	return []side{
-		{name: "sessiond", label: "sessiond (" + map[string]string{"file": "shipped defaults", "discard": "no log"}[o.logging] + ")", addr: ours.addr, tokens: ourTokens},
+		{name: "sessiond", label: "sessiond (" + logged + ")", addr: ours.addr, tokens: ourTokens},
 		{name: "equal-duty", label: "equal-duty (signature only)", addr: equalAddr, tokens: ourTokens},
 		{name: "bare", label: "bare (fiber.New, jwt.Parse)", addr: bareAddr, tokens: bareTokens},
 	}, nil
+}
+
+// loadSessions creates -users accounts and -tokens sessions over them, and
+// returns their token files: sessiond's (the equal-duty baseline's too), and
+// the bare server's, the same file with -alg hs256, else one of HS256 tokens
+// for the same sessions (the bare server checks HS256 with the bench's
+// secret).
+func loadSessions(b *bench) (ours, bare *tokenFile, err error) {
+	ctx, o := b.ctx, b.o
+	replica := b.replicas[0].srv
+	progress("creating %d users (bcrypt cost %d)", o.users, b.cfg.BcryptCost)
+	us, err := createUsers(ctx, replica.Users, o.users)
+	if err != nil {
+		return nil, nil, err
+	}
+	signers, names := []*sessions.Tokens{replica.Tokens}, []string{"sessiond"}
+	if o.alg != "hs256" {
+		hs, err := sessions.NewTokens(sessions.Keyring{Secret: []byte(secret)}, b.cfg.JWTIssuer, b.cfg.JWTAudience)
+		if err != nil {
+			return nil, nil, err
+		}
+		signers, names = append(signers, hs), append(names, "bare")
+	}
+	mk, err := b.maker()
+	if err != nil {
+		return nil, nil, err
+	}
+	ts, err := newTokenSet(b.tmp, names...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ts.close()
+	progress("creating %d sessions over %d users, last used %s ago (so their first request touches)", o.tokens, o.users, mk.age)
+	owner := func(i int) account {
+		u := us[i%len(us)]
+		return account{id: u.ID, username: u.Username, cv: u.CredentialVersion, created: u.CreatedAt}
+	}
+	if err := mk.create(ctx, 0, o.tokens, owner, signers, ts, o.tokens >= 100_000); err != nil {
+		return nil, nil, err
+	}
+	files, err := ts.snapshot()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, f := range files {
+		b.defer_(f.close)
+	}
+	return files[0], files[len(files)-1], nil
 }
 
 // loadRounds loads every side on every path in -rounds rounds of

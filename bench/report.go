@@ -159,6 +159,8 @@ func touchNote(b *bench) string {
 	return fmt.Sprintf("each session was created %s in the past, so its first request of the bench touches it, and then once every %s", age, age/2)
 }
 
+// reportCompare prints the comparison: what ran, a table per endpoint, and
+// the other figures.
 func reportCompare(b *bench, lo loader, sides []side, runs [][][]sample, ex extras) {
 	w, o := b.o.out, b.o
 	_, wrk := lo.(*wrkLoad)
@@ -172,43 +174,9 @@ func reportCompare(b *bench, lo loader, sides []side, runs [][][]sample, ex extr
 	fmt.Fprintf(w, "bare: fiber.New() defaults, golang-jwt jwt.Parse into jwt.MapClaims, HS256, iss and aud checked, no log, no extra headers\n")
 	fmt.Fprintf(w, "figures: medians over the rounds; CPU/req is this process's (all three servers%s) over the requests; ratios are medians of the per-round ratios\n\n",
 		map[bool]string{false: " and the in-process load", true: "; wrk's CPU is apart, wrk/req"}[wrk])
-
-	cols := []string{"req/s", "p50", "p99", "CPU/req", "Redis/req"}
-	if wrk {
-		cols = append(cols, "wrk/req")
-	}
-	cols = append(cols, "touched", "cache miss", "errors", "others")
 	var served int64
 	for i, p := range paths {
-		fmt.Fprintf(w, "%-32s", "GET "+p)
-		for _, c := range cols {
-			fmt.Fprintf(w, " %10s", c)
-		}
-		fmt.Fprintln(w)
-		for k, s := range sides {
-			r := rowOf(runs[i][k])
-			if k == 0 {
-				served += r.requests
-			}
-			fmt.Fprintf(w, "%-32s %10.0f %10s %10s %10s %10s", s.label, r.rps, ms(r.p50), ms(r.p99), us(r.cpu), us(r.red))
-			if wrk {
-				fmt.Fprintf(w, " %10s", us(r.load))
-			}
-			fmt.Fprintf(w, " %9.1f%% %9.1f%% %10d %10s\n", pct(r.touches, r.requests), pct(r.reads, r.requests), r.errors, share(r.others))
-		}
-		quiet := quietRounds(runs[i])
-		for k := 1; k < len(sides); k++ {
-			r := ratiosOf(runs[i][0], runs[i][k], quiet)
-			fmt.Fprintf(w, "%-32s %9.2fx %9.2fx %9.2fx %9.2fx   req/s per round %.2f–%.2f", "sessiond / "+sides[k].name,
-				r.rps, r.p50, r.p99, r.cpu, r.lo, r.hi)
-			if r.quiet > 0 {
-				fmt.Fprintf(w, "; %d of %d rounds quiet (others < %.0f%%): %.2fx", r.quiet, len(quiet), 100*quietShare, r.quietRPS)
-			} else {
-				fmt.Fprintf(w, "; no round quiet (others < %.0f%%)", 100*quietShare)
-			}
-			fmt.Fprintln(w)
-		}
-		fmt.Fprintln(w)
+		served += reportPath(w, p, wrk, sides, runs[i])
 	}
 	if ex.logBytes >= 0 && served > 0 {
 		fmt.Fprintf(w, "request log of the loaded replica: %.1f MB written during the load, %.0f bytes per request\n",
@@ -220,4 +188,44 @@ func reportCompare(b *bench, lo loader, sides []side, runs [][][]sample, ex extr
 	}
 	fmt.Fprintf(w, "Redis memory: %.0f bytes per session over %d sessions (session hash encoding: %s)\n", ex.perSession, o.nsess, ex.encoding)
 	fmt.Fprintf(w, "logout-all of one user with %d sessions: %s\n", o.bigUser, ex.logoutAll.Round(10*time.Microsecond))
+}
+
+// reportPath prints one endpoint's table: a row per side, then sessiond's
+// ratios to each other side. It returns the requests sessiond served.
+func reportPath(w io.Writer, path string, wrk bool, sides []side, bySide [][]sample) (served int64) {
+	cols := []string{"req/s", "p50", "p99", "CPU/req", "Redis/req"}
+	if wrk {
+		cols = append(cols, "wrk/req")
+	}
+	cols = append(cols, "touched", "cache miss", "errors", "others")
+	fmt.Fprintf(w, "%-32s", "GET "+path)
+	for _, c := range cols {
+		fmt.Fprintf(w, " %10s", c)
+	}
+	fmt.Fprintln(w)
+	for k, s := range sides {
+		r := rowOf(bySide[k])
+		if k == 0 {
+			served = r.requests
+		}
+		fmt.Fprintf(w, "%-32s %10.0f %10s %10s %10s %10s", s.label, r.rps, ms(r.p50), ms(r.p99), us(r.cpu), us(r.red))
+		if wrk {
+			fmt.Fprintf(w, " %10s", us(r.load))
+		}
+		fmt.Fprintf(w, " %9.1f%% %9.1f%% %10d %10s\n", pct(r.touches, r.requests), pct(r.reads, r.requests), r.errors, share(r.others))
+	}
+	quiet := quietRounds(bySide)
+	for k := 1; k < len(sides); k++ {
+		r := ratiosOf(bySide[0], bySide[k], quiet)
+		fmt.Fprintf(w, "%-32s %9.2fx %9.2fx %9.2fx %9.2fx   req/s per round %.2f–%.2f", "sessiond / "+sides[k].name,
+			r.rps, r.p50, r.p99, r.cpu, r.lo, r.hi)
+		if r.quiet > 0 {
+			fmt.Fprintf(w, "; %d of %d rounds quiet (others < %.0f%%): %.2fx", r.quiet, len(quiet), 100*quietShare, r.quietRPS)
+		} else {
+			fmt.Fprintf(w, "; no round quiet (others < %.0f%%)", 100*quietShare)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+	return served
 }

@@ -24,7 +24,7 @@ const scalePerUser = 50
 // scaleRow is the figures of one size.
 type scaleRow struct {
 	n, added      int
-	created       time.Duration // to create the sessions added for this size
+	created       time.Duration // to create the added sessions
 	me, list      sample
 	heap, rss     int64
 	redisPerSess  float64
@@ -33,8 +33,23 @@ type scaleRow struct {
 	meDur, lstDur time.Duration
 }
 
+// scaler is the state of a -scale run across its sizes.
+type scaler struct {
+	b          *bench
+	lo         loader
+	m          *meter
+	mk         *maker
+	ts         *tokenSet
+	accounts   []account
+	have       int   // sessions created so far
+	redisBytes int64 // Redis's growth while they were created
+	// added were created by the last grow, in took.
+	added int
+	took  time.Duration
+}
+
 func runScale(b *bench) error {
-	ctx, o := b.ctx, b.o
+	o := b.o
 	lo, err := newLoader(o, b.tmp)
 	if err != nil {
 		return err
@@ -44,7 +59,6 @@ func runScale(b *bench) error {
 		return err
 	}
 	defer stopProfile()
-	ours := b.replicas[0]
 	mk, err := b.maker()
 	if err != nil {
 		return err
@@ -67,53 +81,13 @@ func runScale(b *bench) error {
 	fmt.Fprintf(o.out, "this process before any session: Go heap %s, RSS (anon) %s; memory below is after a GC, after the GET /v1/me load\n",
 		mb(heap0), mb(rss0))
 
-	var redisBytes int64
+	sc := &scaler{b: b, lo: lo, m: m, mk: mk, ts: ts, accounts: accounts}
 	var rows []scaleRow
-	have := 0
-	owner := func(i int) account { return accounts[i/scalePerUser] }
 	for _, n := range o.scale {
-		progress("creating sessions %d to %d", have, n)
-		before, err := usedMemory(ctx, b.rs)
-		if err != nil {
+		if err := sc.grow(n); err != nil {
 			return err
 		}
-		start := time.Now()
-		if err := mk.create(ctx, have, n, owner, []*sessions.Tokens{ours.srv.Tokens}, ts, true); err != nil {
-			return err
-		}
-		row := scaleRow{n: n, added: n - have, created: time.Since(start), listPerUser: min(n, scalePerUser)}
-		after, err := usedMemory(ctx, b.rs)
-		if err != nil {
-			return err
-		}
-		// Only the growth while sessions were created counts: the loads and
-		// logout-alls in between leave their own traces (events).
-		redisBytes += after - before
-		row.redisPerSess = float64(redisBytes) / float64(n)
-		have = n
-		files, err := ts.snapshot()
-		if err != nil {
-			return err
-		}
-		tf := files[0]
-		row.meDur, row.lstDur = o.dur, max(o.dur/4, time.Second)
-		progress("%d sessions: GET /v1/me over random tokens for %s", n, row.meDur)
-		b.age()
-		row.me, err = m.measure(func() (sample, error) { return lo.run(target{ours.addr, "/v1/me", tf}, row.meDur) })
-		if err != nil {
-			tf.close()
-			return err
-		}
-		row.heap, row.rss = memory()
-		progress("%d sessions: logout-all of a user with %d sessions", n, o.bigUser)
-		if row.logoutAll, err = timeLogoutAll(ctx, mk, o.bigUser); err != nil {
-			tf.close()
-			return err
-		}
-		progress("%d sessions: GET /v1/sessions (%d sessions a user) for %s", n, row.listPerUser, row.lstDur)
-		b.age()
-		row.list, err = m.measure(func() (sample, error) { return lo.run(target{ours.addr, "/v1/sessions", tf}, row.lstDur) })
-		tf.close()
+		row, err := sc.measure(n)
 		if err != nil {
 			return err
 		}
@@ -122,6 +96,58 @@ func runScale(b *bench) error {
 	}
 	reportCurve(b, rows)
 	return nil
+}
+
+// grow creates sessions up to n, counting Redis's growth meanwhile: the
+// loads and logout-alls in between leave traces of their own (events), which
+// do not count.
+func (sc *scaler) grow(n int) error {
+	ctx := sc.b.ctx
+	progress("creating sessions %d to %d", sc.have, n)
+	before, err := usedMemory(ctx, sc.b.rs)
+	if err != nil {
+		return err
+	}
+	owner := func(i int) account { return sc.accounts[i/scalePerUser] }
+	start := time.Now()
+	if err := sc.mk.create(ctx, sc.have, n, owner, []*sessions.Tokens{sc.b.replicas[0].srv.Tokens}, sc.ts, true); err != nil {
+		return err
+	}
+	after, err := usedMemory(ctx, sc.b.rs)
+	if err != nil {
+		return err
+	}
+	sc.redisBytes += after - before
+	sc.added, sc.took, sc.have = n-sc.have, time.Since(start), n
+	return nil
+}
+
+// measure loads and measures the n sessions there are.
+func (sc *scaler) measure(n int) (scaleRow, error) {
+	b, o := sc.b, sc.b.o
+	row := scaleRow{n: n, added: sc.added, created: sc.took, redisPerSess: float64(sc.redisBytes) / float64(n), listPerUser: min(n, scalePerUser),
+		meDur: o.dur, lstDur: max(o.dur/4, time.Second)}
+	files, err := sc.ts.snapshot()
+	if err != nil {
+		return row, err
+	}
+	tf := files[0]
+	defer tf.close()
+	addr := b.replicas[0].addr
+	progress("%d sessions: GET /v1/me over random tokens for %s", n, row.meDur)
+	b.age()
+	if row.me, err = sc.m.measure(func() (sample, error) { return sc.lo.run(target{addr, "/v1/me", tf}, row.meDur) }); err != nil {
+		return row, err
+	}
+	row.heap, row.rss = memory()
+	progress("%d sessions: logout-all of a user with %d sessions", n, o.bigUser)
+	if row.logoutAll, err = timeLogoutAll(b.ctx, sc.mk, o.bigUser); err != nil {
+		return row, err
+	}
+	progress("%d sessions: GET /v1/sessions (%d sessions a user) for %s", n, row.listPerUser, row.lstDur)
+	b.age()
+	row.list, err = sc.m.measure(func() (sample, error) { return sc.lo.run(target{addr, "/v1/sessions", tf}, row.lstDur) })
+	return row, err
 }
 
 // scaleAccounts writes n bare enabled accounts (no bcrypt: sessions only
@@ -146,7 +172,8 @@ func mb(n int64) string {
 
 func reportScaleRow(b *bench, r scaleRow) {
 	w := b.o.out
-	fmt.Fprintf(w, "\n%d sessions (these %d created in %s)\n", r.n, r.added, r.created.Round(100*time.Millisecond))
+	fmt.Fprintf(w, "\n%d sessions (%d of them created in %s, %.0f/s)\n", r.n, r.added, r.created.Round(100*time.Millisecond),
+		float64(r.added)/max(r.created.Seconds(), 1e-9))
 	fmt.Fprintf(w, "  %-30s %9s %9s %9s %9s %9s %9s %10s %7s\n", "", "req/s", "p50", "p99", "CPU/req", "Redis/req", "touched", "cache miss", "errors")
 	for _, l := range []struct {
 		name string
