@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -14,16 +15,19 @@ import (
 )
 
 // meter reads, around each load run, the CPU this process used, the CPU the
-// Redis node(s) used, and the CPU the whole machine used, so a run can tell
-// what the Redis side of a request costs (outside this process) and whether
-// something else on the machine was busy while it ran.
+// Redis node(s) used and the commands they ran, and the CPU the whole
+// machine used, so a run can tell what the Redis side of a request costs
+// (outside this process), how many requests touched a session or missed the
+// client-side cache, and whether something else on the machine was busy
+// while it ran.
 type meter struct {
-	redis rueidis.Client // nil: Redis CPU is not read
+	redis rueidis.Client // nil: Redis is not read
 }
 
 type cpuSample struct {
 	proc, redis, machine time.Duration
 	machineOK            bool
+	scripts, caching     int64
 }
 
 func newMeter(rs *redistest.Server) *meter {
@@ -42,22 +46,71 @@ func (m *meter) Close() {
 
 func (m *meter) sample() cpuSample {
 	s := cpuSample{proc: processCPU(), redis: m.redisCPU()}
+	s.scripts, s.caching = m.commands()
 	s.machine, s.machineOK = machineBusy()
 	return s
 }
 
-// measure runs f and adds to its result the Redis CPU and the CPU of the
-// machine's other processes over the run.
-func (m *meter) measure(f func() result) result {
+// measure runs f and adds to its sample this process's CPU, Redis's CPU and
+// commands, and the share of the machine's CPU that other processes (not
+// this one, not Redis, not wrk) used over the run.
+func (m *meter) measure(f func() (sample, error)) (sample, error) {
 	a := m.sample()
-	r := f()
+	r, err := f()
 	b := m.sample()
-	r.redisCPU = b.redis - a.redis
-	if a.machineOK && b.machineOK {
-		r.otherCPU = max((b.machine-a.machine)-(b.proc-a.proc)-r.redisCPU, 0)
-		r.capacity = time.Duration(r.seconds * float64(runtime.NumCPU()) * float64(time.Second))
+	if err != nil {
+		return r, err
 	}
-	return r
+	r.cpu = b.proc - a.proc
+	r.redisCPU = b.redis - a.redis
+	r.touches, r.reads = b.scripts-a.scripts, b.caching-a.caching
+	r.others = -1
+	if a.machineOK && b.machineOK && r.seconds > 0 {
+		other := max((b.machine-a.machine)-r.cpu-r.redisCPU-r.loadCPU, 0)
+		r.others = other.Seconds() / (r.seconds * float64(runtime.NumCPU()))
+	}
+	return r, nil
+}
+
+// commands sums, over every node, the scripts Redis ran (EVALSHA and EVAL
+// calls) and the CLIENT CACHING calls, one per client-side cache miss.
+func (m *meter) commands() (scripts, caching int64) {
+	if m.redis == nil {
+		return 0, 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, node := range m.redis.Nodes() {
+		info, err := node.Do(ctx, node.B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			name, stats, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+			if !ok {
+				continue
+			}
+			calls := statField(stats, "calls")
+			switch name {
+			case "evalsha", "eval":
+				scripts += calls
+			case "client|caching":
+				caching += calls
+			}
+		}
+	}
+	return scripts, caching
+}
+
+// statField is the integer field of an INFO line's "a=1,b=2" value.
+func statField(stats, field string) int64 {
+	for _, kv := range strings.Split(stats, ",") {
+		if v, ok := strings.CutPrefix(kv, field+"="); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // redisCPU sums used_cpu_user and used_cpu_sys over every node.
@@ -107,4 +160,35 @@ func machineBusy() (time.Duration, bool) {
 		busy += n
 	}
 	return time.Duration(busy) * 10 * time.Millisecond, true
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// memory is this process's Go heap in use after a collection (what is live:
+// the service's caches, and the bench's own little) and its anonymous
+// resident memory (RssAnon: the heap, stacks and runtime, without the
+// mapped token files, which are file pages).
+func memory() (heap, rssAnon int64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	heap = int64(ms.HeapInuse)
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return heap, -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return heap, kb << 10
+		}
+	}
+	return heap, -1
 }
