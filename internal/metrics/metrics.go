@@ -111,9 +111,9 @@ func (m *Metrics) Request(route, method string, status int, took time.Duration) 
 	r.latency.Observe(took.Seconds())
 }
 
-// Login records a sign-in attempt's outcome.
+// Login records a sign-in attempt's outcome; "" records nothing.
 func (m *Metrics) Login(outcome string) {
-	if m != nil {
+	if m != nil && outcome != "" {
 		m.logins.WithLabelValues(outcome).Inc()
 	}
 }
