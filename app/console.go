@@ -505,6 +505,7 @@ var eventWords = map[string]string{
 	audit.AccountEnabled:     "Account enabled",
 	audit.AccountRoleChanged: "Role changed",
 	audit.AccountDeleted:     "Account deleted",
+	audit.ClientAuthFailed:   "Failed client authentication",
 }
 
 func eventText(typ string) string {
