@@ -255,11 +255,6 @@ func clearConsoleCookie(c *fiber.Ctx) {
 		HTTPOnly: true, SameSite: fiber.CookieSameSiteStrictMode})
 }
 
-// formValue is a field of a form-encoded body (never of the query string).
-func formValue(c *fiber.Ctx, name string) string {
-	return string(c.Request().PostArgs().Peek(name))
-}
-
 // consoleUserInfo is who is signed in, for the page header.
 type consoleUserInfo struct {
 	UserID   string

@@ -127,6 +127,11 @@ func inField(field string, err error) error {
 	return err
 }
 
+// formValue is a field of a form-encoded body (never of the query string).
+func formValue(c *fiber.Ctx, name string) string {
+	return string(c.Request().PostArgs().Peek(name))
+}
+
 func truncateUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s

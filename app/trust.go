@@ -89,7 +89,9 @@ func (h *handlers) introspect(c *fiber.Ctx) error {
 	if mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType)); err != nil || mt != fiber.MIMEApplicationForm {
 		return invalid("Content-Type must be application/x-www-form-urlencoded")
 	}
-	token := c.FormValue("token")
+	// RFC 7662 §2.1: a parameter of the form body. Fiber's FormValue would
+	// take the query string's first, and a token in a URL leaks into logs.
+	token := formValue(c, "token")
 	if token == "" {
 		return invalid("token: is required")
 	}

@@ -431,3 +431,26 @@ func TestIntrospectionFailuresPerAddressAreBounded(t *testing.T) {
 		t.Fatalf("%d client_auth.failed events, want 1: %v", len(evs), evs)
 	}
 }
+
+// RFC 7662 §2.1: the token is a parameter of the form body. One in the query
+// string is not read: alone it is no token (400), and it never wins over the
+// body's.
+func TestIntrospectionReadsTheTokenFromTheBodyOnly(t *testing.T) {
+	t.Parallel()
+	const gw = "gateway-secret-gateway-secret-gateway!!"
+	e := newEnv(t, envOpts{Env: map[string]string{"INTROSPECTION_CLIENTS": "kong:" + gw}})
+	e.createUser("alice", "password123", "")
+	tok, _ := e.login("alice", "password123")
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("kong:"+gw))
+	form := []string{"Content-Type", "application/x-www-form-urlencoded", "Authorization", basic}
+
+	wantProblem(t, e.do("POST", "/v1/oauth/introspect?token="+url.QueryEscape(tok), "", "", form...), 400, "invalid_request")
+	r := e.do("POST", "/v1/oauth/introspect?token="+url.QueryEscape(tok), "", "token=not-a-token", form...)
+	if r.Status != 200 || string(r.Body) != `{"active":false}` {
+		t.Fatalf("a query token beside the body's: %d %s; want the body's answered", r.Status, r.Body)
+	}
+	r = e.do("POST", "/v1/oauth/introspect?token=not-a-token", "", "token="+url.QueryEscape(tok), form...)
+	if r.Status != 200 || r.JSON(t)["active"] != true {
+		t.Fatalf("the body's token beside a query one: %d %s", r.Status, r.Body)
+	}
+}
