@@ -14,9 +14,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sessiond/sessiond/admin"
 	"github.com/sessiond/sessiond/internal/errcode"
@@ -35,6 +37,8 @@ const userUsage = `usage: sessiond user COMMAND
   role ID|NAME user|admin                    change its role
   password ID|NAME                           set its password from stdin (ends every session)
   delete ID|NAME                             delete it (ends every session, frees the name)
+ID|NAME is an account's id or username; write id:ID or name:NAME when one
+account's username is another account's id (the command refuses otherwise).
 Each needs REDIS_URL and the same configuration as the service (JWT_SECRET or
 JWT_PRIVATE_KEYS, REDIS_KEY_PREFIX, …). The last enabled admin cannot be
 demoted, disabled or deleted.`
@@ -122,7 +126,7 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(out, "\nSESSION\tDEVICE\tPLATFORM\tIP\tLAST SEEN\tCREATED\tEXPIRES\n")
 		for _, s := range list {
-			fmt.Fprintf(out, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, orDash(s.DeviceName), orDash(s.Platform), orDash(s.IP),
+			fmt.Fprintf(out, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, shown(s.DeviceName), shown(s.Platform), shown(s.IP),
 				stamp(s.LastSeenAt), stamp(s.CreatedAt), stamp(s.ExpiresAt))
 		}
 		if len(list) == 0 {
@@ -210,15 +214,29 @@ func readPassword(stdin io.Reader) (string, error) {
 func printUsers(out io.Writer, list []users.User) {
 	fmt.Fprintf(out, "ID\tUSERNAME\tROLE\tDISABLED\tCREATED\n")
 	for _, u := range list {
-		fmt.Fprintf(out, "%s\t%s\t%s\t%v\t%s\n", u.ID, u.Username, u.Role, u.Disabled, stamp(u.CreatedAt))
+		fmt.Fprintf(out, "%s\t%s\t%s\t%v\t%s\n", shown(u.ID), shown(u.Username), shown(u.Role), u.Disabled, stamp(u.CreatedAt))
 	}
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-func orDash(s string) string {
+// shown is a stored value as a table shows it: "-" when empty; as it is when
+// it is valid text of printable characters (spaces included) that cannot be
+// taken for an empty or a quoted one; else quoted as Go quotes it (\n, \t,
+// \x1b, \a, \u202e). Clients choose device names and platforms, and what
+// reaches Redis may not have passed today's rules, so no value may forge a
+// row or a column, or send the operator's terminal an escape sequence.
+func shown(s string) string {
 	if s == "" {
 		return "-"
+	}
+	if s == "-" || strings.HasPrefix(s, `"`) || !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if !strconv.IsPrint(r) {
+			return strconv.Quote(s)
+		}
 	}
 	return s
 }

@@ -178,3 +178,84 @@ func TestHealthcheck(t *testing.T) {
 		t.Fatalf("healthcheck with LISTEN_ADDR=:%s: exit %d, %q", port, code, errOut)
 	}
 }
+
+// What a client wrote reaches the operator's terminal escaped: a device name
+// or platform holding a newline, ESC or BEL can neither forge a row nor send
+// the terminal an escape sequence.
+func TestCLIEscapesWhatClientsWrote(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"REDIS_KEY_PREFIX": redistest.Prefix(t)}
+	base, _ := startBinary(t, env)
+	mustCLI(t, env, "alice-password\n", "user", "add", "--username", "alice")
+	const evil = "phone\nffffffff-0000-0000-0000-000000000000  forged row\x1b[2J\x07"
+	r := call(t, "POST", base+"/v1/auth/login", "", map[string]any{"username": "alice", "password": "alice-password",
+		"device": map[string]string{"name": evil, "platform": "ios\x1b]0;owned\x07"}})
+	if r.status != 201 {
+		t.Fatalf("login: %d %s", r.status, r.body)
+	}
+	out := mustCLI(t, env, "", "user", "show", "alice")
+	if strings.ContainsAny(out, "\x1b\x07\t") {
+		t.Fatalf("user show printed control characters raw:\n%q", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "forged row") && !strings.Contains(line, `"phone\n`) {
+			t.Fatalf("a device name's newline forged a row:\n%s", out)
+		}
+	}
+	for _, want := range []string{`"phone\nffffffff-0000-0000-0000-000000000000  forged row\x1b[2J\a"`, `"ios\x1b]0;owned\a"`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("user show lacks %s, escaped:\n%s", want, out)
+		}
+	}
+}
+
+// An argument that is one account's id and another's username names neither:
+// the command refuses (exit 2), naming both, and changes nothing; id:ID and
+// name:NAME say which.
+func TestCLIAmbiguousAccountArgument(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"REDIS_KEY_PREFIX": redistest.Prefix(t)}
+	startBinary(t, env)
+	mustCLI(t, env, "root-password\n", "user", "add", "--username", "root", "--role", "admin")
+	mustCLI(t, env, "alice-password\n", "user", "add", "--username", "alice")
+	aliceID := idOf(t, mustCLI(t, env, "", "user", "find", "alice"), "alice")
+	// An account named after alice's id.
+	mustCLI(t, env, "mallory-password\n", "user", "add", "--username", aliceID)
+	malloryID := idOf(t, mustCLI(t, env, "", "user", "find", aliceID), aliceID)
+
+	for _, sub := range []string{"delete", "show", "disable"} {
+		code, out, errOut := cli(t, env, "", "user", sub, aliceID)
+		if code != 2 || !strings.Contains(errOut, `"alice"`) || !strings.Contains(errOut, malloryID) || out != "" {
+			t.Fatalf("user %s <alice's id>, which is also an account's name: exit %d\nstdout %q\nstderr %q; want 2 naming both", sub, code, out, errOut)
+		}
+	}
+	if out := mustCLI(t, env, "", "user", "list"); !strings.Contains(out, "alice") || strings.Count(out, aliceID) != 2 || strings.Contains(out, "true") {
+		t.Fatalf("a refused command changed accounts:\n%s", out)
+	}
+	out := mustCLI(t, env, "", "user", "show", "id:"+aliceID)
+	if !strings.Contains(out, "alice") {
+		t.Fatalf("user show id:ID: %s", out)
+	}
+	mustCLI(t, env, "", "user", "delete", "name:"+aliceID)
+	if out := mustCLI(t, env, "", "user", "find", "alice"); !strings.Contains(out, aliceID) {
+		t.Fatalf("deleting name:<alice's id> deleted alice:\n%s", out)
+	}
+	if code, _, _ := cli(t, env, "", "user", "find", aliceID); code != 1 {
+		t.Fatalf("the account named after alice's id is still there: exit %d", code)
+	}
+	// Unambiguous arguments work as before, by id or by name.
+	mustCLI(t, env, "", "user", "disable", aliceID)
+	mustCLI(t, env, "", "user", "enable", "alice")
+}
+
+// idOf is the id of the account named name in a printed user table.
+func idOf(t *testing.T, table, name string) string {
+	t.Helper()
+	for _, line := range strings.Split(table, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == name {
+			return f[0]
+		}
+	}
+	t.Fatalf("no account %q in:\n%s", name, table)
+	return ""
+}

@@ -8,8 +8,12 @@ package admin
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
@@ -113,11 +117,34 @@ func (a Admin) ForceLogout(ctx context.Context, id string, by audit.Actor) (int,
 	return a.Sessions.RevokeAll(ctx, id, "", by)
 }
 
-// Lookup finds an account by id or, failing that, by username: what an
-// operator types at the command line.
-func (a Admin) Lookup(ctx context.Context, idOrName string) (users.User, error) {
-	if u, err := a.Users.Get(ctx, idOrName); err == nil {
-		return u, nil
+// Lookup finds the account an operator names at the command line: by id or
+// by username (case-insensitive), or explicitly as id:ID or name:NAME (no id
+// or username holds a colon). An argument that is one account's id and
+// another account's username names neither: that is an errcode.Invalid error
+// naming both, so a username chosen to look like someone's id cannot turn a
+// command against that account.
+func (a Admin) Lookup(ctx context.Context, arg string) (users.User, error) {
+	if id, ok := strings.CutPrefix(arg, "id:"); ok {
+		return a.Users.Get(ctx, id)
 	}
-	return a.Users.FindByUsername(ctx, idOrName)
+	if name, ok := strings.CutPrefix(arg, "name:"); ok {
+		return a.Users.FindByUsername(ctx, name)
+	}
+	byID, err := a.Users.Get(ctx, arg)
+	if err != nil && !errors.Is(err, errcode.ErrUserNotFound) {
+		return users.User{}, err
+	}
+	byName, nameErr := a.Users.FindByUsername(ctx, arg)
+	if nameErr != nil && !errors.Is(nameErr, errcode.ErrUserNotFound) {
+		return users.User{}, nameErr
+	}
+	switch {
+	case err == nil && nameErr == nil && byID.ID != byName.ID:
+		return users.User{}, errcode.New(errcode.Invalid, fmt.Sprintf(
+			"%q is the id of the account %q and the username of another account (id %s): say id:%s or name:%s",
+			arg, byID.Username, byName.ID, arg, arg))
+	case err == nil:
+		return byID, nil
+	}
+	return byName, nameErr
 }

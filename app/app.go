@@ -72,7 +72,21 @@ func FiberConfig(d Deps) fiber.Config {
 		IdleTimeout:  d.KeepAliveTimeout,
 		JSONEncoder:  jsonMarshal,
 		JSONDecoder:  json.Unmarshal,
+		// X-Forwarded-Host and -Proto (c.Hostname, c.Protocol: the console's
+		// Origin check and Secure cookie) are believed from TRUSTED_PROXIES
+		// only, as X-Forwarded-For is (clientIP); Fiber believes them from
+		// anyone otherwise.
+		EnableTrustedProxyCheck: true,
+		TrustedProxies:          proxies(d.TrustedProxies),
 	}
+}
+
+func proxies(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
 }
 
 func (d Deps) withDefaults() Deps {

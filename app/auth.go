@@ -11,6 +11,7 @@ import (
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/sessions"
+	"github.com/sessiond/sessiond/tokens"
 	"github.com/sessiond/sessiond/users"
 )
 
@@ -51,8 +52,7 @@ func bearerToken(header string) (token string, ok bool) {
 	return token, true
 }
 
-// authenticate requires a valid token whose session is live in Redis. A good
-// signature alone is never enough: revocation bites on the next request.
+// authenticate requires a bearer token that checkSession accepts.
 func (h *handlers) authenticate(c *fiber.Ctx) error {
 	header := c.Get(fiber.HeaderAuthorization)
 	if header == "" {
@@ -61,6 +61,22 @@ func (h *handlers) authenticate(c *fiber.Ctx) error {
 	token, ok := bearerToken(header)
 	if !ok {
 		return errBadHeader
+	}
+	if err := h.checkSession(c, token); err != nil {
+		return err
+	}
+	return c.Next()
+}
+
+// checkSession is the one check of a session's token, whether it came as a
+// bearer token or in the console's cookie: a good signature and a live
+// session in Redis. A good signature alone is never enough: revocation bites
+// on the next request. It records the session's use and makes its account
+// the request's caller. A token that is no good, or whose session has ended,
+// is an errcode.Unauthorized error; Redis trouble is errcode.Unavailable.
+func (h *handlers) checkSession(c *fiber.Ctx, token string) error {
+	if len(token) > maxTokenLen {
+		return tokens.ErrInvalidToken
 	}
 	claims, err := h.Tokens.Verify(token)
 	if err != nil {
@@ -75,7 +91,7 @@ func (h *handlers) authenticate(c *fiber.Ctx) error {
 	}
 	c.Locals(callerKey{}, caller{UserID: claims.UserID, SessionID: claims.SessionID,
 		Username: claims.Username, AccountCreatedAt: claims.AccountCreatedAt, Role: role})
-	return c.Next()
+	return nil
 }
 
 // requireAdmin reads the caller's role from the account as it is now, not from

@@ -17,7 +17,6 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -211,31 +210,22 @@ func consoleToken(c *fiber.Ctx) string {
 	return t
 }
 
-// consoleAuth requires the console's cookie, checked as the bearer
-// middleware checks a token: a good signature and a live session. Without
-// one the browser goes to the sign-in page. A POST must also carry the
-// session's CSRF token.
+// consoleAuth requires the console's cookie, checked as a bearer token is
+// (checkSession). Without one, or with one whose session is over, the
+// browser goes to the sign-in page. A POST must also carry the session's
+// CSRF token.
 func (h *handlers) consoleAuth(c *fiber.Ctx) error {
 	token := c.Cookies(consoleCookie)
 	if token == "" {
 		return c.Redirect(consolePath+"/login", fiber.StatusSeeOther)
 	}
-	if len(token) > maxTokenLen {
+	err := h.checkSession(c, token)
+	switch {
+	case errcode.Of(err) == errcode.Unauthorized:
 		return h.consoleEnded(c)
-	}
-	claims, err := h.Tokens.Verify(token)
-	if err != nil {
-		return h.consoleEnded(c)
-	}
-	role, err := h.Sessions.Use(c.UserContext(), claims.UserID, claims.SessionID, h.clientIP(c))
-	if errors.Is(err, sessions.ErrNotFound) {
-		return h.consoleEnded(c)
-	}
-	if err != nil {
+	case err != nil:
 		return err
 	}
-	c.Locals(callerKey{}, caller{UserID: claims.UserID, SessionID: claims.SessionID,
-		Username: claims.Username, AccountCreatedAt: claims.AccountCreatedAt, Role: role})
 	c.Locals(consoleTokenKey{}, token)
 	if c.Method() == fiber.MethodPost {
 		got := formValue(c, "csrf")
@@ -263,11 +253,6 @@ func clearConsoleCookie(c *fiber.Ctx) {
 	c.Cookie(&fiber.Cookie{Name: consoleCookie, Value: "", Path: consolePath,
 		Expires: time.Unix(0, 0), Secure: c.Protocol() == "https",
 		HTTPOnly: true, SameSite: fiber.CookieSameSiteStrictMode})
-}
-
-// formValue is a field of a form-encoded body (never of the query string).
-func formValue(c *fiber.Ctx, name string) string {
-	return string(c.Request().PostArgs().Peek(name))
 }
 
 // consoleUserInfo is who is signed in, for the page header.
@@ -362,22 +347,11 @@ func sentence(s string) string {
 	return s
 }
 
-// consoleError renders an error as an HTML page with its status.
+// consoleError renders an error (answered by answerError, as the API's
+// are) as an HTML page with its status.
 func (h *handlers) consoleError(c *fiber.Ctx, err error) error {
-	if requestID(c) == "" {
-		setResponseMeta(c, "")
-	}
+	p, _ := h.answerError(c, err)
 	setConsoleHeaders(c)
-	p, wait := toProblem(err)
-	if p.Code == errcode.Unavailable {
-		h.Metrics.RedisError(errors.Is(err, context.DeadlineExceeded))
-	}
-	if p.Status >= 500 {
-		h.Log.Error("request failed", "request_id", requestID(c), "method", c.Method(), "path", c.Path(), "status", p.Status, "err", err)
-	}
-	if wait > 0 {
-		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retrySeconds(err)))
-	}
 	msg := sentence(p.Detail)
 	switch {
 	case errors.Is(err, errNotFound):
@@ -396,16 +370,18 @@ func (h *handlers) consoleError(c *fiber.Ctx, err error) error {
 	return nil
 }
 
-// retrySeconds is when to try again after err, in whole seconds, as the
-// API's Retry-After says it.
-func retrySeconds(err error) int {
-	_, wait := toProblem(err)
-	return max(int((wait+time.Second-1)/time.Second), 1)
-}
-
 // Signing in and out.
 
 type loginData struct{ Username string }
+
+// loginRefusals are what the sign-in form says about the refusals it shows
+// itself, by code (%s: how long to wait); any other error is an error page.
+var loginRefusals = map[string]string{
+	errcode.InvalidCredentials: "The username or password is wrong.",
+	errcode.AccountDisabled:    "This account is disabled.",
+	errcode.TooManyAttempts:    "Too many attempts, try again in %s.",
+	errcode.Unavailable:        "The service is unavailable, try again.",
+}
 
 func (h *handlers) consoleLoginPage(c *fiber.Ctx) error {
 	return h.renderConsole(c, fiber.StatusOK, "login", consolePage{Title: "Sign in", Data: loginData{}})
@@ -422,31 +398,21 @@ func (h *handlers) consoleLogin(c *fiber.Ctx) error {
 	meta := sessions.Meta{DeviceName: consoleDevice, Platform: consolePlatform,
 		UserAgent: truncateUTF8(c.Get(fiber.HeaderUserAgent), maxUserAgent), IP: h.clientIP(c)}
 	sess, token, err := h.openSession(c, username, password, meta)
-	code := ""
 	if err != nil {
-		code = errcode.Of(err)
-	}
-	if outcome, ok := loginOutcomes[code]; ok {
-		h.Metrics.Login(outcome)
-	}
-	if err != nil {
-		status, msg := fiber.StatusInternalServerError, ""
-		switch code {
-		case errcode.InvalidCredentials:
-			status, msg = fiber.StatusUnprocessableEntity, "The username or password is wrong."
-		case errcode.AccountDisabled:
-			status, msg = fiber.StatusForbidden, "This account is disabled."
-		case errcode.TooManyAttempts:
-			secs := retrySeconds(err)
-			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(secs))
-			status, msg = fiber.StatusTooManyRequests, "Too many attempts, try again in "+plural(secs, "second")+"."
-		case errcode.Unavailable:
-			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retrySeconds(err)))
-			h.Metrics.RedisError(errors.Is(err, context.DeadlineExceeded))
-			status, msg = fiber.StatusServiceUnavailable, "The service is unavailable, try again."
-		default:
+		msg, ok := loginRefusals[errcode.Of(err)]
+		if !ok {
 			return err
 		}
+		// Answered as every error is (Retry-After, metrics, log), on the
+		// sign-in form rather than an error page.
+		p, retry := h.answerError(c, err)
+		status := p.Status
+		if p.Code == errcode.InvalidCredentials {
+			// Not the API's 401: there is no Authorization to challenge,
+			// only a form to correct.
+			status = fiber.StatusUnprocessableEntity
+		}
+		msg = strings.Replace(msg, "%s", plural(retry, "second"), 1)
 		return h.renderConsole(c, status, "login", consolePage{Title: "Sign in", Error: msg, Data: loginData{username}})
 	}
 	setConsoleCookie(c, token, sess.ExpiresAt)
@@ -534,6 +500,7 @@ var eventWords = map[string]string{
 	audit.AccountEnabled:     "Account enabled",
 	audit.AccountRoleChanged: "Role changed",
 	audit.AccountDeleted:     "Account deleted",
+	audit.ClientAuthFailed:   "Failed client authentication",
 }
 
 func eventText(typ string) string {

@@ -221,14 +221,6 @@ func TestConsoleSignIn(t *testing.T) {
 		t.Fatalf("cookie Max-Age %d, want the %v until the session's end", c.MaxAge, left.Round(time.Second))
 	}
 
-	// Behind a proxy that terminated TLS the cookie is Secure.
-	r = e.console("POST", "/console/login", "", url.Values{"username": {"alice"}, "password": {"password123"}},
-		"X-Forwarded-Proto", "https", "Origin", "https://example.com")
-	wantRedirect(t, r, "/console/")
-	if c := r.setCookie(); c == nil || !c.Secure {
-		t.Fatalf("over HTTPS: cookie %q, want Secure", r.Header.Get("Set-Cookie"))
-	}
-
 	// A wrong password and an unknown name get the same page, and no cookie.
 	for _, f := range []url.Values{
 		{"username": {"alice"}, "password": {"wrong-password"}},
@@ -274,6 +266,50 @@ func TestConsoleSignIn(t *testing.T) {
 	wantPage(t, r, 403, "another site")
 	if r.setCookie() != nil {
 		t.Fatal("a cross-site sign-in set a cookie")
+	}
+}
+
+// X-Forwarded-Host and X-Forwarded-Proto are believed from TRUSTED_PROXIES
+// only, as X-Forwarded-For is: a direct client naming another site passes no
+// Origin check and gets no Secure cookie over plain HTTP, while behind a
+// trusted proxy that terminated TLS the console sees the public origin.
+func TestConsoleForwardedHeadersOnlyFromTrustedProxies(t *testing.T) {
+	t.Parallel()
+	direct := newEnv(t, envOpts{})
+	direct.createUser("alice", "password123", users.RoleUser)
+	form := url.Values{"username": {"alice"}, "password": {"password123"}}
+
+	r := direct.console("POST", "/console/login", "", form,
+		"X-Forwarded-Host", "evil.example", "X-Forwarded-Proto", "https", "Origin", "https://evil.example")
+	wantPage(t, r, 403, "another site")
+	if r.setCookie() != nil {
+		t.Fatal("a cross-site sign-in with forged forwarded headers set a cookie")
+	}
+	wantPage(t, direct.console("POST", "/console/login", "", form, "X-Forwarded-Proto", "https", "Origin", "https://example.com"),
+		403, "another site")
+	r = direct.console("POST", "/console/login", "", form, "X-Forwarded-Proto", "https", "Origin", sameOrigin)
+	wantRedirect(t, r, "/console/")
+	if c := r.setCookie(); c == nil || c.Secure {
+		t.Fatalf("over plain HTTP with a forged X-Forwarded-Proto: cookie %q, want one, not Secure", r.Header.Get("Set-Cookie"))
+	}
+
+	// Behind a trusted proxy that terminated TLS for console.example.
+	proxied := newEnv(t, envOpts{Prefix: direct.Prefix, TrustedProxies: behindProxy})
+	behind := []string{"X-Forwarded-Host", "console.example", "X-Forwarded-Proto", "https"}
+	r = proxied.console("POST", "/console/login", "", form, append(behind, "Origin", "https://console.example")...)
+	wantRedirect(t, r, "/console/")
+	c := r.setCookie()
+	if c == nil || !c.Secure {
+		t.Fatalf("over HTTPS behind a trusted proxy: cookie %q, want Secure", r.Header.Get("Set-Cookie"))
+	}
+	wantPage(t, proxied.console("POST", "/console/login", "", form, append(behind, "Origin", sameOrigin)...), 403, "another site")
+	page := proxied.console("GET", "/console/", c.Value, nil, behind...)
+	wantPage(t, page, 200, "alice")
+	r = proxied.console("POST", "/console/logout", c.Value, url.Values{"csrf": {csrfOf(t, page)}},
+		append(behind, "Origin", "https://console.example")...)
+	wantRedirect(t, r, "/console/login?done=signed-out")
+	if c := r.setCookie(); c == nil || c.Value != "" || !c.Secure {
+		t.Fatalf("signing out behind a trusted proxy: cookie %q, want cleared and Secure", r.Header.Get("Set-Cookie"))
 	}
 }
 

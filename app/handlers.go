@@ -127,6 +127,11 @@ func inField(field string, err error) error {
 	return err
 }
 
+// formValue is a field of a form-encoded body (never of the query string).
+func formValue(c *fiber.Ctx, name string) string {
+	return string(c.Request().PostArgs().Peek(name))
+}
+
 func truncateUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -141,25 +146,24 @@ func truncateUTF8(s string, n int) string {
 // maxStaleRetries bounds re-checks of a login that raced with a credential change.
 const maxStaleRetries = 3
 
-// loginOutcomes name a sign-in's outcome for the metrics, by error code.
-var loginOutcomes = map[string]string{
-	"": "succeeded", errcode.InvalidCredentials: "failed", errcode.TooManyAttempts: "throttled",
+// outcomes name the outcome of a credential check (a sign-in, a client's
+// authentication) for the metrics, by error code.
+var outcomes = map[string]string{
+	errcode.InvalidCredentials: "failed", errcode.TooManyAttempts: "throttled",
 	errcode.AccountDisabled: "disabled", errcode.Unavailable: "unavailable",
 }
 
-func (h *handlers) login(c *fiber.Ctx) error {
-	err := h.signIn(c)
-	code := ""
-	if err != nil {
-		code = errcode.Of(err)
+// outcomeOf is the outcome of a credential check that ended with err: ""
+// for an error that decided nothing about the credential (a bad request, a
+// bug), which is not counted.
+func outcomeOf(err error) string {
+	if err == nil {
+		return "succeeded"
 	}
-	if outcome, ok := loginOutcomes[code]; ok {
-		h.Metrics.Login(outcome)
-	}
-	return err
+	return outcomes[errcode.Of(err)]
 }
 
-func (h *handlers) signIn(c *fiber.Ctx) error {
+func (h *handlers) login(c *fiber.Ctx) error {
 	var req struct {
 		Username *string `json:"username"`
 		Password *string `json:"password"`
@@ -200,8 +204,10 @@ func (h *handlers) signIn(c *fiber.Ctx) error {
 }
 
 // openSession checks a username and password and starts a session with its
-// token: the core of a sign-in, through the API or the console.
-func (h *handlers) openSession(c *fiber.Ctx, username, password string, meta sessions.Meta) (sessions.Session, string, error) {
+// token: the core of a sign-in, through the API or the console, and the one
+// place its outcome is counted.
+func (h *handlers) openSession(c *fiber.Ctx, username, password string, meta sessions.Meta) (_ sessions.Session, _ string, err error) {
+	defer func() { h.Metrics.Login(outcomeOf(err)) }()
 	ctx := c.UserContext()
 	for range maxStaleRetries {
 		u, err := h.Users.Authenticate(ctx, username, password, h.actor(c))

@@ -113,22 +113,37 @@ func toProblem(err error) (Problem, time.Duration) {
 		Status: entry.status, Detail: detail, Code: code}, wait
 }
 
-// errorHandler is the one writer of errors: every error is answered as
-// problem+json with the headers its status needs. Unexpected errors are
-// logged; their text stays out of the response.
+// answerError is the one path every error is answered by, whether the API
+// renders it as problem+json or the console as a page: it finds the problem,
+// gives the response its request id (for the answers fasthttp gives before
+// any middleware runs: 413, 431), its status and its Retry-After, counts a
+// Redis failure and logs a 5xx (whose text stays out of the response). It
+// returns the problem and the seconds of Retry-After (0 when none was set).
+func (h *handlers) answerError(c *fiber.Ctx, err error) (Problem, int) {
+	if requestID(c) == "" {
+		setResponseMeta(c, "")
+	}
+	p, wait := toProblem(err)
+	if p.Code == errcode.Unavailable {
+		h.Metrics.RedisError(errors.Is(err, context.DeadlineExceeded))
+	}
+	if p.Status >= 500 {
+		h.Log.Error("request failed", "request_id", requestID(c), "method", c.Method(), "path", c.Path(), "status", p.Status, "err", err)
+	}
+	retry := 0
+	if wait > 0 {
+		retry = max(int((wait+time.Second-1)/time.Second), 1)
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retry))
+	}
+	c.Status(p.Status)
+	return p, retry
+}
+
+// errorHandler renders the API's errors as problem+json, with the
+// WWW-Authenticate a 401 needs.
 func errorHandler(h *handlers) fiber.ErrorHandler {
-	log := h.Log
 	return func(c *fiber.Ctx, err error) error {
-		if requestID(c) == "" {
-			setResponseMeta(c, "")
-		}
-		p, wait := toProblem(err)
-		if p.Code == errcode.Unavailable {
-			h.Metrics.RedisError(errors.Is(err, context.DeadlineExceeded))
-		}
-		if p.Status >= 500 {
-			log.Error("request failed", "request_id", requestID(c), "method", c.Method(), "path", c.Path(), "status", p.Status, "err", err)
-		}
+		p, _ := h.answerError(c, err)
 		var ch challenger
 		switch {
 		case p.Status == fiber.StatusUnauthorized && errors.As(err, &ch):
@@ -139,10 +154,6 @@ func errorHandler(h *handlers) fiber.ErrorHandler {
 		case p.Status == fiber.StatusUnauthorized:
 			c.Set(fiber.HeaderWWWAuthenticate, "Bearer")
 		}
-		if wait > 0 {
-			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(max(int((wait+time.Second-1)/time.Second), 1)))
-		}
-		c.Status(p.Status)
 		c.Set(fiber.HeaderContentType, "application/problem+json")
 		body, _ := jsonMarshal(p)
 		return c.Send(body)

@@ -63,21 +63,23 @@ var inactive = []byte(`{"active":false}`)
 
 // introspect is RFC 7662 token introspection, for gateways that speak it.
 // The caller authenticates as a client of INTROSPECTION_CLIENTS with HTTP
-// Basic; failed client authentication counts against the failed-login
-// limits of (client id, address), as a wrong password would.
+// Basic; failed client authentication counts against limits of its own per
+// (client id, address) and per address (users.Store.GuardClient), never per
+// client id alone, so strangers elsewhere cannot lock the real client out.
 func (h *handlers) introspect(c *fiber.Ctx) error {
 	id, secret, ok := basicAuth(c)
 	if !ok || len(h.IntrospectionClients) == 0 {
 		return errBadClient
 	}
-	err := h.Users.Guard(c.UserContext(), "introspection client "+id, h.clientIP(c), func() (bool, error) {
+	err := h.Users.GuardClient(c.UserContext(), id, h.actor(c), func() (known, match bool) {
 		want, known := h.IntrospectionClients[id]
 		got := sha256.Sum256([]byte(secret))
 		// Compared in constant time, and compared even for an unknown id,
 		// so the time does not tell which ids exist.
-		match := subtle.ConstantTimeCompare(got[:], want[:]) == 1
-		return match && known, nil
+		match = subtle.ConstantTimeCompare(got[:], want[:]) == 1
+		return known, match && known
 	})
+	h.Metrics.ClientAuth(outcomeOf(err))
 	switch {
 	case errors.Is(err, users.ErrInvalidCredentials):
 		return errBadClient
@@ -87,7 +89,9 @@ func (h *handlers) introspect(c *fiber.Ctx) error {
 	if mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType)); err != nil || mt != fiber.MIMEApplicationForm {
 		return invalid("Content-Type must be application/x-www-form-urlencoded")
 	}
-	token := c.FormValue("token")
+	// RFC 7662 §2.1: a parameter of the form body. Fiber's FormValue would
+	// take the query string's first, and a token in a URL leaks into logs.
+	token := formValue(c, "token")
 	if token == "" {
 		return invalid("token: is required")
 	}

@@ -4,15 +4,19 @@ package app_test
 // JWKS, forward auth, introspection.
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -287,5 +291,166 @@ func TestIntrospection(t *testing.T) {
 	none := newEnv(t, envOpts{})
 	if r := none.introspect("kong", gw, tok); r.Status != 401 || r.Code(t) != "unauthorized" {
 		t.Fatalf("no clients configured: %d %s", r.Status, r.Body)
+	}
+}
+
+// introspectFrom is introspect as a gateway at ip behind a trusted proxy
+// (the env's TRUSTED_PROXIES must be behindProxy).
+func (e *env) introspectFrom(ip, client, secret, token string) resp {
+	e.t.Helper()
+	return e.do("POST", "/v1/oauth/introspect", "", "token="+url.QueryEscape(token),
+		"Content-Type", "application/x-www-form-urlencoded", "X-Forwarded-For", ip,
+		"Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(client+":"+secret)))
+}
+
+// scrape is the env's metrics as Prometheus serves them (METRICS_ADDR set).
+func (e *env) scrape() string {
+	e.t.Helper()
+	rec := httptest.NewRecorder()
+	e.Server.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
+
+// metricValue is the value of one sample line (name and labels as printed),
+// or -1 when there is none.
+func metricValue(metrics, sample string) float64 {
+	for _, line := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+// A stranger guessing a client's secret from many addresses locks out only
+// those addresses: the real client, from its own, keeps working. Each
+// (client, address) is in the admins' feed once per window however many
+// times it failed, an id that is no client without the id, and the
+// failures are counted in the metrics.
+func TestIntrospectionStrangersCannotLockOutTheClient(t *testing.T) {
+	t.Parallel()
+	const secret = "tyk-secret-tyk-secret-tyk-secret-tyk!!"
+	e := newEnv(t, envOpts{TrustedProxies: behindProxy, MaxFailures: 10, MaxPerIP: 100, MaxPerAccount: 100,
+		Env: map[string]string{"INTROSPECTION_CLIENTS": "tyk:" + secret, "METRICS_ADDR": "127.0.0.1:9"}})
+	_, adminTok := e.admin()
+	tok, _ := e.login("root", "root-password")
+
+	for a := range 10 {
+		for range 10 {
+			if r := e.introspectFrom(fmt.Sprintf("198.51.100.%d", a+1), "tyk", "wrong-secret", tok); r.Status != 401 {
+				t.Fatalf("a wrong secret from address %d: %d %s", a+1, r.Status, r.Body)
+			}
+		}
+	}
+	// The real client, from an address that did not fail.
+	if r := e.introspectFrom("192.0.2.10", "tyk", secret, tok); r.Status != 200 || r.JSON(t)["active"] != true {
+		t.Fatalf("the real client after strangers' failures elsewhere: %d %s", r.Status, r.Body)
+	}
+	// An address that failed is locked out, right secret or not.
+	wantProblem(t, e.introspectFrom("198.51.100.1", "tyk", secret, tok), 429, "too_many_attempts")
+	// Ids that are no client: 401 the same, recorded as one unknown client.
+	for i := range 5 {
+		if r := e.introspectFrom("198.51.100.20", fmt.Sprintf("made-up-%d", i), "x", tok); r.Status != 401 {
+			t.Fatalf("an unknown client: %d %s", r.Status, r.Body)
+		}
+	}
+
+	evs, _ := e.events("/v1/admin/events?type=client_auth.failed&limit=100", adminTok)
+	if len(evs) != 11 {
+		t.Fatalf("%d client_auth.failed events, want one per (client, address): 10 for tyk, 1 unknown: %v", len(evs), evs)
+	}
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		ip, _ := ev["ip"].(string)
+		detail, _ := ev["detail"].(string)
+		if ev["user_id"] != "" || ev["actor_id"] != "" {
+			t.Errorf("a client's failure is no account's: %v", ev)
+		}
+		switch {
+		case ip == "198.51.100.20" && detail == "unknown client":
+		case strings.HasPrefix(ip, "198.51.100.") && detail == `client "tyk"`:
+		default:
+			t.Errorf("event %v: want ip of a failing address and the client named (or unknown)", ev)
+		}
+		if strings.Contains(detail, "made-up") {
+			t.Errorf("an unknown id is recorded: %v", ev)
+		}
+		seen[ip+" "+detail] = true
+	}
+	if len(seen) != 11 {
+		t.Fatalf("events repeat a (client, address): %v", evs)
+	}
+
+	m := e.scrape()
+	for sample, want := range map[string]float64{
+		`sessiond_client_auth_total{outcome="failed"}`:    105,
+		`sessiond_client_auth_total{outcome="throttled"}`: 1,
+		`sessiond_client_auth_total{outcome="succeeded"}`: 1,
+	} {
+		if v := metricValue(m, sample); v != want {
+			t.Errorf("%s = %v, want %v", sample, v, want)
+		}
+	}
+}
+
+// One address cannot fill Redis with counters of made-up client ids: past
+// LOGIN_MAX_FAILURES_PER_IP failures it gets 429 whatever id it names, a
+// client's included (so the answers do not tell which ids are clients),
+// while every other address is untouched.
+func TestIntrospectionFailuresPerAddressAreBounded(t *testing.T) {
+	t.Parallel()
+	const secret = "tyk-secret-tyk-secret-tyk-secret-tyk!!"
+	e := newEnv(t, envOpts{TrustedProxies: behindProxy, MaxFailures: 10, MaxPerIP: 5,
+		Env: map[string]string{"INTROSPECTION_CLIENTS": "tyk:" + secret}})
+	_, adminTok := e.admin()
+	tok, _ := e.login("root", "root-password")
+	for i := range 20 {
+		want := 401
+		if i >= 5 {
+			want = 429
+		}
+		if r := e.introspectFrom("198.51.100.7", fmt.Sprintf("made-up-%d", i), "x", tok); r.Status != want {
+			t.Fatalf("made-up id %d from one address: %d, want %d", i, r.Status, want)
+		}
+	}
+	wantProblem(t, e.introspectFrom("198.51.100.7", "tyk", secret, tok), 429, "too_many_attempts")
+	if r := e.introspectFrom("192.0.2.10", "tyk", secret, tok); r.Status != 200 {
+		t.Fatalf("the client from another address: %d %s", r.Status, r.Body)
+	}
+	keys, err := e.Client.Do(context.Background(), e.Client.B().Keys().Pattern(e.Prefix+"fail:client*").Build()).AsStrSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The address's counter, at most 5 of (id, address), and the marker of
+	// the one event.
+	if len(keys) > 7 {
+		t.Fatalf("%d failure keys after 20 attempts from one address: %v", len(keys), keys)
+	}
+	if evs, _ := e.events("/v1/admin/events?type=client_auth.failed", adminTok); len(evs) != 1 {
+		t.Fatalf("%d client_auth.failed events, want 1: %v", len(evs), evs)
+	}
+}
+
+// RFC 7662 §2.1: the token is a parameter of the form body. One in the query
+// string is not read: alone it is no token (400), and it never wins over the
+// body's.
+func TestIntrospectionReadsTheTokenFromTheBodyOnly(t *testing.T) {
+	t.Parallel()
+	const gw = "gateway-secret-gateway-secret-gateway!!"
+	e := newEnv(t, envOpts{Env: map[string]string{"INTROSPECTION_CLIENTS": "kong:" + gw}})
+	e.createUser("alice", "password123", "")
+	tok, _ := e.login("alice", "password123")
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("kong:"+gw))
+	form := []string{"Content-Type", "application/x-www-form-urlencoded", "Authorization", basic}
+
+	wantProblem(t, e.do("POST", "/v1/oauth/introspect?token="+url.QueryEscape(tok), "", "", form...), 400, "invalid_request")
+	r := e.do("POST", "/v1/oauth/introspect?token="+url.QueryEscape(tok), "", "token=not-a-token", form...)
+	if r.Status != 200 || string(r.Body) != `{"active":false}` {
+		t.Fatalf("a query token beside the body's: %d %s; want the body's answered", r.Status, r.Body)
+	}
+	r = e.do("POST", "/v1/oauth/introspect?token=not-a-token", "", "token="+url.QueryEscape(tok), form...)
+	if r.Status != 200 || r.JSON(t)["active"] != true {
+		t.Fatalf("the body's token beside a query one: %d %s", r.Status, r.Body)
 	}
 }

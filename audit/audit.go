@@ -33,11 +33,15 @@ const (
 	AccountEnabled     = "account.enabled"
 	AccountRoleChanged = "account.role_changed"
 	AccountDeleted     = "account.deleted"
+	// ClientAuthFailed is a failed client authentication (an introspection
+	// client's secret): in the feed only, with the client's id when it is one.
+	ClientAuthFailed = "client_auth.failed"
 )
 
 // Types are every event type, for filters.
 var Types = []string{LoginSucceeded, LoginFailed, LoginThrottled, SessionRevoked, SessionsRevokedAll,
-	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted}
+	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted,
+	ClientAuthFailed}
 
 // Retention: a user's history keeps its newest PerUserMax events, the feed
 // its newest FeedMax, and neither anything older than MaxAge. Trimming is

@@ -50,6 +50,25 @@ func (l Layout) FailAccount(name string) string { return l.prefix + "fail:acct:"
 // FailIP is the failed-login counter of one address across usernames.
 func (l Layout) FailIP(ip string) string { return l.prefix + "fail:ip:" + ip }
 
+// FailClient and FailClientIP are the failed client-authentication counters
+// (introspection clients; hashes as FailPair's) per (client, ip) and per ip
+// across clients, apart from the login counters: a login never spends a
+// client's budget, nor a client a login's. name is a hash of the client id
+// as presented (arbitrary input).
+func (l Layout) FailClient(name, ip string) string {
+	return l.prefix + "fail:client:" + name + ":" + ip
+}
+
+// FailClientIP is the failed client-authentication counter of one address.
+func (l Layout) FailClientIP(ip string) string { return l.prefix + "fail:clientip:" + ip }
+
+// ClientFailRecorded marks that a failed client authentication of (client,
+// ip) is in the feed this failure window, so a flood records it once. name
+// is a hash of the client id, or of "" for an id that is no client.
+func (l Layout) ClientFailRecorded(name, ip string) string {
+	return l.prefix + "fail:clientev:" + name + ":" + ip
+}
+
 // Events is a user's security history: a stream, in the user's slot so the
 // scripts that change the account record its events in the same step.
 func (l Layout) Events(uid string) string { return l.prefix + "events:{" + uid + "}" }

@@ -22,6 +22,7 @@ type Metrics struct {
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	logins      *prometheus.CounterVec
+	clientAuth  *prometheus.CounterVec
 	revocations *prometheus.CounterVec
 	redisErrors *prometheus.CounterVec
 	cache       *prometheus.CounterVec
@@ -63,6 +64,10 @@ func New(missedEvents func() int64) *Metrics {
 		Name: "sessiond_logins_total",
 		Help: "Sign-in attempts by outcome: succeeded, failed, throttled, disabled, unavailable.",
 	}, []string{"outcome"})
+	m.clientAuth = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiond_client_auth_total",
+		Help: "Client authentications (introspection clients, HTTP Basic) by outcome: succeeded, failed, throttled, unavailable.",
+	}, []string{"outcome"})
 	m.revocations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_sessions_revoked_total",
 		Help: "Sessions ended by kind: logout, logout_all, revoke_one, revoke_others, password_change, force_logout, force_logout_one, disable, password_reset, delete.",
@@ -76,7 +81,7 @@ func New(missedEvents func() int64) *Metrics {
 		Help: "Session checks by where the session came from: hit (the client-side cache) or miss (a round trip to Redis).",
 	}, []string{"result"})
 	m.cacheHit, m.cacheMiss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
-	m.reg.MustRegister(m.requests, m.latency, m.logins, m.revocations, m.redisErrors, m.cache,
+	m.reg.MustRegister(m.requests, m.latency, m.logins, m.clientAuth, m.revocations, m.redisErrors, m.cache,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if missedEvents != nil {
 		m.missedFeed = prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -111,10 +116,17 @@ func (m *Metrics) Request(route, method string, status int, took time.Duration) 
 	r.latency.Observe(took.Seconds())
 }
 
-// Login records a sign-in attempt's outcome.
+// Login records a sign-in attempt's outcome; "" records nothing.
 func (m *Metrics) Login(outcome string) {
-	if m != nil {
+	if m != nil && outcome != "" {
 		m.logins.WithLabelValues(outcome).Inc()
+	}
+}
+
+// ClientAuth records a client authentication's outcome; "" records nothing.
+func (m *Metrics) ClientAuth(outcome string) {
+	if m != nil && outcome != "" {
+		m.clientAuth.WithLabelValues(outcome).Inc()
 	}
 }
 
