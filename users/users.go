@@ -286,9 +286,8 @@ func (s *Store) settle(ctx context.Context, a attempt, outcome string) {
 // (username, clientIP), the limits logins are under: the attempt is taken
 // before check runs, and counted as a failure unless check reports the
 // credential right. Past a limit it returns *TooManyAttemptsError without
-// running check; a wrong credential is ErrInvalidCredentials. Other
-// credentials than account passwords (an introspection client's secret) use
-// a name of their own.
+// running check; a wrong credential is ErrInvalidCredentials. Introspection
+// clients' secrets have limits of their own (GuardClient).
 func (s *Store) Guard(ctx context.Context, username, clientIP string, check func() (bool, error)) error {
 	a, err := s.takeAttempt(ctx, s.limits(username, clientIP))
 	if err != nil {
