@@ -103,6 +103,8 @@ export class SessiondClient {
   #clockOffsetMs = 0;
   /** The first attempt to spend a refresh token: the grace is counted from it. */
   #firstTry: { token: string; at: number } | null = null;
+  /** The session a logout is ending: a refresh refused meanwhile is that logout, not a revocation. */
+  #signingOut: string | null = null;
   /** How the last session ended, for callers that still held it. */
   #lastEnd: { sessionId: string; reason: SessionEndReason } | null = null;
 
@@ -197,7 +199,7 @@ export class SessiondClient {
       // One token per sign-in: the server's 401 is the end of it.
       const reason = this.serverNow() >= s.accessExpiresAt ? 'expired' : 'revoked';
       await this.#end(reason, s);
-      throw new SessionEndedError(reason);
+      throw this.#endedError(s);
     }
     const fresh = await this.#refresh(s);
     // Once: a fresh token refused again is the caller's answer, and the next
@@ -237,6 +239,7 @@ export class SessiondClient {
     const s = await this.#load();
     if (!s) return true;
     let confirmed = false;
+    this.#signingOut = s.session.id;
     try {
       const res = await this.fetch(path, { method: 'POST' });
       confirmed = res.status === okStatus || res.status === 401;
@@ -246,6 +249,7 @@ export class SessiondClient {
       confirmed = err instanceof SessionEndedError;
     } finally {
       await this.#end('signed_out', s);
+      this.#signingOut = null;
     }
     return confirmed;
   }
@@ -355,7 +359,7 @@ export class SessiondClient {
         const end = Math.min(s.refreshExpiresAt ?? Infinity, Date.parse(s.session.expires_at) || Infinity);
         const reason = this.serverNow() >= end ? 'expired' : 'refresh_rejected';
         await this.#end(reason, s);
-        throw new SessionEndedError(reason);
+        throw this.#endedError(s);
       }
       throw new SessiondError(problem, retryAfterMs, res.status === 429);
     }
@@ -406,6 +410,7 @@ export class SessiondClient {
 
   async #end(reason: SessionEndReason, s: StoredSession): Promise<void> {
     if (this.#cache?.session.id !== s.session.id) return; // already ended, or another session since
+    if (this.#signingOut === s.session.id) reason = 'signed_out';
     this.#epoch++;
     this.#cache = null;
     this.#firstTry = null;

@@ -296,19 +296,22 @@ test('without refresh tokens (ACCESS_TOKEN_TTL unset), a 401 ends the session as
   assert.deepEqual(ended, ['revoked']);
 });
 
-test('logout clears the tokens and says signed_out; a refresh still in flight cannot bring the session back', async (t) => {
-  const { server, storage, ended, client } = await setup(t);
-  const session = await client.login(USER);
-  server.refreshDelayMs = 200;
-  const late = client.refresh();
-  assert.equal(await client.logout(), true);
-  assert.ok(!server.isAlive(session.id));
-  await assert.rejects(late, (e: unknown) => e instanceof SessionEndedError && e.reason === 'signed_out');
-  assert.equal(storage.get(), null);
-  assert.equal(await client.session(), null);
-  await tick();
-  assert.deepEqual(ended, ['signed_out']);
-});
+for (const order of ['answered after the logout', 'refused after the logout'] as const) {
+  test(`logout says signed_out and a refresh in flight (${order}) cannot bring the session back`, async (t) => {
+    const { server, storage, ended, client } = await setup(t);
+    const session = await client.login(USER);
+    if (order === 'answered after the logout') server.refreshDelayMs = 200;
+    else server.refreshDelayBeforeMs = 200;
+    const late = client.refresh();
+    assert.equal(await client.logout(), true);
+    assert.ok(!server.isAlive(session.id));
+    await assert.rejects(late, (e: unknown) => e instanceof SessionEndedError && e.reason === 'signed_out');
+    assert.equal(storage.get(), null);
+    assert.equal(await client.session(), null);
+    await tick();
+    assert.deepEqual(ended, ['signed_out']);
+  });
+}
 
 test('logout with the server unreachable still signs out here, and says the server did not confirm', async (t) => {
   const { server, storage, ended, client } = await setup(t);
@@ -355,6 +358,14 @@ test('a wrong device clock: sign-in and refresh proofs are made on the server ti
   assert.equal(server.refreshes.length, 0, 'the token is not taken for expired on the local clock');
   await client.refresh();
   assert.equal(server.rotations, 1);
+});
+
+test('a refresh skew longer than the access token lives does not make every call a refresh', async (t) => {
+  // ACCESS_TOKEN_TTL=10s against the default 30 s skew.
+  const { server, client } = await setup(t, { accessTtlMs: 10_000 });
+  await client.login(USER);
+  for (let i = 0; i < 20; i++) assert.equal((await client.fetch('/v1/me')).status, 200);
+  assert.equal(server.refreshes.length, 0);
 });
 
 test('a session survives a restart through its storage, DPoP key included', async (t) => {

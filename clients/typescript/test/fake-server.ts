@@ -58,6 +58,8 @@ export class FakeSessiond {
   dropRefreshResponses = 0;
   /** Hold every refresh answer this long (so parallel callers overlap it). */
   refreshDelayMs = 0;
+  /** Hold every refresh this long before looking at it (so later requests overtake it). */
+  refreshDelayBeforeMs = 0;
   /** Every route answers 503 unavailable, as sessiond does with Redis down. */
   unavailable = false;
   /** Only refreshes answer 503 unavailable. */
@@ -194,6 +196,7 @@ export class FakeSessiond {
 
   async #refresh(req: http.IncomingMessage, res: http.ServerResponse, raw: string, htu: string): Promise<void> {
     const token = String((JSON.parse(raw) as { refresh_token?: unknown }).refresh_token ?? '');
+    if (this.refreshDelayBeforeMs) await new Promise((r) => setTimeout(r, this.refreshDelayBeforeMs));
     const seen: RefreshSeen = { token, at: Date.now(), status: 0, delivered: true };
     this.refreshes.push(seen);
     const sid = this.#refreshOwner.get(token);
