@@ -255,7 +255,8 @@ export class SessiondClient {
   }
 
   #resolve(input: string | URL): string {
-    const href = typeof input === 'string' && input.startsWith('/') ? this.#base + input : new URL(input).href;
+    // Parsed either way, so a `..` cannot climb out of the base path.
+    const href = new URL(typeof input === 'string' && input.startsWith('/') ? this.#base + input : input).href;
     if (href !== this.#base && !href.startsWith(this.#base + '/')) {
       throw new TypeError(`sessiond: ${href} is not under ${this.#base}; the token is sent only there`);
     }
@@ -309,6 +310,12 @@ export class SessiondClient {
     if (epoch !== this.#epoch || this.#cache === null) return this.#afterEpochChange(stale);
     if (!stored) {
       await this.#end('signed_out', stale);
+      throw this.#endedError(stale);
+    }
+    // Signed in anew (another account, perhaps) by a client sharing the
+    // storage: a call made for the old session must not go out as the new one.
+    if (stored.session.id !== stale.session.id) {
+      this.#cache = stored;
       throw this.#endedError(stale);
     }
     if (stored.accessToken !== stale.accessToken) {

@@ -349,6 +349,24 @@ test('clients sharing one storage and a lock (tabs) refresh once and never spend
   assert.deepEqual(ended, []);
 });
 
+test('a call made for a session that another client sharing the storage replaced is not sent as the new one', async (t) => {
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  // The refresh waits until the other client has signed in.
+  const { server, url, storage, client } = await setup(t, {}, { refreshLock: (fn) => gate.then(fn) });
+  await client.login(USER);
+  const other = new SessiondClient({ baseUrl: url, storage });
+  server.expireAccessTokens();
+  const pending = client.fetch('/v1/me'); // refused, then wants a refresh
+  while (server.apiCalls.length === 0) await sleep(5);
+  await other.login(USER); // another account could sign in here just the same
+  open();
+  await assert.rejects(pending, SessionEndedError);
+  const newToken = storage.get()!.accessToken;
+  assert.ok(server.apiCalls.every((c) => c.token !== newToken), "the new session's token was not used for it");
+  assert.equal(server.refreshes.length, 0);
+});
+
 test('a wrong device clock: sign-in and refresh proofs are made on the server time, and no refresh storm', async (t) => {
   const { server, client } = await setup(t);
   server.clockOffsetMs = -10 * 60_000; // this device is ten minutes ahead
@@ -384,6 +402,7 @@ test('the token is sent only to URLs under the base URL', async (t) => {
   await assert.rejects(client.fetch('https://elsewhere.example/v1/me'), TypeError);
   await assert.rejects(client.fetch(`${url}/apix/v1/me`), TypeError);
   await assert.rejects(client.fetch(`${url}/v1/me`), TypeError);
+  await assert.rejects(client.fetch('/../v1/me'), TypeError);
   await assert.rejects(client.fetch('/v1/me'), NotSignedInError);
   assert.equal(server.apiCalls.length, 0);
 });
