@@ -351,7 +351,10 @@ export class SessiondClient {
         if (await this.#backoff(attempt, deadline)) continue;
         throw new SessiondError(problem, retryAfterMs, true);
       }
-      // The store is down and the server failed closed: nothing was spent.
+      // The store is unreachable and the server failed closed. The token is
+      // kept: if the script still ran after the server gave up (a Redis that
+      // froze, then answered), the next refresh sends the same token and the
+      // grace answers it with the same successor.
       if (res.status === 503) throw new UnavailableError(problem, retryAfterMs);
       if (problem.code === 'invalid_dpop_proof') {
         // Not spent either. A proof refused because this device's clock is

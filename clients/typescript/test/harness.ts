@@ -178,8 +178,12 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-/** redis-server on a free port, sessiond on another, the proxy on a third. */
-export async function startStack(bin: string, extraEnv: Record<string, string> = {}): Promise<Stack> {
+/**
+ * redis-server on a free port, sessiond on another, the proxy on a third.
+ * `graceMs` is the server's REFRESH_REUSE_GRACE: short, so the theft tests
+ * need not wait 30 s past it.
+ */
+export async function startStack(bin: string, { graceMs = 2000 }: { graceMs?: number } = {}): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'sessiond-tsclient-'));
   const procs: Proc[] = [];
   let proxy: CountingProxy | undefined;
@@ -196,7 +200,6 @@ export async function startStack(bin: string, extraEnv: Record<string, string> =
 
     const apiPort = await freePort();
     const proxyPort = await freePort();
-    const graceMs = 2000;
     const adminPassword = randomBytes(12).toString('base64url');
     const env = {
       PATH: process.env.PATH,
@@ -213,7 +216,6 @@ export async function startStack(bin: string, extraEnv: Record<string, string> =
       LISTEN_ADDR: `127.0.0.1:${apiPort}`,
       BCRYPT_COST: '10',
       LOG_LEVEL: 'warn',
-      ...extraEnv,
     };
     const sessiond = new Proc(bin, [], env, dir);
     procs.push(sessiond);
