@@ -357,8 +357,8 @@ export class SessiondClient {
       // grace answers it with the same successor.
       if (res.status === 503) throw new UnavailableError(problem, retryAfterMs);
       if (problem.code === 'invalid_dpop_proof') {
-        // Not spent either. A proof refused because this device's clock is
-        // off is made again once on the server's time.
+        // Not spent: the proof is checked first. One refused because this
+        // device's clock is off is made again once on the server's time.
         if (!clockRetried && clockMoved(offsetUsed, this.#clockOffsetMs)) {
           clockRetried = true;
           continue;
