@@ -44,6 +44,8 @@ type Tokens struct {
 	jwks     []byte
 	issuer   string
 	audience string
+	// cache remembers tokens that verified; nil without WithCache.
+	cache *cache
 }
 
 // tokenKey is one key of the ring.
@@ -94,8 +96,18 @@ type tokenClaims struct {
 	AccountCreatedAt *jwt.NumericDate `json:"account_created_at"`
 }
 
+// An Option tunes Tokens beyond its keyring.
+type Option func(*Tokens)
+
+// WithCache remembers up to about maxBytes of tokens that verified, so a
+// token's next use costs a lookup rather than a signature check and a JSON
+// decode; 0 or less remembers none.
+func WithCache(maxBytes int64) Option {
+	return func(t *Tokens) { t.cache = newCache(maxBytes) }
+}
+
 // New returns a signer/verifier for a keyring, issuer and audience.
-func New(ring Keyring, issuer, audience string) (*Tokens, error) {
+func New(ring Keyring, issuer, audience string, opts ...Option) (*Tokens, error) {
 	t := &Tokens{byKID: map[string]*tokenKey{}, issuer: issuer, audience: audience}
 	var public []jose.JSONWebKey
 	for i, priv := range ring.PrivateKeys {
@@ -143,6 +155,9 @@ func New(ring Keyring, issuer, audience string) (*Tokens, error) {
 		return nil, err
 	}
 	t.jwks = jwks
+	for _, o := range opts {
+		o(t)
+	}
 	return t, nil
 }
 
@@ -199,14 +214,21 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 }
 
 // VerifyAt is Verify at time now, for a caller that has read the clock
-// already (a server's request time); a zero now is read from the clock.
+// already (a server's request time); a zero now is read from the clock. A
+// token seen before is answered from the cache, if there is one, while now
+// is within its iat, nbf and exp (with ClockSkew): only a token that passed
+// every check is remembered.
 func (t *Tokens) VerifyAt(token string, now time.Time) (Claims, error) {
 	if now.IsZero() {
 		now = time.Now()
+	}
+	if c, ok := t.cache.get(token, now); ok {
+		return c, nil
 	}
 	v, err := t.verify(token, now)
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
+	t.cache.put(token, &v)
 	return v.claims, nil
 }
