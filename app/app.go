@@ -160,16 +160,21 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 		h.Metrics.Request(route, c.Method(), status, time.Since(start))
 	}
 	if logging {
-		// A record without a caller (pc 0): Logger.LogAttrs would walk the
-		// stack for one on every request, though no handler prints it.
-		r := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
-		r.AddAttrs(slog.String("request_id", id),
-			slog.String("method", c.Method()), slog.String("path", c.Path()),
-			slog.Int("status", status), slog.Int64("duration_us", r.Time.Sub(start).Microseconds()),
-			slog.String("ip", h.clientIP(c)), slog.String("user_id", callerOf(c).UserID))
-		_ = h.Log.Handler().Handle(c.UserContext(), r)
+		h.logRequest(c, id, status, start, time.Now())
 	}
 	return nil
+}
+
+// logRequest writes a request's line.
+func (h *handlers) logRequest(c *fiber.Ctx, id string, status int, start, end time.Time) {
+	// A record without a caller (pc 0): Logger.LogAttrs would walk the
+	// stack for one on every request, though no handler prints it.
+	r := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+	r.AddAttrs(slog.String("request_id", id),
+		slog.String("method", c.Method()), slog.String("path", c.Path()),
+		slog.Int("status", status), slog.Int64("duration_us", end.Sub(start).Microseconds()),
+		slog.String("ip", h.clientIP(c)), slog.String("user_id", callerOf(c).UserID))
+	_ = h.Log.Handler().Handle(c.UserContext(), r)
 }
 
 // forwardedRequestID is the X-Request-Id a trusted proxy set (so one id
@@ -207,7 +212,7 @@ type unmatchedKey struct{}
 // runs (413, 431).
 func setResponseMeta(c *fiber.Ctx, id string) string {
 	if id == "" {
-		id = uuid.NewString()
+		id = newRequestID()
 	}
 	c.Locals(ridKey{}, id)
 	c.Set("X-Request-Id", id)
@@ -218,6 +223,9 @@ func setResponseMeta(c *fiber.Ctx, id string) string {
 	c.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	return id
 }
+
+// newRequestID is a random UUID v4.
+func newRequestID() string { return uuid.NewString() }
 
 func requestID(c *fiber.Ctx) string {
 	id, _ := c.Locals(ridKey{}).(string)
