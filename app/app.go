@@ -14,7 +14,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/google/uuid"
 
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/metrics"
@@ -223,9 +222,6 @@ func setResponseMeta(c *fiber.Ctx, id string) string {
 	c.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	return id
 }
-
-// newRequestID is a random UUID v4.
-func newRequestID() string { return uuid.NewString() }
 
 func requestID(c *fiber.Ctx) string {
 	id, _ := c.Locals(ridKey{}).(string)
