@@ -214,14 +214,27 @@ func setResponseMeta(c *fiber.Ctx, id string) string {
 		id = newRequestID()
 	}
 	c.Locals(ridKey{}, id)
-	c.Set("X-Request-Id", id)
-	c.Set("Cache-Control", "no-store")
-	c.Set("X-Content-Type-Options", "nosniff")
-	c.Set("X-Frame-Options", "DENY")
-	c.Set("Referrer-Policy", "no-referrer")
-	c.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h := &c.Response().Header
+	// Names already canonical, values known clean (the id is ours or a
+	// checked plain token): set as they are, without c.Set's normalizing
+	// copy of each.
+	h.SetCanonical(headerRequestID, []byte(id))
+	for _, kv := range securityHeaders {
+		h.SetCanonical(kv[0], kv[1])
+	}
 	return id
 }
+
+var (
+	headerRequestID = []byte("X-Request-Id")
+	securityHeaders = [][2][]byte{
+		{[]byte("Cache-Control"), []byte("no-store")},
+		{[]byte("X-Content-Type-Options"), []byte("nosniff")},
+		{[]byte("X-Frame-Options"), []byte("DENY")},
+		{[]byte("Referrer-Policy"), []byte("no-referrer")},
+		{[]byte("Content-Security-Policy"), []byte("default-src 'none'; frame-ancestors 'none'")},
+	}
+)
 
 func requestID(c *fiber.Ctx) string {
 	id, _ := c.Locals(ridKey{}).(string)
