@@ -64,7 +64,7 @@ func NewLogger(cfg Config, w io.Writer) (log *slog.Logger, flush func()) {
 	if cfg.LogFormat == "json" {
 		h = slog.NewJSONHandler(b, o)
 	}
-	return slog.New(flushing{h, b}), b.Close
+	return slog.New(flushing{plainLines{h, b, cfg.LogFormat == "json"}, b}), b.Close
 }
 
 // logBuffer batches log lines into few writes.
