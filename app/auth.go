@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
 
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
@@ -54,7 +55,10 @@ func bearerToken(header string) (token string, ok bool) {
 // authenticate requires a valid token whose session is live in Redis. A good
 // signature alone is never enough: revocation bites on the next request.
 func (h *handlers) authenticate(c *fiber.Ctx) error {
-	header := c.Get(fiber.HeaderAuthorization)
+	// A view of the request's bytes, not the copy c.Get makes under
+	// Immutable: the token is only read during the request, and the token
+	// cache copies what it keeps.
+	header := utils.UnsafeString(c.Request().Header.Peek(fiber.HeaderAuthorization))
 	if header == "" {
 		return errNoToken
 	}
