@@ -139,9 +139,13 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 	// Checked first: building the line costs allocations, when the handler
 	// would drop the line.
 	logging := h.Log.Enabled(c.UserContext(), slog.LevelInfo)
+	timed := logging || h.Metrics != nil
 	var start time.Time
-	if logging || h.Metrics != nil {
-		start = time.Now()
+	if timed {
+		// When fasthttp handed the request over: it read the clock then.
+		if start = c.Context().Time(); start.IsZero() {
+			start = time.Now()
+		}
 	}
 	err := c.Next()
 	if err != nil {
@@ -151,15 +155,19 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 		}
 	}
 	status := c.Response().StatusCode()
+	var end time.Time // one clock read for the metrics and the line
+	if timed {
+		end = time.Now()
+	}
 	if h.Metrics != nil {
 		route := c.Route().Path
 		if c.Locals(unmatchedKey{}) != nil {
 			route = "unmatched" // the catch-all 404: no client's path as a label
 		}
-		h.Metrics.Request(route, c.Method(), status, time.Since(start))
+		h.Metrics.Request(route, c.Method(), status, end.Sub(start))
 	}
 	if logging {
-		h.logRequest(c, id, status, start, time.Now())
+		h.logRequest(c, id, status, start, end)
 	}
 	return nil
 }
