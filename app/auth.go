@@ -46,7 +46,7 @@ func bearerToken(header string) (token string, ok bool) {
 		return "", false
 	}
 	token = strings.TrimSpace(rest)
-	if token == "" || len(token) > maxTokenLen || strings.ContainsAny(token, " \t") {
+	if token == "" || len(token) > maxTokenLen || strings.IndexByte(token, ' ') >= 0 || strings.IndexByte(token, '\t') >= 0 {
 		return "", false
 	}
 	return token, true
