@@ -88,8 +88,9 @@ type Claims struct {
 	AccountCreatedAt time.Time
 }
 
-// tokenClaims is the JWT payload: the registered claims, plus the account's
-// username (OpenID Connect's name for it) and creation time.
+// tokenClaims is the JWT payload as Sign writes it: the registered claims,
+// plus the account's username (OpenID Connect's name for it) and creation
+// time. Verification reads it with decodeClaims, not encoding/json.
 type tokenClaims struct {
 	jwt.RegisteredClaims
 	Username         string           `json:"preferred_username"`
