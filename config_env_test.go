@@ -205,6 +205,9 @@ var envCases = []envCase{
 	{Var: "CLIENT_CACHE_MB", Effect: effectClientCache, Bad: []badValue{
 		{Value: "0"}, {Value: "-1"}, {Value: "lots"},
 	}},
+	{Var: "TOKEN_CACHE_MB", Effect: effectTokenCache, Bad: []badValue{
+		{Value: "-1"}, {Value: "lots"}, {Value: "1.5"},
+	}},
 	{Var: "SHUTDOWN_TIMEOUT", Effect: effectShutdownTimeout, Bad: []badValue{
 		{Value: "x"}, {Value: "-1s"}, {Value: "0"},
 	}},
@@ -1186,6 +1189,44 @@ func effectClientCache(t *testing.T) {
 	}
 	if r := call(t, "GET", base+"/v1/me", token, nil); r.status != 401 {
 		t.Fatalf("CLIENT_CACHE_MB=1: revoked token %d, want 401", r.status)
+	}
+}
+
+// TOKEN_CACHE_MB bounds the verified-token cache, seen through the metrics:
+// a token's uses after the first are hits, held within the bound, and a
+// revoked token is still refused on its next use; 0 turns it off.
+func effectTokenCache(t *testing.T) {
+	maddr := freeAddr(t)
+	base, _ := startBinary(t, withAdmin(map[string]string{"TOKEN_CACHE_MB": "1", "METRICS_ADDR": maddr}))
+	token := mustLogin(t, base, adminName, adminPass).Token
+	for range 5 {
+		if r := call(t, "GET", base+"/v1/me", token, nil); r.status != 200 {
+			t.Fatalf("TOKEN_CACHE_MB=1: GET /v1/me %d %s", r.status, r.body)
+		}
+	}
+	m := scrape(t, maddr)
+	hits, entries, bytes := metricValue(m, `sessiond_token_cache_reads_total{result="hit"}`),
+		metricValue(m, "sessiond_token_cache_entries"), metricValue(m, "sessiond_token_cache_bytes")
+	if hits < 4 || entries < 1 || bytes <= 0 || bytes > 1<<20 {
+		t.Fatalf("TOKEN_CACHE_MB=1: %v hits, %v entries, %v bytes; want the uses after the first to hit, within 1 MiB", hits, entries, bytes)
+	}
+	if r := call(t, "POST", base+"/v1/auth/logout", token, nil); r.status != 204 {
+		t.Fatalf("logout: %d", r.status)
+	}
+	if r := call(t, "GET", base+"/v1/me", token, nil); r.status != 401 {
+		t.Fatalf("TOKEN_CACHE_MB=1: the revoked, cached token: %d, want 401", r.status)
+	}
+
+	maddr = freeAddr(t)
+	base, _ = startBinary(t, withAdmin(map[string]string{"TOKEN_CACHE_MB": "0", "METRICS_ADDR": maddr}))
+	token = mustLogin(t, base, adminName, adminPass).Token
+	for range 3 {
+		if r := call(t, "GET", base+"/v1/me", token, nil); r.status != 200 {
+			t.Fatalf("TOKEN_CACHE_MB=0: GET /v1/me %d %s", r.status, r.body)
+		}
+	}
+	if m := scrape(t, maddr); strings.Contains(m, "sessiond_token_cache_") {
+		t.Fatalf("TOKEN_CACHE_MB=0: the cache is counted:\n%s", m)
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/google/uuid"
 
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/metrics"
@@ -154,9 +153,13 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 	// Checked first: building the line costs allocations, when the handler
 	// would drop the line.
 	logging := h.Log.Enabled(c.UserContext(), slog.LevelInfo)
+	timed := logging || h.Metrics != nil
 	var start time.Time
-	if logging || h.Metrics != nil {
-		start = time.Now()
+	if timed {
+		// When fasthttp handed the request over: it read the clock then.
+		if start = c.Context().Time(); start.IsZero() {
+			start = time.Now()
+		}
 	}
 	err := c.Next()
 	if err != nil {
@@ -166,24 +169,33 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 		}
 	}
 	status := c.Response().StatusCode()
+	var end time.Time // one clock read for the metrics and the line
+	if timed {
+		end = time.Now()
+	}
 	if h.Metrics != nil {
 		route := c.Route().Path
 		if c.Locals(unmatchedKey{}) != nil {
 			route = "unmatched" // the catch-all 404: no client's path as a label
 		}
-		h.Metrics.Request(route, c.Method(), status, time.Since(start))
+		h.Metrics.Request(route, c.Method(), status, end.Sub(start))
 	}
 	if logging {
-		// A record without a caller (pc 0): Logger.LogAttrs would walk the
-		// stack for one on every request, though no handler prints it.
-		r := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
-		r.AddAttrs(slog.String("request_id", id),
-			slog.String("method", c.Method()), slog.String("path", c.Path()),
-			slog.Int("status", status), slog.Int64("duration_us", r.Time.Sub(start).Microseconds()),
-			slog.String("ip", h.clientIP(c)), slog.String("user_id", callerOf(c).UserID))
-		_ = h.Log.Handler().Handle(c.UserContext(), r)
+		h.logRequest(c, id, status, start, end)
 	}
 	return nil
+}
+
+// logRequest writes a request's line.
+func (h *handlers) logRequest(c *fiber.Ctx, id string, status int, start, end time.Time) {
+	// A record without a caller (pc 0): Logger.LogAttrs would walk the
+	// stack for one on every request, though no handler prints it.
+	r := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+	r.AddAttrs(slog.String("request_id", id),
+		slog.String("method", c.Method()), slog.String("path", c.Path()),
+		slog.Int("status", status), slog.Int64("duration_us", end.Sub(start).Microseconds()),
+		slog.String("ip", h.clientIP(c)), slog.String("user_id", callerOf(c).UserID))
+	_ = h.Log.Handler().Handle(c.UserContext(), r)
 }
 
 // forwardedRequestID is the X-Request-Id a trusted proxy set (so one id
@@ -221,17 +233,30 @@ type unmatchedKey struct{}
 // runs (413, 431).
 func setResponseMeta(c *fiber.Ctx, id string) string {
 	if id == "" {
-		id = uuid.NewString()
+		id = newRequestID()
 	}
 	c.Locals(ridKey{}, id)
-	c.Set("X-Request-Id", id)
-	c.Set("Cache-Control", "no-store")
-	c.Set("X-Content-Type-Options", "nosniff")
-	c.Set("X-Frame-Options", "DENY")
-	c.Set("Referrer-Policy", "no-referrer")
-	c.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h := &c.Response().Header
+	// Names already canonical, values known clean (the id is ours or a
+	// checked plain token): set as they are, without c.Set's normalizing
+	// copy of each.
+	h.SetCanonical(headerRequestID, []byte(id))
+	for _, kv := range securityHeaders {
+		h.SetCanonical(kv[0], kv[1])
+	}
 	return id
 }
+
+var (
+	headerRequestID = []byte("X-Request-Id")
+	securityHeaders = [][2][]byte{
+		{[]byte("Cache-Control"), []byte("no-store")},
+		{[]byte("X-Content-Type-Options"), []byte("nosniff")},
+		{[]byte("X-Frame-Options"), []byte("DENY")},
+		{[]byte("Referrer-Policy"), []byte("no-referrer")},
+		{[]byte("Content-Security-Policy"), []byte("default-src 'none'; frame-ancestors 'none'")},
+	}
+)
 
 func requestID(c *fiber.Ctx) string {
 	id, _ := c.Locals(ridKey{}).(string)

@@ -64,7 +64,7 @@ func NewLogger(cfg Config, w io.Writer) (log *slog.Logger, flush func()) {
 	if cfg.LogFormat == "json" {
 		h = slog.NewJSONHandler(b, o)
 	}
-	return slog.New(flushing{h, b}), b.Close
+	return slog.New(flushing{plainLines{h, b, cfg.LogFormat == "json"}, b}), b.Close
 }
 
 // logBuffer batches log lines into few writes.
@@ -268,9 +268,15 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.Tokens, err = tokens.New(cfg.Keys, cfg.JWTIssuer, cfg.JWTAudience)
+	s.Tokens, err = tokens.New(cfg.Keys, cfg.JWTIssuer, cfg.JWTAudience, tokens.WithCache(int64(cfg.TokenCacheMB)<<20))
 	if err != nil {
 		return &ConfigError{"JWT_SECRET", err.Error()}
+	}
+	if cfg.TokenCacheMB > 0 {
+		s.Metrics.TokenCache(func() metrics.TokenCacheStats {
+			st := s.Tokens.CacheStats()
+			return metrics.TokenCacheStats{Hits: st.Hits, Misses: st.Misses, Entries: st.Entries, Bytes: st.Bytes}
+		})
 	}
 	if cfg.RedisURL != "" {
 		if err := redisx.CheckEvictionPolicy(ctx, s.Client, cfg.RedisTimeout); errors.Is(err, redisx.ErrEvictionPolicy) {

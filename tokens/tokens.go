@@ -8,11 +8,13 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -37,12 +39,13 @@ const MinSecretLen = 32
 // with another algorithm than its own, is refused before its signature is
 // looked at.
 type Tokens struct {
-	signer   tokenKey
-	byKID    map[string]tokenKey
+	signer   *tokenKey
+	byKID    map[string]*tokenKey
 	jwks     []byte
 	issuer   string
 	audience string
-	parser   *jwt.Parser
+	// cache remembers tokens that verified; nil without WithCache.
+	cache *cache
 }
 
 // tokenKey is one key of the ring.
@@ -51,6 +54,9 @@ type tokenKey struct {
 	method jwt.SigningMethod
 	sign   any // []byte secret or ed25519.PrivateKey; nil for verify-only
 	verify any // []byte secret or ed25519.PublicKey
+	// macs are HMACs keyed with the secret, reset between uses: keying one
+	// costs two SHA-256 blocks and a few allocations per token.
+	macs *sync.Pool
 }
 
 // Keyring is what tokens are signed and verified with.
@@ -82,65 +88,28 @@ type Claims struct {
 	AccountCreatedAt time.Time
 }
 
-// tokenClaims is the JWT payload: the registered claims, plus the account's
-// username (OpenID Connect's name for it) and creation time.
+// tokenClaims is the JWT payload as Sign writes it: the registered claims,
+// plus the account's username (OpenID Connect's name for it) and creation
+// time. Verification reads it with decodeClaims, not encoding/json.
 type tokenClaims struct {
 	jwt.RegisteredClaims
 	Username         string           `json:"preferred_username"`
 	AccountCreatedAt *jwt.NumericDate `json:"account_created_at"`
 }
 
-// claimTypes are the JSON types each claim we read must have. golang-jwt
-// decodes into typed fields, but it takes a number-looking string for a
-// NumericDate ("exp": "9999999999"): a token is refused unless every claim
-// has exactly its type.
-var claimTypes = map[string]string{
-	"iss": "string", "sub": "string", "jti": "string", "preferred_username": "string",
-	"exp": "number", "iat": "number", "nbf": "number", "account_created_at": "number",
-	"aud": "audience",
-}
+// An Option tunes Tokens beyond its keyring.
+type Option func(*Tokens)
 
-// UnmarshalJSON checks every known claim's JSON type before decoding.
-func (tc *tokenClaims) UnmarshalJSON(b []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	for name, v := range raw {
-		want, known := claimTypes[name]
-		if !known {
-			continue
-		}
-		if got := jsonType(v); got != want && (want != "audience" || (got != "string" && !stringArray(v))) {
-			return fmt.Errorf("claim %q: want a JSON %s", name, want)
-		}
-	}
-	type plain tokenClaims // no UnmarshalJSON: no recursion
-	return json.Unmarshal(b, (*plain)(tc))
-}
-
-// jsonType names the JSON type of a value: string, number, or another.
-func jsonType(v json.RawMessage) string {
-	v = bytes.TrimSpace(v)
-	switch {
-	case len(v) == 0:
-		return ""
-	case v[0] == '"':
-		return "string"
-	case v[0] == '-' || (v[0] >= '0' && v[0] <= '9'):
-		return "number"
-	}
-	return "other"
-}
-
-func stringArray(v json.RawMessage) bool {
-	var ss []string
-	return json.Unmarshal(v, &ss) == nil && bytes.HasPrefix(bytes.TrimSpace(v), []byte("["))
+// WithCache remembers up to about maxBytes of tokens that verified, so a
+// token's next use costs a lookup rather than a signature check and a JSON
+// decode; 0 or less remembers none.
+func WithCache(maxBytes int64) Option {
+	return func(t *Tokens) { t.cache = newCache(maxBytes) }
 }
 
 // New returns a signer/verifier for a keyring, issuer and audience.
-func New(ring Keyring, issuer, audience string) (*Tokens, error) {
-	t := &Tokens{byKID: map[string]tokenKey{}, issuer: issuer, audience: audience}
+func New(ring Keyring, issuer, audience string, opts ...Option) (*Tokens, error) {
+	t := &Tokens{byKID: map[string]*tokenKey{}, issuer: issuer, audience: audience}
 	var public []jose.JSONWebKey
 	for i, priv := range ring.PrivateKeys {
 		if len(priv) != ed25519.PrivateKeySize {
@@ -155,7 +124,7 @@ func New(ring Keyring, issuer, audience string) (*Tokens, error) {
 		// The RFC 7638 thumbprint: the same key has the same kid on every
 		// replica and after every restart.
 		jwk.KeyID = base64.RawURLEncoding.EncodeToString(thumb)
-		t.add(tokenKey{kid: jwk.KeyID, method: jwt.SigningMethodEdDSA, sign: priv, verify: pub})
+		t.add(&tokenKey{kid: jwk.KeyID, method: jwt.SigningMethodEdDSA, sign: priv, verify: pub})
 		public = append(public, jwk)
 	}
 	secrets := ring.PreviousSecrets
@@ -166,7 +135,9 @@ func New(ring Keyring, issuer, audience string) (*Tokens, error) {
 		if len(secret) < MinSecretLen {
 			return nil, fmt.Errorf("JWT secret must be at least %d bytes", MinSecretLen)
 		}
-		k := tokenKey{kid: secretKID(secret), method: jwt.SigningMethodHS256, verify: bytes.Clone(secret)}
+		key := bytes.Clone(secret)
+		k := &tokenKey{kid: secretKID(secret), method: jwt.SigningMethodHS256, verify: key,
+			macs: &sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, key)} }}}
 		if i == 0 && ring.Secret != nil {
 			k.sign = k.verify
 		}
@@ -185,23 +156,13 @@ func New(ring Keyring, issuer, audience string) (*Tokens, error) {
 		return nil, err
 	}
 	t.jwks = jwks
-	t.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg(), jwt.SigningMethodEdDSA.Alg()}),
-		jwt.WithIssuer(issuer),
-		jwt.WithAudience(audience),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		// Replicas' clocks differ a little: without leeway a token signed by
-		// one whose clock runs ahead is "used before issued" on another.
-		// The session's own expiry is enforced by Redis, not by exp.
-		jwt.WithLeeway(ClockSkew),
-		// Canonical base64url only: one token has one encoding.
-		jwt.WithStrictDecoding(),
-	)
+	for _, o := range opts {
+		o(t)
+	}
 	return t, nil
 }
 
-func (t *Tokens) add(k tokenKey) {
+func (t *Tokens) add(k *tokenKey) {
 	if _, dup := t.byKID[k.kid]; !dup {
 		t.byKID[k.kid] = k
 	}
@@ -225,26 +186,6 @@ func (t *Tokens) Audience() string { return t.audience }
 // published, so with only HMAC secrets the set is empty.
 func (t *Tokens) JWKS() []byte { return t.jwks }
 
-// keyFor is the key a token's header names, which must be one of the ring's
-// and of the algorithm the token says; nothing else about the header is
-// trusted.
-func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {
-	// RFC 7515 §4.1.11: a "crit" extension the recipient does not
-	// understand makes the token invalid, and we understand none.
-	if _, ok := tok.Header["crit"]; ok {
-		return nil, errors.New(`unsupported "crit" header`)
-	}
-	kid, _ := tok.Header["kid"].(string)
-	k, ok := t.byKID[kid]
-	if !ok {
-		return nil, errors.New("no kid, or an unknown one")
-	}
-	if tok.Method.Alg() != k.method.Alg() {
-		return nil, fmt.Errorf("kid %s is a %s key, the token says %s", k.kid, k.method.Alg(), tok.Method.Alg())
-	}
-	return k.verify, nil
-}
-
 // Sign issues a token: sub is the user, jti the session, exp the session's
 // absolute end (or an access token's shorter one); the username and the
 // account's creation time describe the account.
@@ -266,17 +207,29 @@ func (t *Tokens) Sign(c Claims) (string, error) {
 	return tok.SignedString(t.signer.sign)
 }
 
-// Verify checks a token's signature and claims. It says nothing about whether
-// the session still exists: that is the sessions store's job.
+// Verify checks a token's signature and claims at the time it is now. It
+// says nothing about whether the session still exists: that is the sessions
+// store's job.
 func (t *Tokens) Verify(token string) (Claims, error) {
-	var tc tokenClaims
-	_, err := t.parser.ParseWithClaims(token, &tc, t.keyFor)
+	return t.VerifyAt(token, time.Now())
+}
+
+// VerifyAt is Verify at time now, for a caller that has read the clock
+// already (a server's request time); a zero now is read from the clock. A
+// token seen before is answered from the cache, if there is one, while now
+// is within its iat, nbf and exp (with ClockSkew): only a token that passed
+// every check is remembered.
+func (t *Tokens) VerifyAt(token string, now time.Time) (Claims, error) {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if c, ok := t.cache.get(token, now); ok {
+		return c, nil
+	}
+	v, err := t.verify(token, now)
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
-	if tc.Subject == "" || tc.ID == "" || tc.IssuedAt == nil || tc.Username == "" || tc.AccountCreatedAt == nil {
-		return Claims{}, fmt.Errorf("%w: missing sub, jti, iat, preferred_username or account_created_at", ErrInvalidToken)
-	}
-	return Claims{UserID: tc.Subject, SessionID: tc.ID, IssuedAt: tc.IssuedAt.Time, ExpiresAt: tc.ExpiresAt.Time,
-		Username: tc.Username, AccountCreatedAt: tc.AccountCreatedAt.Time}, nil
+	t.cache.put(token, &v)
+	return v.claims, nil
 }

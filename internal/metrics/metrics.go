@@ -6,9 +6,11 @@
 package metrics
 
 import (
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,8 +34,12 @@ type Metrics struct {
 
 	// byRoute caches each (route, method, status)'s counter and each
 	// (route, method)'s histogram: looking a label set up hashes its values,
-	// which the hot path should not pay on every request.
-	byRoute sync.Map // routeKey → *routeMetrics
+	// which the hot path should not pay on every request. Its map is never
+	// changed once published: a new label set (a few dozen in all) copies
+	// it, under addMu, so a request reads it with one atomic load and a
+	// plain map lookup (sync.Map hashed the key as an interface).
+	byRoute atomic.Pointer[map[routeKey]*routeMetrics]
+	addMu   sync.Mutex
 }
 
 type routeKey struct {
@@ -104,16 +110,35 @@ func (m *Metrics) Request(route, method string, status int, took time.Duration) 
 		return
 	}
 	k := routeKey{route, method, status}
-	v, ok := m.byRoute.Load(k)
-	if !ok {
-		v, _ = m.byRoute.LoadOrStore(k, &routeMetrics{
-			requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
-			latency:  m.latency.WithLabelValues(route, method),
-		})
+	var r *routeMetrics
+	if known := m.byRoute.Load(); known != nil {
+		r = (*known)[k]
 	}
-	r := v.(*routeMetrics)
+	if r == nil {
+		r = m.addRoute(k)
+	}
 	r.requests.Inc()
 	r.latency.Observe(took.Seconds())
+}
+
+// addRoute publishes a copy of byRoute with k in it.
+func (m *Metrics) addRoute(k routeKey) *routeMetrics {
+	m.addMu.Lock()
+	defer m.addMu.Unlock()
+	next := map[routeKey]*routeMetrics{}
+	if known := m.byRoute.Load(); known != nil {
+		if r := (*known)[k]; r != nil {
+			return r // added meanwhile
+		}
+		maps.Copy(next, *known)
+	}
+	r := &routeMetrics{
+		requests: m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(k.status)),
+		latency:  m.latency.WithLabelValues(k.route, k.method),
+	}
+	next[k] = r
+	m.byRoute.Store(&next)
+	return r
 }
 
 // Login records a sign-in attempt's outcome; "" records nothing.
@@ -159,4 +184,46 @@ func (m *Metrics) CacheRead(hit bool) {
 	} else {
 		m.cacheMiss.Inc()
 	}
+}
+
+// TokenCacheStats are the verified-token cache's counts.
+type TokenCacheStats struct {
+	Hits, Misses uint64
+	Entries      int
+	Bytes        int64
+}
+
+// TokenCache exports the verified-token cache's counts, read at each
+// scrape: the cache counts under locks its lookups take anyway, so the hot
+// path pays no shared counter.
+func (m *Metrics) TokenCache(read func() TokenCacheStats) {
+	if m != nil {
+		m.reg.MustRegister(tokenCache{read})
+	}
+}
+
+var (
+	tokenCacheReads = prometheus.NewDesc("sessiond_token_cache_reads_total",
+		"Token verifications by where the answer came from: hit (the verified-token cache) or miss (a signature check and a claims decode: new, evicted, expired and invalid tokens).",
+		[]string{"result"}, nil)
+	tokenCacheEntries = prometheus.NewDesc("sessiond_token_cache_entries",
+		"Tokens held by the verified-token cache.", nil, nil)
+	tokenCacheBytes = prometheus.NewDesc("sessiond_token_cache_bytes",
+		"Bytes held by the verified-token cache, as it counts them against TOKEN_CACHE_MB.", nil, nil)
+)
+
+type tokenCache struct{ read func() TokenCacheStats }
+
+func (tokenCache) Describe(ch chan<- *prometheus.Desc) {
+	ch <- tokenCacheReads
+	ch <- tokenCacheEntries
+	ch <- tokenCacheBytes
+}
+
+func (c tokenCache) Collect(ch chan<- prometheus.Metric) {
+	st := c.read()
+	ch <- prometheus.MustNewConstMetric(tokenCacheReads, prometheus.CounterValue, float64(st.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(tokenCacheReads, prometheus.CounterValue, float64(st.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(tokenCacheEntries, prometheus.GaugeValue, float64(st.Entries))
+	ch <- prometheus.MustNewConstMetric(tokenCacheBytes, prometheus.GaugeValue, float64(st.Bytes))
 }
