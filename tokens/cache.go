@@ -35,7 +35,7 @@ import (
 // connections, two requests rarely want the same one.
 const cacheShards = 64
 
-// entryOverhead is what an entry costs besides its token and decoded text:
+// entryOverhead is what an entry costs besides its token and its claims' strings:
 // the entry itself, its slot in the shard's map, and the allocator's
 // rounding of the two strings.
 const entryOverhead = int64(unsafe.Sizeof(entry{})) + 96
@@ -116,7 +116,7 @@ func (c *cache) put(token string, v *verified) {
 	}
 	h := maphash.String(c.seed, token)
 	s := c.shard(h)
-	size := int64(len(token)+len(v.text)) + entryOverhead
+	size := int64(len(token)+v.size) + entryOverhead
 	if size > s.limit {
 		return
 	}

@@ -17,9 +17,10 @@ import (
 	"github.com/sessiond/sessiond/tokens"
 )
 
-// The verification sessiond had before it decoded claims itself: golang-jwt's
-// parser, with the claims' JSON types checked in a map first. Kept here as
-// the reference the single-pass decoder must agree with.
+// The verification sessiond had before it decoded the claims once: golang-jwt's
+// parser, with the claims' JSON types checked in a map first and the claims
+// then decoded again into the struct. Kept here as the reference the
+// one-pass decoder must agree with.
 
 type refClaims struct {
 	jwt.RegisteredClaims
@@ -172,7 +173,7 @@ func duplicateOrFolded(s string, names []string, folded bool) string {
 	return ""
 }
 
-// The single-pass decoder agrees with the one it replaced: for any header
+// The one-pass decoder agrees with the one it replaced: for any header
 // and claims, signed with the right key (so the fuzzer gets past the
 // signature to the decoder), both refuse, or both accept with the same
 // claims; they may differ where lenientInReference says, and nowhere else.

@@ -8,13 +8,11 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -46,6 +44,9 @@ type Tokens struct {
 	audience string
 	// cache remembers tokens that verified; nil without WithCache.
 	cache *cache
+	// parser pins the algorithms and decodes strictly; the claims are
+	// validated after it, at the request's time (verify).
+	parser *jwt.Parser
 }
 
 // tokenKey is one key of the ring.
@@ -54,9 +55,6 @@ type tokenKey struct {
 	method jwt.SigningMethod
 	sign   any // []byte secret or ed25519.PrivateKey; nil for verify-only
 	verify any // []byte secret or ed25519.PublicKey
-	// macs are HMACs keyed with the secret, reset between uses: keying one
-	// costs two SHA-256 blocks and a few allocations per token.
-	macs *sync.Pool
 }
 
 // Keyring is what tokens are signed and verified with.
@@ -86,15 +84,6 @@ type Claims struct {
 	ExpiresAt        time.Time
 	Username         string
 	AccountCreatedAt time.Time
-}
-
-// tokenClaims is the JWT payload as Sign writes it: the registered claims,
-// plus the account's username (OpenID Connect's name for it) and creation
-// time. Verification reads it with decodeClaims, not encoding/json.
-type tokenClaims struct {
-	jwt.RegisteredClaims
-	Username         string           `json:"preferred_username"`
-	AccountCreatedAt *jwt.NumericDate `json:"account_created_at"`
 }
 
 // An Option tunes Tokens beyond its keyring.
@@ -136,8 +125,7 @@ func New(ring Keyring, issuer, audience string, opts ...Option) (*Tokens, error)
 			return nil, fmt.Errorf("JWT secret must be at least %d bytes", MinSecretLen)
 		}
 		key := bytes.Clone(secret)
-		k := &tokenKey{kid: secretKID(secret), method: jwt.SigningMethodHS256, verify: key,
-			macs: &sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, key)} }}}
+		k := &tokenKey{kid: secretKID(secret), method: jwt.SigningMethodHS256, verify: key}
 		if i == 0 && ring.Secret != nil {
 			k.sign = k.verify
 		}
@@ -156,6 +144,13 @@ func New(ring Keyring, issuer, audience string, opts ...Option) (*Tokens, error)
 		return nil, err
 	}
 	t.jwks = jwks
+	t.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg(), jwt.SigningMethodEdDSA.Alg()}),
+		// Canonical base64url only: one token has one encoding (and one
+		// cache entry).
+		jwt.WithStrictDecoding(),
+		jwt.WithoutClaimsValidation(),
+	)
 	for _, o := range opts {
 		o(t)
 	}
