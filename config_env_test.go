@@ -589,7 +589,7 @@ func effectLogFormat(t *testing.T) {
 	decode(t, r, &me)
 	var line map[string]any
 	waitFor(t, 2*time.Second, func() bool {
-		for _, l := range strings.Split(strings.TrimSpace(logs()), "\n") {
+		for _, l := range completeLines(logs()) {
 			var m map[string]any
 			if err := json.Unmarshal([]byte(l), &m); err != nil {
 				t.Fatalf("LOG_FORMAT=json wrote a line that is not JSON: %q", l)
@@ -1638,6 +1638,23 @@ func safeName(v string) string {
 		}
 	}
 	return string(out)
+}
+
+// completeLines are the lines of s that were written whole: the log is
+// written in batches, so what has arrived may end in the middle of a line,
+// or be nothing yet.
+func completeLines(s string) []string {
+	end := strings.LastIndexByte(s, '\n')
+	if end < 0 {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(s[:end], "\n") {
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func lastLine(s string) string {
