@@ -376,7 +376,10 @@ func (s *Store) Create(ctx context.Context, username, password, role string, by 
 	if rueidis.IsRedisNil(err) {
 		return User{}, ErrUsernameTaken
 	}
-	if err != nil || ok != "OK" {
+	if err == nil && ok != "OK" {
+		err = fmt.Errorf("unexpected reply %q", ok)
+	}
+	if err != nil {
 		return User{}, redisx.Unavailable("claim username", err)
 	}
 	created := by.Event(audit.AccountCreated, u.ID, "", "role "+role)
