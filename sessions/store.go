@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -111,7 +112,17 @@ type Store struct {
 	// keying it by user makes a logout-all of 10,000 sessions one store of a
 	// map built at its final size.
 	revoked sync.Map // uid → *tombstones
+	// pruned is when revoked was last walked for expired users (unix ns):
+	// at most once per pruneEvery, not on every revocation, so a script
+	// revoking many users' sessions one by one costs linear time, not
+	// quadratic.
+	pruned atomic.Int64
 }
+
+// pruneEvery is how often, at most, revocations walk the tombstones to drop
+// users whose tombstones have all expired. The map then holds at most
+// tombstoneTTL + pruneEvery of revokers.
+const pruneEvery = time.Second
 
 // tombstones are the sessions of one user this process revoked recently.
 type tombstones struct {
@@ -531,7 +542,11 @@ func (s *Store) rememberRevoked(uid string, ids []string) {
 		break
 	}
 	// Drop users whose tombstones have all expired, so the map holds only
-	// the last few seconds' revokers.
+	// the last few seconds' revokers; one revocation a second does the walk.
+	last := s.pruned.Load()
+	if now.UnixNano()-last < int64(pruneEvery) || !s.pruned.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
 	for k, v := range s.revoked.Range {
 		t := v.(*tombstones)
 		t.mu.Lock()
