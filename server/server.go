@@ -264,6 +264,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		Keys: layout, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
 		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit, Metrics: s.Metrics,
+		Log: s.Log,
 	})
 	if err != nil {
 		return err
