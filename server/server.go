@@ -305,9 +305,15 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 		}
 		name, password, generated = "admin", randomPassword(), true
 	}
-	_, err := s.Users.FindByUsername(ctx, name)
+	u, err := s.Users.FindByUsername(ctx, name)
 	if err == nil {
 		s.Log.Info("admin account exists", "username", name)
+		// Its place in the admin set follows its record: a change whose
+		// last step failed leaves it out, and the last-admin rule would
+		// not guard it.
+		if err := s.Users.SyncAdmin(ctx, u.ID); err != nil {
+			s.Log.Warn("could not check the admin account's place in the admin set", "username", name, "err", err)
+		}
 		return nil
 	}
 	if !errors.Is(err, errcode.ErrUserNotFound) {
