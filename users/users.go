@@ -865,8 +865,11 @@ func (s *Store) CheckPassword(ctx context.Context, id, password string, from aud
 func (s *Store) compare(ctx context.Context, hash, password string) bool {
 	start := time.Now()
 	ok := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil && len(password) <= MaxPasswordBytes
+	cost, err := bcrypt.Cost([]byte(hash))
+	if err == nil {
+		s.observe(cost, time.Since(start))
+	}
 	if !ok {
-		cost, err := bcrypt.Cost([]byte(hash))
 		if top := s.topCost(ctx); err == nil && cost < top {
 			s.padTo(start, top)
 		}
@@ -877,14 +880,31 @@ func (s *Store) compare(ctx context.Context, hash, password string) bool {
 // compareUnknown does for a username that does not exist the work a wrong
 // password costs for an account at the dearest cost any account may have.
 func (s *Store) compareUnknown(ctx context.Context, password string) {
-	_ = bcrypt.CompareHashAndPassword(s.dummyAt(s.topCost(ctx)).hash, []byte(password))
+	top := s.topCost(ctx)
+	d := s.dummyAt(top)
+	start := time.Now()
+	_ = bcrypt.CompareHashAndPassword(d.hash, []byte(password))
+	s.observe(top, time.Since(start))
 }
 
 // dummy is a hash of a random password, checked against when a username does
-// not exist, and how long making it took (about what one check costs).
+// not exist, and about how long one check at its cost takes now.
 type dummy struct {
 	hash []byte
 	took time.Duration
+}
+
+// observe folds how long a check at cost just took into its dummy's
+// estimate, so padding follows what checks take now: one sample, taken when
+// the dummy was made, under another load than now, made a padded refusal
+// three times faster or slower than a real check (seen under -race on a
+// loaded machine).
+func (s *Store) observe(cost int, took time.Duration) {
+	if v, ok := s.dummies.Load(cost); ok {
+		d := v.(dummy)
+		d.took = (d.took + took) / 2
+		s.dummies.Store(cost, d)
+	}
 }
 
 // dummyAt returns the dummy hash at a bcrypt cost, made on first use.
