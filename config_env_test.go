@@ -109,6 +109,7 @@ var envCases = []envCase{
 	{Var: "JWT_PREVIOUS_SECRETS", Effect: effectPreviousSecrets, Bad: []badValue{
 		{Value: "short"},
 		{Value: strings.Repeat("k", 32) + ",short", Name: "second_short"},
+		{Value: strings.Repeat("k", 32) + ", ,", Name: "blank_entries"},
 	}},
 	{Var: "JWT_PRIVATE_KEYS", Effect: effectPrivateKeys, Bad: []badValue{
 		{Value: "/nonexistent/keys.pem", Name: "missing_file"},
@@ -143,6 +144,8 @@ var envCases = []envCase{
 	}},
 	{Var: "SESSION_IDLE_TIMEOUT", Effect: effectIdleTimeout, Bad: []badValue{
 		{Value: "forever"}, {Value: "30d"}, {Value: "0"}, {Value: "-5m"},
+		// Under a second: 1us was an expiry of now, ending every session at once.
+		{Value: "1us"}, {Value: "999ms"},
 	}},
 	{Var: "SESSION_MAX_LIFETIME", Effect: effectMaxLifetime, Bad: []badValue{
 		{Value: "-1h"}, {Value: "90d"}, {Value: "0s"},
@@ -163,6 +166,8 @@ var envCases = []envCase{
 	}},
 	{Var: "LOGIN_FAILURE_WINDOW", Effect: effectFailureWindow, Bad: []badValue{
 		{Value: "soon"}, {Value: "0s"}, {Value: "15"},
+		// Under a second: 500us was a window of 0 ms, and every sign-in 503.
+		{Value: "500us"}, {Value: "999ms"},
 	}},
 	{Var: "BCRYPT_COST", Effect: effectBcryptCost, Bad: []badValue{
 		{Value: "9"}, {Value: "15"}, {Value: "high"},
@@ -193,6 +198,8 @@ var envCases = []envCase{
 	}},
 	{Var: "REDIS_TIMEOUT", Effect: effectRedisTimeout, Bad: []badValue{
 		{Value: "0s"}, {Value: "fast"}, {Value: "-1s"},
+		// Under 10ms every request fails closed under ordinary load.
+		{Value: "1ns"}, {Value: "9ms"},
 	}},
 	{Var: "REDIS_WAIT_REPLICAS", Effect: effectWaitReplicas, Bad: []badValue{
 		{Value: "banana"}, {Value: "-1"}, {Value: "17"},
@@ -210,6 +217,8 @@ var envCases = []envCase{
 	}},
 	{Var: "SHUTDOWN_TIMEOUT", Effect: effectShutdownTimeout, Bad: []badValue{
 		{Value: "x"}, {Value: "-1s"}, {Value: "0"},
+		// Under a second cuts off a sign-in still in bcrypt.
+		{Value: "1ns"}, {Value: "999ms"},
 	}},
 	{Var: "METRICS_ADDR", Effect: effectMetricsAddr, Bad: []badValue{
 		{Value: "nonsense"},
@@ -592,7 +601,7 @@ func effectLogFormat(t *testing.T) {
 	decode(t, r, &me)
 	var line map[string]any
 	waitFor(t, 2*time.Second, func() bool {
-		for _, l := range strings.Split(strings.TrimSpace(logs()), "\n") {
+		for _, l := range completeLines(logs()) {
 			var m map[string]any
 			if err := json.Unmarshal([]byte(l), &m); err != nil {
 				t.Fatalf("LOG_FORMAT=json wrote a line that is not JSON: %q", l)
@@ -644,8 +653,10 @@ func effectPreviousSecrets(t *testing.T) {
 	oldSecret, newSecret := "secret-old-"+strings.Repeat("o", 32), "secret-new-"+strings.Repeat("n", 32)
 	before, _ := startBinary(t, withAdmin(map[string]string{"REDIS_KEY_PREFIX": prefix, "JWT_SECRET": oldSecret}))
 	token := mustLogin(t, before, adminName, adminPass).Token
+	// Listed as people write lists: the spaces after the commas are not
+	// part of the secrets.
 	rotated, _ := startBinary(t, withAdmin(map[string]string{"REDIS_KEY_PREFIX": prefix, "JWT_SECRET": newSecret,
-		"JWT_PREVIOUS_SECRETS": oldSecret}))
+		"JWT_PREVIOUS_SECRETS": " secret-older-" + strings.Repeat("x", 32) + ", " + oldSecret + " "}))
 	if r := call(t, "GET", rotated+"/v1/me", token, nil); r.status != 200 {
 		t.Errorf("a token of the previous secret after the rotation: %d, want 200", r.status)
 	}
@@ -674,7 +685,8 @@ func effectPrivateKeys(t *testing.T) {
 
 func effectIntrospectionClients(t *testing.T) {
 	secret := strings.Repeat("g", 40)
-	base, _ := startBinary(t, withAdmin(map[string]string{"INTROSPECTION_CLIENTS": "gw:" + secret}))
+	// Spaces around ids and secrets are layout, not part of them.
+	base, _ := startBinary(t, withAdmin(map[string]string{"INTROSPECTION_CLIENTS": "other:" + strings.Repeat("o", 32) + ", gw : " + secret}))
 	token := mustLogin(t, base, adminName, adminPass).Token
 	introspect := func(id, sec string) reply {
 		req, _ := http.NewRequest("POST", base+"/v1/oauth/introspect", strings.NewReader("token="+token))
@@ -1679,6 +1691,23 @@ func safeName(v string) string {
 		}
 	}
 	return string(out)
+}
+
+// completeLines are the lines of s that were written whole: the log is
+// written in batches, so what has arrived may end in the middle of a line,
+// or be nothing yet.
+func completeLines(s string) []string {
+	end := strings.LastIndexByte(s, '\n')
+	if end < 0 {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(s[:end], "\n") {
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func lastLine(s string) string {

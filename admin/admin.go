@@ -28,13 +28,15 @@ type Admin struct {
 // Change applies an admin's change to an account (role, disabled, password)
 // and returns the account as it is then and how many sessions the change
 // ended. Demoting or disabling the last enabled admin is users.ErrLastAdmin,
-// with nothing changed.
+// with nothing changed. An unknown account is errcode.ErrUserNotFound before
+// anything of the change is checked: a new password's hash (bcrypt, the
+// dearest step) is only made for an account that exists.
 func (a Admin) Change(ctx context.Context, id string, ch users.Change, by audit.Actor) (users.User, int, error) {
-	update, err := a.Users.CheckChange(ch)
+	before, err := a.Users.Get(ctx, id)
 	if err != nil {
 		return users.User{}, 0, err
 	}
-	before, err := a.Users.Get(ctx, id)
+	update, err := a.Users.CheckChange(ch)
 	if err != nil {
 		return users.User{}, 0, err
 	}

@@ -137,6 +137,11 @@ func TestAdminAccountChangesBiteAtOnce(t *testing.T) {
 	wantProblem(t, e.do("PATCH", path, admin, map[string]any{"role": "owner"}), 400, "invalid_request")
 	wantProblem(t, e.do("PATCH", path, admin, map[string]any{"disabled": "yes"}), 400, "invalid_request")
 	wantProblem(t, e.do("PATCH", "/v1/admin/users/0d9b7a4c-0000-4000-8000-000000000000", admin, map[string]any{"disabled": true}), 404, "not_found")
+	// An unknown account is 404 before its change is checked (and before a
+	// new password is hashed): a bad role or password is not reported first.
+	for _, body := range []map[string]any{{"role": "owner"}, {"password": "short"}, {"password": "long-enough-password"}} {
+		wantProblem(t, e.do("PATCH", "/v1/admin/users/0d9b7a4c-0000-4000-8000-000000000000", admin, body), 404, "not_found")
+	}
 
 	// Promote, then demote: admin rights are read from the record on each request.
 	if r := e.do("PATCH", path, admin, map[string]any{"role": "admin"}); r.Status != 200 || r.JSON(t)["role"] != "admin" {

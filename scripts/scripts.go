@@ -42,7 +42,7 @@ type Script struct {
 // fields are what the .lua files name as {{.Name}}.
 var fields = map[string]string{
 	"UserHash": keys.UserHash, "UserRole": keys.UserRole, "UserDisabled": keys.UserDisabled,
-	"UserVersion": keys.UserVersion, "SessLastSeen": keys.SessLastSeen, "SessExpires": keys.SessExpires,
+	"UserVersion": keys.UserVersion, "UserPending": keys.UserPending, "SessLastSeen": keys.SessLastSeen, "SessExpires": keys.SessExpires,
 	"SessIP": keys.SessIP, "SessRole": keys.SessRole, "DefaultRole": keys.DefaultRole,
 	"Failures": keys.FieldFailures,
 }
@@ -99,8 +99,18 @@ var (
 	AdminRelease = load("admin_release.lua")
 	// MaxCost raises the highest bcrypt cost in use.
 	MaxCost = load("max_cost.lua")
-	// CreateAccount writes a new account and its account.created event.
+	// CreateAccount writes a new account's record, marked pending until
+	// FinishAccount, and expiring unless finished.
 	CreateAccount = load("create_account.lua")
+	// FinishAccount clears a new account's pending mark, keeps its record
+	// for good and records account.created.
+	FinishAccount = load("finish_account.lua")
+	// AbandonAccount deletes a new account's record whose creation failed,
+	// unless it finished.
+	AbandonAccount = load("abandon_account.lua")
+	// PersistName makes a username's claim permanent, if it is still the
+	// account's.
+	PersistName = load("persist_name.lua")
 	// DeleteAccount deletes an account and every session of it, keeping its
 	// history, where it records account.deleted.
 	DeleteAccount = load("delete_account.lua")

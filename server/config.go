@@ -109,22 +109,22 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		JWTAudience:                p.str("JWT_AUDIENCE", "sessiond"),
 		AdminUsername:              getenv("ADMIN_USERNAME"),
 		AdminPassword:              p.secret("ADMIN_PASSWORD", "ADMIN_PASSWORD_FILE"),
-		IdleTimeout:                p.duration("SESSION_IDLE_TIMEOUT", 720*time.Hour),
+		IdleTimeout:                p.durationAtLeast("SESSION_IDLE_TIMEOUT", 720*time.Hour, time.Second),
 		MaxLifetime:                p.durationAtLeast("SESSION_MAX_LIFETIME", 2160*time.Hour, time.Second),
 		MaxSessionsPerUser:         p.integer("MAX_SESSIONS_PER_USER", 50, 0, 1_000_000),
 		LoginMaxFailures:           p.integer("LOGIN_MAX_FAILURES", 10, 1, 1_000_000),
-		LoginFailureWindow:         p.duration("LOGIN_FAILURE_WINDOW", 15*time.Minute),
+		LoginFailureWindow:         p.durationAtLeast("LOGIN_FAILURE_WINDOW", 15*time.Minute, time.Second),
 		LoginMaxFailuresPerIP:      p.integer("LOGIN_MAX_FAILURES_PER_IP", 100, 0, 1_000_000),
 		LoginMaxFailuresPerAccount: p.integer("LOGIN_MAX_FAILURES_PER_ACCOUNT", 100, 0, 100),
 		BcryptCost:                 p.integer("BCRYPT_COST", 12, 10, 14),
 		KeyPrefix:                  p.str("REDIS_KEY_PREFIX", "sd:"),
 		TrustedProxies:             p.prefixes("TRUSTED_PROXIES"),
-		RedisTimeout:               p.duration("REDIS_TIMEOUT", 2*time.Second),
+		RedisTimeout:               p.durationAtLeast("REDIS_TIMEOUT", 2*time.Second, 10*time.Millisecond),
 		WaitReplicas:               p.integer("REDIS_WAIT_REPLICAS", 0, 0, 16),
 		WaitTimeout:                p.durationAtLeast("REDIS_WAIT_TIMEOUT", 500*time.Millisecond, time.Millisecond),
 		ClientCacheMB:              p.integer("CLIENT_CACHE_MB", 64, 1, 1<<20),
 		TokenCacheMB:               p.integer("TOKEN_CACHE_MB", 32, 0, 1<<20),
-		ShutdownTimeout:            p.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+		ShutdownTimeout:            p.durationAtLeast("SHUTDOWN_TIMEOUT", 10*time.Second, time.Second),
 		MetricsAddr:                getenv("METRICS_ADDR"),
 		LogLevel:                   p.logLevel("LOG_LEVEL"),
 		LogFormat:                  p.oneOf("LOG_FORMAT", "text", "json"),
@@ -176,7 +176,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if v := getenv("INTROSPECTION_CLIENTS"); v != "" {
 		c.IntrospectionClients = map[string][32]byte{}
 		for _, pair := range strings.Split(v, ",") {
-			id, secret, ok := strings.Cut(strings.TrimSpace(pair), ":")
+			id, secret, ok := strings.Cut(pair, ":")
+			// Spaces around the pieces are layout ("a:…, b:…"), never part of
+			// an id or a secret.
+			id, secret = strings.TrimSpace(id), strings.TrimSpace(secret)
 			if !ok || id == "" {
 				return Config{}, &ConfigError{"INTROSPECTION_CLIENTS", "want comma-separated id:secret pairs"}
 			}
@@ -217,6 +220,8 @@ func (c *Config) loadKeys(getenv func(string) string) error {
 	}
 	if v := getenv("JWT_PREVIOUS_SECRETS"); v != "" {
 		for i, secret := range strings.Split(v, ",") {
+			// "a, b" lists a and b: the space is layout, not a byte of b.
+			secret = strings.TrimSpace(secret)
 			if len(secret) < tokens.MinSecretLen {
 				return &ConfigError{"JWT_PREVIOUS_SECRETS", fmt.Sprintf("secret %d must be at least %d bytes, got %d", i+1, tokens.MinSecretLen, len(secret))}
 			}
@@ -352,13 +357,24 @@ func (p *parser) str(name, def string) string {
 	return def
 }
 
-func (p *parser) duration(name string, def time.Duration) time.Duration {
-	return p.durationAtLeast(name, def, time.Nanosecond)
-}
-
-// durationAtLeast is duration for a setting that cannot be finer than least:
-// sessions end at whole seconds (the JWT's exp), Redis WAIT takes whole
-// milliseconds (and 0 would mean for ever).
+// durationAtLeast reads a Go duration of at least least. Every duration has
+// a floor below which the service would not work as configured, and is
+// refused rather than carried out:
+//
+//   - SESSION_MAX_LIFETIME, SESSION_IDLE_TIMEOUT: 1s. Sessions end at whole
+//     seconds (the JWT's exp), and Redis expires them in whole milliseconds:
+//     1us became an expiry of now, ending every session at once.
+//   - LOGIN_FAILURE_WINDOW: 1s. The counters expire in whole milliseconds
+//     and Retry-After is whole seconds: 500us became a window of 0, which
+//     the limit script refuses, so every sign-in answered 503.
+//   - REDIS_TIMEOUT: 10ms. A round trip on a LAN is well under a
+//     millisecond, but a garbage-collection pause or Redis forking for a
+//     snapshot takes milliseconds: below 10ms requests fail closed (503)
+//     under ordinary load, and 1ns failed every one.
+//   - REDIS_WAIT_TIMEOUT: 1ms. WAIT takes whole milliseconds, and WAIT 0
+//     waits for ever.
+//   - SHUTDOWN_TIMEOUT: 1s. A sign-in in flight spends up to a second in
+//     bcrypt (cost 14): less cuts off the requests it exists to let finish.
 func (p *parser) durationAtLeast(name string, def, least time.Duration) time.Duration {
 	v := p.getenv(name)
 	if v == "" {

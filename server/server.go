@@ -264,6 +264,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		Keys: layout, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
 		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit, Metrics: s.Metrics,
+		Log: s.Log,
 	})
 	if err != nil {
 		return err
@@ -310,9 +311,15 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 		}
 		name, password, generated = "admin", randomPassword(), true
 	}
-	_, err := s.Users.FindByUsername(ctx, name)
+	u, err := s.Users.FindByUsername(ctx, name)
 	if err == nil {
 		s.Log.Info("admin account exists", "username", name)
+		// Its place in the admin set follows its record: a change whose
+		// last step failed leaves it out, and the last-admin rule would
+		// not guard it.
+		if err := s.Users.SyncAdmin(ctx, u.ID); err != nil {
+			s.Log.Warn("could not check the admin account's place in the admin set", "username", name, "err", err)
+		}
 		return nil
 	}
 	if !errors.Is(err, errcode.ErrUserNotFound) {

@@ -9,11 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -85,9 +87,12 @@ type Options struct {
 	// Audit records the security events of sessions (sign-ins,
 	// revocations) and of the account changes applied with them.
 	Audit *audit.Log
-	// Metrics counts session reads served by the client-side cache; nil
-	// counts nothing.
+	// Metrics counts session reads served by the client-side cache and
+	// touches Redis refused; nil counts nothing.
 	Metrics *metrics.Metrics
+	// Log is told, at most once per touchRefusedLogEvery, that Redis refuses
+	// to record sessions' use for want of memory; nil logs nothing.
+	Log *slog.Logger
 }
 
 // cacheTTL bounds how long a session read may be served from the
@@ -111,7 +116,33 @@ type Store struct {
 	// keying it by user makes a logout-all of 10,000 sessions one store of a
 	// map built at its final size.
 	revoked sync.Map // uid → *tombstones
+	// pruned is when revoked was last walked for expired users (unix ns):
+	// at most once per pruneEvery, not on every revocation, so a script
+	// revoking many users' sessions one by one costs linear time, not
+	// quadratic.
+	pruned atomic.Int64
+
+	// touchPausedUntil (unix ns): after Redis refused a touch for want of
+	// memory, touches are not tried again before then, so a full Redis does
+	// not cost every request of an old session a round trip that fails.
+	touchPausedUntil atomic.Int64
+	// touchRefused counts refused touches since the last log line about
+	// them; touchLogged is when that line was written (unix ns).
+	touchRefused atomic.Int64
+	touchLogged  atomic.Int64
 }
+
+// After an out-of-memory refusal, touches pause for touchPause; the refusals
+// are logged at most once per touchRefusedLogEvery.
+const (
+	touchPause           = time.Second
+	touchRefusedLogEvery = time.Minute
+)
+
+// pruneEvery is how often, at most, revocations walk the tombstones to drop
+// users whose tombstones have all expired. The map then holds at most
+// tombstoneTTL + pruneEvery of revokers.
+const pruneEvery = time.Second
 
 // tombstones are the sessions of one user this process revoked recently.
 type tombstones struct {
@@ -227,16 +258,31 @@ func deviceDetail(m Meta) string {
 // default role, which sessions do not store (it would grow every session past
 // a memory size class). Use is written back at most once per touch interval,
 // so most requests write nothing and read from the client-side cache.
+//
+// Recording use is best effort once the read has shown the session live,
+// for one failure only: Redis at maxmemory refusing the write. Reads and
+// revocations still work then, so the request is served; the refusal is
+// counted (Metrics) and logged at most once a minute, and touches pause for
+// a second. A session in use then idles out from its last recorded use. Any
+// other failure of the touch (a timeout, a lost connection) fails closed.
 func (s *Store) Use(ctx context.Context, uid, sid, ip string) (role string, err error) {
 	now := s.o.Now()
 	seen, role, err := s.live(ctx, uid, sid, now)
 	if err != nil || now.Sub(seen) < s.touch {
 		return role, err
 	}
+	if time.Now().UnixNano() < s.touchPausedUntil.Load() {
+		return role, nil // Redis was out of memory a moment ago
+	}
 	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
 	n, err := scripts.Touch.Exec(ctx, s.c, []string{s.k.Session(uid, sid), s.k.SessionIndex(uid)},
 		[]string{ms(now), strconv.FormatInt(s.o.IdleTimeout.Milliseconds(), 10), ip, sid}).AsInt64()
+	if redisx.IsOOM(err) {
+		// The script's first write is the one refused: nothing was written.
+		s.touchRefusedOOM(err)
+		return role, nil
+	}
 	if err != nil {
 		return "", redisx.Unavailable("touch session", err)
 	}
@@ -244,6 +290,22 @@ func (s *Store) Use(ctx context.Context, uid, sid, ip string) (role string, err 
 		return "", ErrNotFound
 	}
 	return role, nil
+}
+
+// touchRefusedOOM counts a touch Redis refused for want of memory, pauses
+// touches, and logs the refusals at most once per touchRefusedLogEvery.
+func (s *Store) touchRefusedOOM(err error) {
+	s.o.Metrics.TouchRefused()
+	now := time.Now().UnixNano()
+	s.touchPausedUntil.Store(now + int64(touchPause))
+	n := s.touchRefused.Add(1)
+	last := s.touchLogged.Load()
+	if s.o.Log == nil || now-last < int64(touchRefusedLogEvery) || !s.touchLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.touchRefused.Add(-n)
+	s.o.Log.Warn("Redis is out of memory (maxmemory): requests are served, but sessions' use is not recorded, so sessions in use idle out from their last recorded use",
+		"refused_touches", n, "err", err)
 }
 
 // Check reports whether a session of uid is live, as Use does, and returns
@@ -531,7 +593,11 @@ func (s *Store) rememberRevoked(uid string, ids []string) {
 		break
 	}
 	// Drop users whose tombstones have all expired, so the map holds only
-	// the last few seconds' revokers.
+	// the last few seconds' revokers; one revocation a second does the walk.
+	last := s.pruned.Load()
+	if now.UnixNano()-last < int64(pruneEvery) || !s.pruned.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
 	for k, v := range s.revoked.Range {
 		t := v.(*tombstones)
 		t.mu.Lock()

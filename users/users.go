@@ -349,6 +349,19 @@ func (s *Store) hashPassword(password string) (string, error) {
 
 // Create registers an account. The username is unique case-insensitively;
 // role "" means RoleUser.
+//
+// Creation is whole or nothing. Its keys are in four cluster slots (the
+// username's claim, the record with its history, the listing, the admin
+// set), so no one script can write them all; instead the record is written
+// pending: an account whose creation has not finished is no account to
+// anyone (not found, cannot sign in), and its claim and record expire by
+// themselves (pendingTTL). The listing and the admin set are written while
+// it is pending, then the claim is made permanent, then the record is
+// finished together with its account.created event. A failure on the way
+// answers unavailable after undoing what it wrote; if the undo fails too,
+// what is left expires, and a retry of the same creation (same username,
+// password and role) within pendingTTL finishes it instead. An admin that
+// is pending is a member of the admin set that ReleaseAdmin does not count.
 func (s *Store) Create(ctx context.Context, username, password, role string, by audit.Actor) (User, error) {
 	if role == "" {
 		role = RoleUser
@@ -366,44 +379,178 @@ func (s *Store) Create(ctx context.Context, username, password, role string, by 
 	u := User{ID: uuid.NewString(), Username: username, Role: role,
 		CreatedAt: s.o.Now().UTC().Truncate(time.Millisecond), CredentialVersion: "0", hash: hash}
 	lower := strings.ToLower(username)
-
-	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
-	defer cancel()
-	// Claim the name first: the claim is what makes it unique. The record and
-	// the listing are in other cluster slots, so they follow as separate writes.
-	ok, err := s.c.Do(ctx, s.c.B().Set().Key(s.k.Username(lower)).Value(u.ID).Nx().Build()).ToString()
-	if rueidis.IsRedisNil(err) {
-		return User{}, ErrUsernameTaken
-	}
-	if err != nil || ok != "OK" {
-		return User{}, redisx.Unavailable("claim username", err)
-	}
 	created := by.Event(audit.AccountCreated, u.ID, "", "role "+role)
-	record := scripts.CreateAccount.Exec(ctx, s.c, []string{s.k.User(u.ID), s.k.Events(u.ID)}, []string{
-		keys.UserID, u.ID, keys.UserName, u.Username, keys.UserHash, hash, keys.UserRole, role, keys.UserDisabled, "0",
-		keys.UserCreated, strconv.FormatInt(u.CreatedAt.UnixMilli(), 10), keys.UserVersion, "0",
-		audit.Spec(u.CreatedAt, created)})
-	for _, r := range []rueidis.RedisResult{record,
-		s.c.Do(ctx, s.c.B().Zadd().Key(s.k.Users()).ScoreMember().ScoreMember(0, lower+"\x00"+u.ID).Build()),
-	} {
-		if err := r.Error(); err != nil {
-			// Release the name so the operator can simply retry.
-			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.Timeout)
-			s.c.DoMulti(cctx,
-				s.c.B().Del().Key(s.k.Username(lower)).Build(),
-				s.c.B().Del().Key(s.k.User(u.ID)).Build(),
-				s.c.B().Zrem().Key(s.k.Users()).Member(lower+"\x00"+u.ID).Build())
-			ccancel()
-			return User{}, redisx.Unavailable("create user", err)
+	// Twice at most: the second claim follows one freed as a leftover.
+	for range 2 {
+		err := s.create(ctx, u, lower, created)
+		if err == nil {
+			s.o.Audit.Feed(ctx, created)
+			return u, nil
 		}
-	}
-	if role == RoleAdmin {
-		if err := s.SyncAdmin(ctx, u.ID); err != nil {
+		if !errors.Is(err, errClaimed) {
 			return User{}, err
 		}
+		other, retry, err := s.claimedBy(ctx, lower, password, role, by)
+		if !retry {
+			return other, err
+		}
+	}
+	return User{}, ErrUsernameTaken
+}
+
+// errClaimed is create's report that the username is claimed.
+var errClaimed = errors.New("the username is claimed")
+
+// pendingTTL is how long an account being created may stay unfinished: its
+// claim and record expire after it, when a failed creation could not undo
+// them. A creation's steps all run within one Redis timeout and its undo
+// within another, so twice that and a margin.
+func (s *Store) pendingTTL() time.Duration { return 2*s.o.Timeout + time.Second }
+
+// create claims the username for u and runs every step of its creation;
+// errClaimed when the name is taken (nothing written). On any other failure
+// it undoes what it wrote.
+func (s *Store) create(ctx context.Context, u User, lower string, created audit.Event) error {
+	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	defer cancel()
+	// The claim is what makes the name unique; it expires unless the
+	// creation finishes.
+	ok, err := s.c.Do(rctx, s.c.B().Set().Key(s.k.Username(lower)).Value(u.ID).Nx().
+		Px(s.pendingTTL()).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return errClaimed
+	}
+	if err == nil && ok != "OK" {
+		err = fmt.Errorf("unexpected reply %q", ok)
+	}
+	if err != nil {
+		// A timeout may have claimed it: undo as for any later step.
+		s.abandon(ctx, u.ID, lower)
+		return redisx.Unavailable("claim username", err)
+	}
+	n, err := scripts.CreateAccount.Exec(rctx, s.c, []string{s.k.User(u.ID)}, []string{
+		strconv.FormatInt(s.pendingTTL().Milliseconds(), 10),
+		keys.UserID, u.ID, keys.UserName, u.Username, keys.UserHash, u.hash, keys.UserRole, u.Role, keys.UserDisabled, "0",
+		keys.UserCreated, strconv.FormatInt(u.CreatedAt.UnixMilli(), 10), keys.UserVersion, "0"}).AsInt64()
+	if err == nil && n != 1 {
+		err = errors.New("an account with this new id exists") // a UUID v4 collision
+	}
+	if err == nil {
+		err = s.complete(rctx, u, lower, created)
+	}
+	if err != nil {
+		s.abandon(ctx, u.ID, lower)
+		return redisx.Unavailable("create user", err)
+	}
+	return nil
+}
+
+// complete runs the steps of a creation after its pending record: the
+// listing, the admin set, the claim made permanent, the record finished with
+// its account.created event. Each is idempotent, so a retry may run them
+// again.
+func (s *Store) complete(ctx context.Context, u User, lower string, created audit.Event) error {
+	if err := s.c.Do(ctx, s.c.B().Zadd().Key(s.k.Users()).ScoreMember().ScoreMember(0, lower+"\x00"+u.ID).Build()).Error(); err != nil {
+		return fmt.Errorf("list the account: %w", err)
+	}
+	if u.Role == RoleAdmin && !u.Disabled {
+		// Before the account is finished: once it is, it must be in the set,
+		// or the last-admin rule would not guard it.
+		if err := s.c.Do(ctx, s.c.B().Sadd().Key(s.k.Admins()).Member(u.ID).Build()).Error(); err != nil {
+			return fmt.Errorf("record the admin: %w", err)
+		}
+	}
+	n, err := scripts.PersistName.Exec(ctx, s.c, []string{s.k.Username(lower)}, []string{u.ID}).AsInt64()
+	if err == nil && n != 1 {
+		err = errors.New("the claim expired before the account was finished")
+	}
+	if err != nil {
+		return fmt.Errorf("keep the username: %w", err)
+	}
+	n, err = scripts.FinishAccount.Exec(ctx, s.c, []string{s.k.User(u.ID), s.k.Events(u.ID)},
+		[]string{audit.Spec(u.CreatedAt, created)}).AsInt64()
+	if err == nil && n == 0 {
+		err = errors.New("the record expired before the account was finished")
+	}
+	if err != nil {
+		return fmt.Errorf("finish the account: %w", err)
+	}
+	return nil
+}
+
+// abandon undoes what a failed creation of account id wrote, best effort:
+// the record unless it finished after all (then the account is whole and
+// stays), then its admin-set membership, its listing and its claim. What it
+// cannot undo expires (pendingTTL), or a retry finishes it.
+func (s *Store) abandon(ctx context.Context, id, lower string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.Timeout)
+	defer cancel()
+	n, err := scripts.AbandonAccount.Exec(ctx, s.c, []string{s.k.User(id)}, nil).AsInt64()
+	if err != nil || n == 2 {
+		return
+	}
+	s.c.DoMulti(ctx,
+		s.c.B().Srem().Key(s.k.Admins()).Member(id).Build(),
+		s.c.B().Zrem().Key(s.k.Users()).Member(lower+"\x00"+id).Build())
+	scripts.ReleaseName.Exec(ctx, s.c, []string{s.k.Username(lower)}, []string{id})
+}
+
+// claimedBy decides a creation whose username is claimed: ErrUsernameTaken
+// for an account (finished, or another creation's with another password
+// or role); the account itself when the claim is an unfinished creation of
+// this password and role (a retry: it is finished now); retry when the
+// claim is gone or was a leftover, now freed.
+func (s *Store) claimedBy(ctx context.Context, lower, password, role string, by audit.Actor) (u User, retry bool, err error) {
+	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	claim := s.k.Username(lower)
+	id, err := s.c.Do(rctx, s.c.B().Get().Key(claim).Build()).ToString()
+	var h map[string]string
+	if err == nil {
+		h, err = s.c.Do(rctx, s.c.B().Hgetall().Key(s.k.User(id)).Build()).AsStrMap()
+	}
+	var ttl int64
+	if err == nil && h[keys.UserID] == "" {
+		ttl, err = s.c.Do(rctx, s.c.B().Pttl().Key(claim).Build()).AsInt64()
+	}
+	cancel()
+	switch {
+	case rueidis.IsRedisNil(err):
+		return User{}, true, nil // freed meanwhile
+	case err != nil:
+		return User{}, false, redisx.Unavailable("read the username's account", err)
+	case h[keys.UserID] == "" && ttl > 0:
+		// A creation that has claimed the name and not yet written its
+		// record, or failed a moment ago: in a moment it is an account, or
+		// the name is free.
+		return User{}, false, redisx.Unavailable("create user", errors.New("a creation of this username is under way"))
+	case h[keys.UserID] == "":
+		// A permanent claim without an account: left by a creation whose
+		// record expired unfinished, or a deletion that could not free the
+		// name. Free it, unless it changed meanwhile.
+		rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+		defer cancel()
+		if err := scripts.ReleaseName.Exec(rctx, s.c, []string{claim}, []string{id}).Error(); err != nil {
+			return User{}, false, redisx.Unavailable("free username", err)
+		}
+		return User{}, true, nil
+	case h[keys.UserPending] == "":
+		return User{}, false, ErrUsernameTaken
+	}
+	// An unfinished creation. Only the same creation retried may finish it:
+	// the same role and password (bcrypt, outside the Redis deadline).
+	u = fields(h)
+	if u.Role != role || bcrypt.CompareHashAndPassword([]byte(u.hash), []byte(password)) != nil {
+		return User{}, false, ErrUsernameTaken
+	}
+	created := by.Event(audit.AccountCreated, u.ID, "", "role "+role)
+	rctx, cancel = redisx.Timeout(ctx, s.o.Timeout)
+	defer cancel()
+	if err := s.complete(rctx, u, lower, created); err != nil {
+		s.abandon(ctx, u.ID, lower)
+		return User{}, false, redisx.Unavailable("create user", err)
 	}
 	s.o.Audit.Feed(ctx, created)
-	return u, nil
+	return u, false, nil
 }
 
 // Forget frees a deleted account's username and takes it out of the
@@ -433,17 +580,73 @@ func (s *Store) Forget(ctx context.Context, u User) error {
 // is the last enabled admin, atomically, so two admins demoting each other at
 // once cannot both succeed. It is a no-op for any other account. Call
 // SyncAdmin after the change, whether it succeeded or not.
+//
+// The set may hold members that are no enabled admin: an admin whose
+// creation has not finished joins before its record is finished (Create),
+// and one whose creation failed and could not be undone, or whose deletion
+// could not leave the set, stays until removed. So once the script has
+// taken the account out, the admins that remain are read, and unless one of
+// them is a finished, enabled admin the account is put back and the change
+// refused. (Concurrent releases may then both be refused; never both pass.)
+// Members without a record are dropped.
 func (s *Store) ReleaseAdmin(ctx context.Context, id string) error {
 	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
 	n, err := scripts.AdminRelease.Exec(ctx, s.c, []string{s.k.Admins()}, []string{id}).AsInt64()
+	switch {
+	case err != nil:
+		return redisx.Unavailable("check the last admin", err)
+	case n == 0:
+		return ErrLastAdmin
+	case n == 2:
+		return nil // no member: no enabled admin
+	}
+	others, err := s.otherAdmins(ctx)
+	if err == nil && others > 0 {
+		return nil
+	}
+	// Back in the set: it is still an admin until its change is made.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.Timeout)
+	defer rcancel()
+	if aerr := s.c.Do(rctx, s.c.B().Sadd().Key(s.k.Admins()).Member(id).Build()).Error(); aerr != nil && err == nil {
+		err = aerr
+	}
 	if err != nil {
 		return redisx.Unavailable("check the last admin", err)
 	}
-	if n == 0 {
-		return ErrLastAdmin
+	return ErrLastAdmin
+}
+
+// otherAdmins counts the members of the admin set whose record is a
+// finished, enabled admin, and drops members that have no record.
+func (s *Store) otherAdmins(ctx context.Context) (int, error) {
+	ids, err := s.c.Do(ctx, s.c.B().Smembers().Key(s.k.Admins()).Build()).AsStrSlice()
+	if err != nil || len(ids) == 0 {
+		return 0, err
 	}
-	return nil
+	cmds := make(rueidis.Commands, len(ids))
+	for i, m := range ids {
+		cmds[i] = s.c.B().Hmget().Key(s.k.User(m)).Field(keys.UserID, keys.UserRole, keys.UserDisabled, keys.UserPending).Build()
+	}
+	n := 0
+	var gone []string
+	for i, r := range s.c.DoMulti(ctx, cmds...) {
+		vals, err := r.ToArray()
+		if err != nil || len(vals) != 4 {
+			return 0, cmp.Or(err, errors.New("unexpected reply"))
+		}
+		str := func(j int) string { v, _ := vals[j].ToString(); return v }
+		switch {
+		case str(0) == "":
+			gone = append(gone, ids[i])
+		case str(1) == RoleAdmin && str(2) != "1" && str(3) == "":
+			n++
+		}
+	}
+	if len(gone) > 0 {
+		s.c.Do(ctx, s.c.B().Srem().Key(s.k.Admins()).Member(gone...).Build())
+	}
+	return n, nil
 }
 
 // SyncAdmin puts an account in the set of enabled admins when it is one now
@@ -491,7 +694,7 @@ func (s *Store) Get(ctx context.Context, id string) (User, error) {
 
 // publicFields are the fields GetCached reads: never the password hash, so
 // no hash sits in the process's client-side cache.
-var publicFields = []string{keys.UserID, keys.UserName, keys.UserRole, keys.UserDisabled, keys.UserCreated, keys.UserVersion}
+var publicFields = []string{keys.UserID, keys.UserName, keys.UserRole, keys.UserDisabled, keys.UserCreated, keys.UserVersion, keys.UserPending}
 
 // GetCached returns an account by id from the client-side cache when it can.
 // Redis invalidates the entry on any change, within milliseconds.
@@ -502,8 +705,8 @@ func (s *Store) GetCached(ctx context.Context, id string) (User, error) {
 	}
 	// Positional, no map.
 	str := func(i int) string { v, _ := vals[i].ToString(); return v }
-	if str(0) == "" {
-		return User{}, errcode.ErrUserNotFound
+	if str(0) == "" || str(6) != "" {
+		return User{}, errcode.ErrUserNotFound // none, or not finished
 	}
 	created, _ := strconv.ParseInt(str(4), 10, 64)
 	return User{ID: str(0), Username: str(1), Role: str(2), Disabled: str(3) == "1",
@@ -661,8 +864,11 @@ func (s *Store) CheckPassword(ctx context.Context, id, password string, from aud
 func (s *Store) compare(ctx context.Context, hash, password string) bool {
 	start := time.Now()
 	ok := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil && len(password) <= MaxPasswordBytes
+	cost, err := bcrypt.Cost([]byte(hash))
+	if err == nil {
+		s.observe(cost, time.Since(start))
+	}
 	if !ok {
-		cost, err := bcrypt.Cost([]byte(hash))
 		if top := s.topCost(ctx); err == nil && cost < top {
 			s.padTo(start, top)
 		}
@@ -673,14 +879,31 @@ func (s *Store) compare(ctx context.Context, hash, password string) bool {
 // compareUnknown does for a username that does not exist the work a wrong
 // password costs for an account at the dearest cost any account may have.
 func (s *Store) compareUnknown(ctx context.Context, password string) {
-	_ = bcrypt.CompareHashAndPassword(s.dummyAt(s.topCost(ctx)).hash, []byte(password))
+	top := s.topCost(ctx)
+	d := s.dummyAt(top)
+	start := time.Now()
+	_ = bcrypt.CompareHashAndPassword(d.hash, []byte(password))
+	s.observe(top, time.Since(start))
 }
 
 // dummy is a hash of a random password, checked against when a username does
-// not exist, and how long making it took (about what one check costs).
+// not exist, and about how long one check at its cost takes now.
 type dummy struct {
 	hash []byte
 	took time.Duration
+}
+
+// observe folds how long a check at cost just took into its dummy's
+// estimate, so padding follows what checks take now: one sample, taken when
+// the dummy was made, under another load than now, made a padded refusal
+// three times faster or slower than a real check (seen under -race on a
+// loaded machine).
+func (s *Store) observe(cost int, took time.Duration) {
+	if v, ok := s.dummies.Load(cost); ok {
+		d := v.(dummy)
+		d.took = (d.took + took) / 2
+		s.dummies.Store(cost, d)
+	}
 }
 
 // dummyAt returns the dummy hash at a bcrypt cost, made on first use.
@@ -785,13 +1008,20 @@ func (ch Change) RemovesAdmin() bool {
 	return (ch.Role != nil && *ch.Role != RoleAdmin) || (ch.Disabled != nil && *ch.Disabled)
 }
 
+// decode reads an account's record: errcode.ErrUserNotFound when there is
+// none, or its creation has not finished (Create).
 func decode(h map[string]string) (User, error) {
-	if len(h) == 0 || h[keys.UserID] == "" {
+	if len(h) == 0 || h[keys.UserID] == "" || h[keys.UserPending] != "" {
 		return User{}, errcode.ErrUserNotFound
 	}
+	return fields(h), nil
+}
+
+// fields are an account record's fields, whether or not it is finished.
+func fields(h map[string]string) User {
 	created, _ := strconv.ParseInt(h[keys.UserCreated], 10, 64)
 	return User{
 		ID: h[keys.UserID], Username: h[keys.UserName], Role: h[keys.UserRole], Disabled: h[keys.UserDisabled] == "1",
 		CreatedAt: time.UnixMilli(created).UTC(), CredentialVersion: cmp.Or(h[keys.UserVersion], "0"), hash: h[keys.UserHash],
-	}, nil
+	}
 }

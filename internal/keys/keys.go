@@ -100,6 +100,10 @@ const (
 	// sessions are revoked together, so a login or password change checked
 	// against an older one cannot land after.
 	UserVersion = "cv"
+	// UserPending is "1" while the account's creation has not finished
+	// (users.Store.Create): until then it is no account to anyone (not
+	// found, cannot sign in), and its record expires by itself.
+	UserPending = "pending"
 )
 
 // Session hash fields. The names are short because every byte of a field

@@ -30,6 +30,7 @@ type Metrics struct {
 	cache       *prometheus.CounterVec
 	cacheHit    prometheus.Counter
 	cacheMiss   prometheus.Counter
+	touchOOM    prometheus.Counter
 	missedFeed  prometheus.CounterFunc
 
 	// byRoute caches each (route, method, status)'s counter and each
@@ -59,7 +60,7 @@ func New(missedEvents func() int64) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_http_requests_total",
-		Help: "HTTP requests answered, by route (the pattern, not the path), method and status.",
+		Help: "HTTP requests answered, by route (the pattern the path matched, also for a refused token or a 405; unmatched when none), method and status.",
 	}, []string{"route", "method", "status"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "sessiond_http_request_duration_seconds",
@@ -87,7 +88,11 @@ func New(missedEvents func() int64) *Metrics {
 		Help: "Session checks by where the session came from: hit (the client-side cache) or miss (a round trip to Redis).",
 	}, []string{"result"})
 	m.cacheHit, m.cacheMiss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
-	m.reg.MustRegister(m.requests, m.latency, m.logins, m.clientAuth, m.revocations, m.redisErrors, m.cache,
+	m.touchOOM = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sessiond_session_touches_refused_total",
+		Help: "Writes of a live session's use (last seen, idle expiry) that Redis refused for want of memory (maxmemory): the request was served, the use not recorded.",
+	})
+	m.reg.MustRegister(m.requests, m.latency, m.logins, m.clientAuth, m.revocations, m.redisErrors, m.cache, m.touchOOM,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if missedEvents != nil {
 		m.missedFeed = prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -226,4 +231,12 @@ func (c tokenCache) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(tokenCacheReads, prometheus.CounterValue, float64(st.Misses), "miss")
 	ch <- prometheus.MustNewConstMetric(tokenCacheEntries, prometheus.GaugeValue, float64(st.Entries))
 	ch <- prometheus.MustNewConstMetric(tokenCacheBytes, prometheus.GaugeValue, float64(st.Bytes))
+}
+
+// TouchRefused records a live session's use that Redis refused to record
+// for want of memory.
+func (m *Metrics) TouchRefused() {
+	if m != nil {
+		m.touchOOM.Inc()
+	}
 }

@@ -21,8 +21,12 @@ import (
 var ErrUnavailable = errcode.New(errcode.Unavailable, "the session store is unreachable; try again shortly")
 
 // Unavailable wraps a Redis failure of op as ErrUnavailable; the cause's
-// text stays in the error for the logs.
+// text stays in the error for the logs. A nil cause (a reply that was no
+// error but not the one expected) is still unavailable.
 func Unavailable(op string, err error) error {
+	if err == nil {
+		return fmt.Errorf("%s: %w", op, ErrUnavailable)
+	}
 	// Both wrapped: callers answer 503 by the one, metrics tell a timeout
 	// (context.DeadlineExceeded) from a refusal by the other.
 	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
