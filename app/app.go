@@ -43,6 +43,13 @@ type Deps struct {
 	// Ping answers whether Redis is reachable, for /readyz.
 	Ping func(context.Context) error
 	Log  *slog.Logger
+	// AccessTokenTTL, when set, makes sign-ins return access tokens that
+	// end this long after they are issued (or at the session's end), with
+	// refresh tokens (ACCESS_TOKEN_TTL); 0 keeps one token per sign-in.
+	AccessTokenTTL time.Duration
+	// PublicURL is the service's public base URL, without a trailing slash
+	// ("": the request's own), that DPoP proofs name in htu.
+	PublicURL string
 	// ReadTimeout bounds reading a request, headers and body, so a slow
 	// client cannot hold a connection; KeepAliveTimeout bounds a keep-alive
 	// connection between requests. Both are required.
@@ -99,6 +106,7 @@ func New(d Deps) *fiber.App {
 
 	v1 := f.Group("/v1")
 	v1.Post("/auth/login", h.login)
+	v1.Post("/auth/refresh", h.refresh)
 	v1.Post("/oauth/introspect", h.introspect)
 	auth := v1.Group("", h.authenticate)
 	auth.Get("/auth/verify", h.verify)

@@ -33,11 +33,15 @@ const (
 	AccountEnabled     = "account.enabled"
 	AccountRoleChanged = "account.role_changed"
 	AccountDeleted     = "account.deleted"
+	// SessionReuseDetected: a refresh token spent before the reuse grace
+	// came back, and its session was ended.
+	SessionReuseDetected = "session.reuse_detected"
 )
 
 // Types are every event type, for filters.
 var Types = []string{LoginSucceeded, LoginFailed, LoginThrottled, SessionRevoked, SessionsRevokedAll,
-	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted}
+	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted,
+	SessionReuseDetected}
 
 // Retention: a user's history keeps its newest PerUserMax events, the feed
 // its newest FeedMax, and neither anything older than MaxAge. Trimming is

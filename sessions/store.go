@@ -49,6 +49,14 @@ type Session struct {
 	LastSeenAt time.Time
 	// ExpiresAt is the absolute end fixed at login; an idle session ends earlier.
 	ExpiresAt time.Time
+	// DPoPBound is true when the session's refresh tokens are bound to a
+	// DPoP key.
+	DPoPBound bool
+	// RefreshToken is the session's refresh token, set only by Create (with
+	// Meta.Refresh) and Refresh: only its digest is stored.
+	RefreshToken string
+	// RefreshExpiresAt is when RefreshToken ends unless the session is used.
+	RefreshExpiresAt time.Time
 }
 
 // Meta is what is known about a new session's device and client.
@@ -57,6 +65,11 @@ type Meta struct {
 	Platform   string
 	UserAgent  string
 	IP         string
+	// Refresh gives the session refresh tokens (sessions/refresh.go).
+	Refresh bool
+	// Proof, with Refresh, binds the session's refresh tokens to the key of
+	// the sign-in's DPoP proof; its jti is then accepted once.
+	Proof *Proof
 }
 
 // Options configure a Store; each is required unless it says otherwise (the
@@ -88,6 +101,13 @@ type Options struct {
 	// Metrics counts session reads served by the client-side cache; nil
 	// counts nothing.
 	Metrics *metrics.Metrics
+	// RefreshKeys derive and authenticate refresh tokens
+	// (tokens.DeriveKeys(RefreshKeyPurpose)): the first makes them, all are
+	// checked. Required for sessions with refresh tokens.
+	RefreshKeys [][]byte
+	// ReuseGrace is how long a spent refresh token still answers with its
+	// successor (REFRESH_REUSE_GRACE).
+	ReuseGrace time.Duration
 }
 
 // cacheTTL bounds how long a session read may be served from the
@@ -173,13 +193,21 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 	signIn := audit.Event{Type: audit.LoginSucceeded, UserID: uid, ActorID: uid, SessionID: sess.ID,
 		IP: m.IP, UserAgent: m.UserAgent, Detail: deviceDetail(m)}
 	evict := audit.Event{Type: audit.SessionRevoked, UserID: uid, Detail: "evicted: over the per-user session limit"}
-	args := []string{cv, ms(now), ms(expiry), strconv.Itoa(s.o.MaxPerUser), s.k.SessionPrefix(uid), sess.ID,
+	refresh, err := s.refreshFields(&sess, m)
+	if err != nil {
+		return Session{}, err
+	}
+	args := append([]string{cv, ms(now), ms(expiry), strconv.Itoa(s.o.MaxPerUser), s.k.SessionPrefix(uid), sess.ID,
 		keys.SessDevice, m.DeviceName, keys.SessPlatform, m.Platform, keys.SessUserAgent, m.UserAgent, keys.SessIP, m.IP,
-		keys.SessCreated, secs(now), keys.SessLastSeen, ms(now), keys.SessExpires, secs(sess.ExpiresAt),
-		audit.SpecEvicting(now, signIn, evict)}
+		keys.SessCreated, secs(now), keys.SessLastSeen, ms(now), keys.SessExpires, secs(sess.ExpiresAt)},
+		append(refresh, audit.SpecEvicting(now, signIn, evict))...)
+	ks := []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Session(uid, sess.ID), s.k.Events(uid)}
+	if m.Refresh && m.Proof != nil {
+		ks, args = append(ks, s.proofRecord(uid, m.Proof)), append(args, millis(m.Proof.Remember))
+	}
 	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	res, err := scripts.Create.Exec(rctx, s.c, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Session(uid, sess.ID), s.k.Events(uid)}, args).AsStrSlice()
+	res, err := scripts.Create.Exec(rctx, s.c, ks, args).AsStrSlice()
 	if err != nil {
 		return Session{}, redisx.Unavailable("create session", err)
 	}
@@ -200,6 +228,8 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 		return Session{}, errcode.ErrAccountDisabled
 	case "STALE":
 		return Session{}, ErrStale
+	case "REPLAY":
+		return Session{}, ErrProofReplayed
 	}
 	return Session{}, fmt.Errorf("create session: unexpected reply %q", res[0])
 }
@@ -486,7 +516,7 @@ func (s *Store) alive(lastSeen, expires, now time.Time) bool {
 // sessFields are read positionally (HMGET): cheaper on the hot path than
 // building a map per request.
 var sessFields = []string{keys.SessDevice, keys.SessPlatform, keys.SessUserAgent, keys.SessIP,
-	keys.SessCreated, keys.SessLastSeen, keys.SessExpires}
+	keys.SessCreated, keys.SessLastSeen, keys.SessExpires, keys.SessDPoPKey}
 
 // decode reads session sid of user uid from the values of sessFields. A
 // missing hash reads as all nils.
@@ -502,6 +532,7 @@ func (s *Store) decode(uid, sid string, vals []rueidis.RedisMessage) (Session, b
 		CreatedAt:  time.Unix(num(4), 0).UTC(),
 		LastSeenAt: time.UnixMilli(num(5)).UTC(),
 		ExpiresAt:  time.Unix(num(6), 0).UTC(),
+		DPoPBound:  !vals[7].IsNil(),
 	}, true
 }
 

@@ -22,6 +22,7 @@ type Metrics struct {
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	logins      *prometheus.CounterVec
+	refreshes   *prometheus.CounterVec
 	revocations *prometheus.CounterVec
 	redisErrors *prometheus.CounterVec
 	cache       *prometheus.CounterVec
@@ -63,9 +64,13 @@ func New(missedEvents func() int64) *Metrics {
 		Name: "sessiond_logins_total",
 		Help: "Sign-in attempts by outcome: succeeded, failed, throttled, disabled, unavailable.",
 	}, []string{"outcome"})
+	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiond_refreshes_total",
+		Help: "Refresh-token refreshes by outcome: succeeded, retried (a spent token within the reuse grace), reuse_detected (a spent token after it: the session was ended), refused, invalid_dpop_proof, throttled, unavailable.",
+	}, []string{"outcome"})
 	m.revocations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_sessions_revoked_total",
-		Help: "Sessions ended by kind: logout, logout_all, revoke_one, revoke_others, password_change, force_logout, force_logout_one, disable, password_reset, delete.",
+		Help: "Sessions ended by kind: logout, logout_all, revoke_one, revoke_others, password_change, force_logout, force_logout_one, disable, password_reset, delete, refresh_reuse.",
 	}, []string{"kind"})
 	m.redisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_redis_errors_total",
@@ -76,7 +81,7 @@ func New(missedEvents func() int64) *Metrics {
 		Help: "Session checks by where the session came from: hit (the client-side cache) or miss (a round trip to Redis).",
 	}, []string{"result"})
 	m.cacheHit, m.cacheMiss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
-	m.reg.MustRegister(m.requests, m.latency, m.logins, m.revocations, m.redisErrors, m.cache,
+	m.reg.MustRegister(m.requests, m.latency, m.logins, m.refreshes, m.revocations, m.redisErrors, m.cache,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if missedEvents != nil {
 		m.missedFeed = prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -115,6 +120,13 @@ func (m *Metrics) Request(route, method string, status int, took time.Duration) 
 func (m *Metrics) Login(outcome string) {
 	if m != nil {
 		m.logins.WithLabelValues(outcome).Inc()
+	}
+}
+
+// Refresh records a refresh's outcome.
+func (m *Metrics) Refresh(outcome string) {
+	if m != nil {
+		m.refreshes.WithLabelValues(outcome).Inc()
 	}
 }
 
