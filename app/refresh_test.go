@@ -548,7 +548,7 @@ type deviceKey struct {
 	priv crypto.Signer
 }
 
-func newES256(t *testing.T) deviceKey {
+func newES256(t testing.TB) deviceKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -556,7 +556,7 @@ func newES256(t *testing.T) deviceKey {
 	return deviceKey{jose.ES256, k}
 }
 
-func newEdDSA(t *testing.T) deviceKey {
+func newEdDSA(t testing.TB) deviceKey {
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -592,7 +592,7 @@ func (k deviceKey) proof(t testing.TB, htu, jti string) string {
 // invalid_dpop_proof without spending the token.
 func TestDPoPBindsTheRefreshToken(t *testing.T) {
 	t.Parallel()
-	for _, mk := range []func(*testing.T) deviceKey{newES256, newEdDSA} {
+	for _, mk := range []func(testing.TB) deviceKey{newES256, newEdDSA} {
 		key := mk(t)
 		t.Run(string(key.alg), func(t *testing.T) {
 			t.Parallel()
