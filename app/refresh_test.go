@@ -163,7 +163,7 @@ func TestRefreshRotates(t *testing.T) {
 	// Only a digest is stored: neither the token nor its secret part is in
 	// the session's hash.
 	raw, _ := base64.RawURLEncoding.DecodeString(first.Refresh)
-	for f, v := range e.hash(t, first.Session) {
+	for f, v := range e.hash(t, first) {
 		if strings.Contains(v, first.Refresh) || strings.Contains(v, string(raw[37:69])) {
 			t.Fatalf("the session hash holds the refresh token in %s", f)
 		}
@@ -199,27 +199,24 @@ func TestRefreshRotates(t *testing.T) {
 	}
 }
 
-// hash is the session's Redis hash.
-func (e *env) hash(t *testing.T, sess map[string]any) map[string]string {
+// hash is the Redis hash of the session of a sign-in or refresh.
+func (e *env) hash(t *testing.T, p pair) map[string]string {
 	t.Helper()
-	uid := e.uidOf(t, str(sess["id"]))
-	h, err := e.Client.Do(context.Background(), e.Client.B().Hgetall().Key(e.Keys.Session(uid, str(sess["id"]))).Build()).AsStrMap()
+	h, err := e.Client.Do(context.Background(), e.Client.B().Hgetall().Key(e.Keys.Session(e.uidOf(t, p), p.SID)).Build()).AsStrMap()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h
 }
 
-// uidOf finds the user a session id belongs to, from the tokens' subject.
-func (e *env) uidOf(t *testing.T, sid string) string {
+// uidOf is the user of a sign-in's session: its token's subject.
+func (e *env) uidOf(t *testing.T, p pair) string {
 	t.Helper()
-	ids, err := e.Client.Do(context.Background(), e.Client.B().Keys().Pattern(e.Keys.SessionPrefix("*")+sid).Build()).AsStrSlice()
-	if err != nil || len(ids) == 0 {
-		t.Fatalf("no session key for %s: %v", sid, err)
+	cl, err := e.Tokens.Verify(p.Token)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, rest, _ := strings.Cut(ids[0], "{")
-	uid, _, _ := strings.Cut(rest, "}")
-	return uid
+	return cl.UserID
 }
 
 // The access token never outlives its session, and the refresh token never
@@ -241,7 +238,7 @@ func TestRefreshNeverPastTheAbsoluteEnd(t *testing.T) {
 		t.Fatalf("ACCESS_TOKEN_TTL = SESSION_MAX_LIFETIME: expires_at %s, exp %s; want the session's end %s", p.ExpiresAt, cl.ExpiresAt, end)
 	}
 	r := e2.mustRefresh(p.Refresh)
-	uid := e2.uidOf(t, p.SID)
+	uid := e2.uidOf(t, p)
 	pexp, _ := e2.Client.Do(context.Background(), e2.Client.B().Pexpiretime().Key(e2.Keys.Session(uid, p.SID)).Build()).AsInt64()
 	if cl, _ := e2.Tokens.Verify(r.Token); cl.ExpiresAt.After(end) || !r.RefreshExpires.Equal(end) || pexp > end.UnixMilli() {
 		t.Fatalf("after a refresh: exp %s, refresh_expires_at %s, key expiry %d; none may pass the end %s", cl.ExpiresAt, r.RefreshExpires, pexp, end)
@@ -700,16 +697,16 @@ func TestRefreshStoresDigestsInTheSessionHash(t *testing.T) {
 	e := newEnv(t, envOpts{AccessTokenTTL: time.Minute})
 	e.createUser("hal", "password123", "")
 	bound := e.signIn("hal", "password123", "DPoP", newES256(t).proof(t, ownURL+"/v1/auth/login", ""))
-	if h := e.hash(t, bound.Session); len(h[keys.SessDPoPKey]) != 43 {
+	if h := e.hash(t, bound); len(h[keys.SessDPoPKey]) != 43 {
 		t.Fatalf("a bound session's hash: %q; want its key's thumbprint in %s", h, keys.SessDPoPKey)
 	}
 	p := e.signIn("hal", "password123")
-	h := e.hash(t, p.Session)
+	h := e.hash(t, p)
 	if len(h[keys.SessRefresh]) != 32 || h[keys.SessRefreshGen] != "0" || h[keys.SessDPoPKey] != "" || h[keys.SessRefreshPrev] != "" {
 		t.Fatalf("hash after sign-in: %q", h)
 	}
 	e.mustRefresh(p.Refresh)
-	h2 := e.hash(t, p.Session)
+	h2 := e.hash(t, p)
 	if h2[keys.SessRefreshPrev] != h[keys.SessRefresh] || h2[keys.SessRefreshGen] != "1" || h2[keys.SessRefreshSpent] == "" || h2[keys.SessRefresh] == h[keys.SessRefresh] {
 		t.Fatalf("hash after a refresh: %q", h2)
 	}
