@@ -356,6 +356,11 @@ func TestRefreshReuseAfterGraceEndsTheSession(t *testing.T) {
 			for range generations {
 				cur = e.mustRefresh(cur.Refresh)
 			}
+			// Another replica, its client-side cache warm with the session.
+			b := newEnv(t, envOpts{Prefix: e.Prefix, AccessTokenTTL: time.Minute, Now: clk.Now})
+			if b.meStatus(cur.Token) != 200 || b.meStatus(cur.Token) != 200 {
+				t.Fatal("the other replica refused the session before the reuse")
+			}
 			clk.Advance(31 * time.Second)
 			r := e.refresh(stolen, "User-Agent", "thief/1.0")
 			wantRefused(t, r, "unauthorized", bearerInvalid)
@@ -364,8 +369,11 @@ func TestRefreshReuseAfterGraceEndsTheSession(t *testing.T) {
 					t.Fatalf("%s after the reuse: %d, want 401", what, s)
 				}
 			}
-			wantRefused(t, e.refresh(cur.Refresh), "unauthorized", bearerInvalid)
-			if e.meStatus(other.Token) != 200 {
+			eventually(t, time.Second, "the other replica refuses the session's access token", func() bool {
+				return b.meStatus(cur.Token) == 401
+			})
+			wantRefused(t, b.refresh(cur.Refresh), "unauthorized", bearerInvalid)
+			if e.meStatus(other.Token) != 200 || b.meStatus(other.Token) != 200 {
 				t.Fatal("the reuse ended another session of the user")
 			}
 			if o := e.mustRefresh(other.Refresh); o.SID != other.SID {
