@@ -1,9 +1,11 @@
 package users
 
 import (
+	"cmp"
 	"context"
 	"strconv"
-	"time"
+
+	"github.com/redis/rueidis"
 
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redisx"
@@ -15,9 +17,11 @@ import (
 // account an outsider could lock out by failing on purpose, and it cannot
 // be guessed (256 bits), so the limit is there to bound what one address
 // can make the service do, not to slow guessing. Unlike the login limits it
-// is checked from the client-side cache and counted after the refresh: a
-// refresh costs one round trip, not three, and concurrent failures from one
-// address may pass it by as many as are in flight.
+// is read before the refresh and counted after it (two round trips, not
+// three), so concurrent failures from one address may pass it by as many as
+// are in flight. The read is not served from the client-side cache: the
+// invalidation of the count this replica just wrote can arrive after its
+// next read (rueidis #534), and the limit would then let one more through.
 
 // refreshAttempt names the failed-refresh "attempt" attempt_settle counts.
 const refreshAttempt = "refresh"
@@ -30,18 +34,19 @@ func (s *Store) RefreshAllowed(ctx context.Context, clientIP string) error {
 		return nil
 	}
 	key := s.k.FailRefreshIP(clientIP)
-	vals, _, err := redisx.CachedHMGet(ctx, s.c, key, []string{keys.FieldFailures}, time.Minute, s.o.Timeout)
-	if err != nil {
-		return err
-	}
-	if n, _ := vals[0].AsInt64(); n < int64(s.o.MaxFailuresPerIP) {
-		return nil
-	}
 	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	ttl, err := s.c.Do(ctx, s.c.B().Pttl().Key(key).Build()).AsInt64()
-	if err != nil {
+	res := s.c.DoMulti(ctx, s.c.B().Hget().Key(key).Field(keys.FieldFailures).Build(), s.c.B().Pttl().Key(key).Build())
+	n, err := res[0].AsInt64()
+	if rueidis.IsRedisNil(err) {
+		return nil
+	}
+	ttl, err2 := res[1].AsInt64()
+	if err = cmp.Or(err, err2); err != nil {
 		return redisx.Unavailable("check refresh limit", err)
+	}
+	if n < int64(s.o.MaxFailuresPerIP) {
+		return nil
 	}
 	return &TooManyAttemptsError{Wait: retryAfter(ttl, s.o.FailureWindow)}
 }
