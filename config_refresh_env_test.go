@@ -4,11 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
+	"github.com/sessiond/sessiond/dpop"
 )
 
 // The refresh-token variables, observed through the built binary.
@@ -103,18 +102,11 @@ func effectPublicURL(t *testing.T) {
 	base, _ := startBinary(t, withAdmin(map[string]string{"ACCESS_TOKEN_TTL": "1m", "PUBLIC_URL": "https://auth.example.com/"}))
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	proof := func(htu string) string {
-		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
-			(&jose.SignerOptions{}).WithType("dpop+jwt").WithHeader("jwk", jose.JSONWebKey{Key: key.Public()}))
+		p, err := dpop.NewProof(key, "POST", htu, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := json.Marshal(map[string]any{"htm": "POST", "htu": htu, "iat": time.Now().Unix(), "jti": randHex(16)})
-		jws, err := s.Sign(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, _ := jws.CompactSerialize()
-		return out
+		return p
 	}
 	if r, _ := login(t, base, adminName, adminPass, "DPoP", proof(base+"/v1/auth/login")); r.status != 400 {
 		t.Fatalf("a proof for the URL the service sees, with PUBLIC_URL set: %d %s, want 400", r.status, r.body)

@@ -15,7 +15,7 @@ import (
 func BenchmarkMeWithRefreshTokens(b *testing.B) {
 	e := newEnv(b, envOpts{AccessTokenTTL: 15 * time.Minute})
 	e.createUser("alice", "password123", "")
-	p := e.signIn("alice", "password123", "DPoP", newES256(b).proof(b, ownURL+"/v1/auth/login", ""))
+	p := e.signIn("alice", "password123", "DPoP", newES256(b).proof(b, ownURL+"/v1/auth/login"))
 	a := app.New(app.Deps{Users: e.Users, Sessions: e.Sessions, Tokens: e.Tokens, Log: slog.New(slog.DiscardHandler),
 		AccessTokenTTL: 15 * time.Minute})
 	serveBench(b, a.Handler(), p.Token)

@@ -18,9 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/google/uuid"
-
+	"github.com/sessiond/sessiond/dpop"
 	"github.com/sessiond/sessiond/internal/keys"
 )
 
@@ -546,19 +544,16 @@ func TestRefreshFailuresAreLimitedPerAddress(t *testing.T) {
 	}
 }
 
-// DPoP proofs (RFC 9449) for the tests, signed with go-jose.
+// DPoP proofs (RFC 9449) for the tests, made as a Go client makes them.
 
-type deviceKey struct {
-	alg  jose.SignatureAlgorithm
-	priv crypto.Signer
-}
+type deviceKey struct{ priv crypto.Signer }
 
 func newES256(t testing.TB) deviceKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return deviceKey{jose.ES256, k}
+	return deviceKey{k}
 }
 
 func newEdDSA(t testing.TB) deviceKey {
@@ -566,30 +561,19 @@ func newEdDSA(t testing.TB) deviceKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return deviceKey{jose.EdDSA, k}
+	return deviceKey{k}
 }
 
-// proof is a DPoP proof by k for a POST to htu, with jti (new when "").
-func (k deviceKey) proof(t testing.TB, htu, jti string) string {
+func (k deviceKey) name() string { return fmt.Sprintf("%T", k.priv) }
+
+// proof is a new DPoP proof by k for a POST to htu.
+func (k deviceKey) proof(t testing.TB, htu string) string {
 	t.Helper()
-	if jti == "" {
-		jti = uuid.NewString()
-	}
-	o := (&jose.SignerOptions{}).WithType("dpop+jwt").WithHeader("jwk", jose.JSONWebKey{Key: k.priv.Public()})
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, o)
+	p, err := dpop.NewProof(k.priv, "POST", htu, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(map[string]any{"htm": "POST", "htu": htu, "iat": time.Now().Unix(), "jti": jti})
-	jws, err := s.Sign(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return p
 }
 
 // A sign-in with a DPoP proof binds the session to its key: a refresh needs
@@ -599,12 +583,12 @@ func TestDPoPBindsTheRefreshToken(t *testing.T) {
 	t.Parallel()
 	for _, mk := range []func(testing.TB) deviceKey{newES256, newEdDSA} {
 		key := mk(t)
-		t.Run(string(key.alg), func(t *testing.T) {
+		t.Run(key.name(), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOpts{AccessTokenTTL: time.Minute, MaxPerIP: 1000})
 			e.createUser("dana", "password123", "")
 			login, refresh := ownURL+"/v1/auth/login", ownURL+"/v1/auth/refresh"
-			p := e.signIn("dana", "password123", "DPoP", key.proof(t, login, ""))
+			p := e.signIn("dana", "password123", "DPoP", key.proof(t, login))
 			if p.Session["dpop_bound"] != true {
 				t.Fatalf("session %v: want dpop_bound true", p.Session)
 			}
@@ -618,11 +602,11 @@ func TestDPoPBindsTheRefreshToken(t *testing.T) {
 			}
 
 			other := newES256(t)
-			used := key.proof(t, refresh, "")
+			used := key.proof(t, refresh)
 			for name, proof := range map[string]string{
 				"no proof":               "",
-				"a proof by another key": other.proof(t, refresh, ""),
-				"a proof for the login":  key.proof(t, login, ""),
+				"a proof by another key": other.proof(t, refresh),
+				"a proof for the login":  key.proof(t, login),
 				"not a proof":            "garbage",
 			} {
 				var h []string
@@ -639,10 +623,10 @@ func TestDPoPBindsTheRefreshToken(t *testing.T) {
 				t.Fatalf("refresh with a good proof: %+v", n)
 			}
 			wantRefused(t, e.refresh(n.Refresh, "DPoP", used), "invalid_dpop_proof", dpopInvalid) // the jti again
-			if again := e.mustRefresh(p.Refresh, "DPoP", key.proof(t, refresh, "")); again.Refresh != n.Refresh {
+			if again := e.mustRefresh(p.Refresh, "DPoP", key.proof(t, refresh)); again.Refresh != n.Refresh {
 				t.Fatal("the retry of a bound session got another successor")
 			}
-			if m := e.mustRefresh(n.Refresh, "DPoP", key.proof(t, refresh, "")); m.SID != p.SID {
+			if m := e.mustRefresh(n.Refresh, "DPoP", key.proof(t, refresh)); m.SID != p.SID {
 				t.Fatal("the successor did not refresh with a new proof")
 			}
 		})
@@ -658,16 +642,16 @@ func TestDPoPReuseNeedsTheKey(t *testing.T) {
 	e.createUser("kim", "password123", "")
 	key := newEdDSA(t)
 	refresh := ownURL + "/v1/auth/refresh"
-	p := e.signIn("kim", "password123", "DPoP", key.proof(t, ownURL+"/v1/auth/login", ""))
-	n := e.mustRefresh(p.Refresh, "DPoP", key.proof(t, refresh, ""))
+	p := e.signIn("kim", "password123", "DPoP", key.proof(t, ownURL+"/v1/auth/login"))
+	n := e.mustRefresh(p.Refresh, "DPoP", key.proof(t, refresh))
 	clk.Advance(time.Minute)
 	wantRefused(t, e.refresh(p.Refresh), "invalid_dpop_proof", dpopInvalid)
-	wantRefused(t, e.refresh(p.Refresh, "DPoP", newEdDSA(t).proof(t, refresh, "")), "invalid_dpop_proof", dpopInvalid)
+	wantRefused(t, e.refresh(p.Refresh, "DPoP", newEdDSA(t).proof(t, refresh)), "invalid_dpop_proof", dpopInvalid)
 	if e.meStatus(n.Token) != 200 {
 		t.Fatal("a spent token without the key ended the session")
 	}
 	// With the key, a spent token after the grace is reuse.
-	wantRefused(t, e.refresh(p.Refresh, "DPoP", key.proof(t, refresh, "")), "unauthorized", bearerInvalid)
+	wantRefused(t, e.refresh(p.Refresh, "DPoP", key.proof(t, refresh)), "unauthorized", bearerInvalid)
 	if e.meStatus(n.Token) != 401 {
 		t.Fatal("reuse with the key did not end the session")
 	}
@@ -684,17 +668,17 @@ func TestDPoPAtSignIn(t *testing.T) {
 		return e.do("POST", "/v1/auth/login", "", map[string]string{"username": "pat", "password": "password123"}, "DPoP", proof)
 	}
 	wantProblem(t, login("garbage"), 400, "invalid_request")
-	wantProblem(t, login(key.proof(t, ownURL+"/v1/auth/login", "")), 400, "invalid_request") // not PUBLIC_URL
-	wantProblem(t, login(key.proof(t, "https://auth.example.com/base/v1/auth/refresh", "")), 400, "invalid_request")
-	jti := uuid.NewString()
-	r := login(key.proof(t, "https://auth.example.com/base/v1/auth/login", jti))
+	wantProblem(t, login(key.proof(t, ownURL+"/v1/auth/login")), 400, "invalid_request") // not PUBLIC_URL
+	wantProblem(t, login(key.proof(t, "https://auth.example.com/base/v1/auth/refresh")), 400, "invalid_request")
+	good := key.proof(t, "https://auth.example.com/base/v1/auth/login")
+	r := login(good)
 	if r.Status != 201 || toPair(t, r).Session["dpop_bound"] != true {
 		t.Fatalf("login with a proof for PUBLIC_URL: %d %s", r.Status, r.Body)
 	}
-	wantProblem(t, login(key.proof(t, "https://auth.example.com/base/v1/auth/login", jti)), 400, "invalid_request") // the jti again
+	wantProblem(t, login(good), 400, "invalid_request") // the same proof (its jti) again
 	p := toPair(t, r)
-	wantRefused(t, e.refresh(p.Refresh, "DPoP", key.proof(t, ownURL+"/v1/auth/refresh", "")), "invalid_dpop_proof", dpopInvalid)
-	e.mustRefresh(p.Refresh, "DPoP", key.proof(t, "https://auth.example.com/base/v1/auth/refresh", ""))
+	wantRefused(t, e.refresh(p.Refresh, "DPoP", key.proof(t, ownURL+"/v1/auth/refresh")), "invalid_dpop_proof", dpopInvalid)
+	e.mustRefresh(p.Refresh, "DPoP", key.proof(t, "https://auth.example.com/base/v1/auth/refresh"))
 }
 
 // The refresh-token fields of a session's hash are the ones internal/keys
@@ -704,7 +688,7 @@ func TestRefreshStoresDigestsInTheSessionHash(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{AccessTokenTTL: time.Minute})
 	e.createUser("hal", "password123", "")
-	bound := e.signIn("hal", "password123", "DPoP", newES256(t).proof(t, ownURL+"/v1/auth/login", ""))
+	bound := e.signIn("hal", "password123", "DPoP", newES256(t).proof(t, ownURL+"/v1/auth/login"))
 	if h := e.hash(t, bound); len(h[keys.SessDPoPKey]) != 43 {
 		t.Fatalf("a bound session's hash: %q; want its key's thumbprint in %s", h, keys.SessDPoPKey)
 	}
@@ -730,7 +714,7 @@ func TestRefreshMetrics(t *testing.T) {
 	e.mustRefresh(p.Refresh)
 	e.mustRefresh(p.Refresh) // a retry
 	e.refresh("garbage")
-	b := e.signIn("max", "password123", "DPoP", newES256(t).proof(t, ownURL+"/v1/auth/login", ""))
+	b := e.signIn("max", "password123", "DPoP", newES256(t).proof(t, ownURL+"/v1/auth/login"))
 	e.refresh(b.Refresh)
 	clk.Advance(time.Minute)
 	e.refresh(p.Refresh) // reuse

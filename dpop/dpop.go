@@ -13,11 +13,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -190,4 +193,38 @@ func normalURI(s string) (string, bool) {
 		path = "/"
 	}
 	return scheme + "://" + host + path, true
+}
+
+// NewProof makes a proof by key (an ECDSA P-256 or Ed25519 private key) for
+// a request of method to uri at now, with a random jti: what a client
+// sends, for Go clients, tools and tests.
+func NewProof(key crypto.Signer, method, uri string, now time.Time) (string, error) {
+	var alg jose.SignatureAlgorithm
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		alg = jose.ES256
+		if k.Curve != elliptic.P256() {
+			return "", errors.New("dpop: an ECDSA key must be P-256")
+		}
+	case ed25519.PrivateKey:
+		alg = jose.EdDSA
+	default:
+		return "", fmt.Errorf("dpop: a %T cannot sign a proof; want ECDSA P-256 or Ed25519", key)
+	}
+	o := (&jose.SignerOptions{}).WithType("dpop+jwt").WithHeader("jwk", jose.JSONWebKey{Key: key.Public()})
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, o)
+	if err != nil {
+		return "", err
+	}
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return "", err
+	}
+	payload, _ := json.Marshal(claims{HTM: method, HTU: uri, JTI: base64.RawURLEncoding.EncodeToString(id),
+		IAT: json.RawMessage(strconv.FormatInt(now.Unix(), 10))})
+	jws, err := s.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return jws.CompactSerialize()
 }

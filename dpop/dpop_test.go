@@ -143,3 +143,29 @@ func TestVerifyRefuses(t *testing.T) {
 		}
 	}
 }
+
+// NewProof makes what Verify accepts, for both key types, and refuses others.
+func TestNewProof(t *testing.T) {
+	now := time.Now()
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	for _, k := range []crypto.Signer{ec, ed} {
+		a, err := dpop.NewProof(k, "POST", uri, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := dpop.NewProof(k, "POST", uri, now)
+		pa, err := dpop.Verify(a, "POST", uri, now)
+		pb, _ := dpop.Verify(b, "POST", uri, now)
+		if err != nil || pa.ID == pb.ID || pa.KeyThumbprint != pb.KeyThumbprint {
+			t.Fatalf("%T: %v; two proofs' ids %q %q, thumbprints %q %q", k, err, pa.ID, pb.ID, pa.KeyThumbprint, pb.KeyThumbprint)
+		}
+	}
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for _, k := range []crypto.Signer{p384, rsaKey} {
+		if _, err := dpop.NewProof(k, "POST", uri, now); err == nil {
+			t.Errorf("%T: a proof was made", k)
+		}
+	}
+}
