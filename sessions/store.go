@@ -176,7 +176,10 @@ func secs(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 // Create starts a session for a user whose password was checked against
 // credential version cv. It fails with ErrStale when the account changed since,
 // errcode.ErrAccountDisabled or errcode.ErrUserNotFound, writing nothing. Beyond MaxPerUser it
-// evicts the user's least recently used sessions, in the same step.
+// evicts the user's least recently used sessions, in the same step. With
+// m.Refresh the session gets its first refresh token (Session.RefreshToken),
+// bound to m.Proof's key when there is one; a proof whose jti was seen before
+// is ErrProofReplayed, and nothing is written then either.
 func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, error) {
 	now := s.o.Now().Truncate(time.Millisecond)
 	sess := Session{
