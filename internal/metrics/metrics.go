@@ -66,7 +66,7 @@ func New(missedEvents func() int64) *Metrics {
 	}, []string{"outcome"})
 	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_refreshes_total",
-		Help: "Refresh-token refreshes by outcome: succeeded, retried (a spent token within the reuse grace), reuse_detected (a spent token after it: the session was ended), refused, invalid_dpop_proof, throttled, unavailable.",
+		Help: "Refresh-token refreshes by outcome: succeeded, retried (a spent token within the reuse grace), reuse_detected (a spent token after it: the session was ended), refused, invalid_dpop_proof, throttled, unavailable, internal.",
 	}, []string{"outcome"})
 	m.revocations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_sessions_revoked_total",
