@@ -241,6 +241,19 @@ var envCases = []envCase{
 	{Var: "ADMIN_PASSWORD_FILE", Effect: effectSecretFiles, Bad: []badValue{
 		{Value: "/nonexistent/password", Name: "missing_file", Env: map[string]string{"ADMIN_USERNAME": "ops"}},
 	}},
+	// Refresh tokens (config_refresh_env_test.go).
+	{Var: "ACCESS_TOKEN_TTL", Effect: effectAccessTokenTTL, Bad: []badValue{
+		{Value: "9s"}, {Value: "soon"}, {Value: "-15m"},
+		{Value: "2h", Name: "over_SESSION_MAX_LIFETIME", Env: map[string]string{"SESSION_MAX_LIFETIME": "1h"}},
+	}},
+	{Var: "REFRESH_REUSE_GRACE", Effect: effectReuseGrace, Bad: []badValue{
+		{Value: "-1s"}, {Value: "5m1s"}, {Value: "a while"},
+	}},
+	{Var: "PUBLIC_URL", Effect: effectPublicURL, Bad: []badValue{
+		{Value: "auth.example.com"}, {Value: "ftp://auth.example.com"}, {Value: "https://auth.example.com/?x=1", Name: "a_query"},
+		{Value: "https://auth.example.com/#top", Name: "a_fragment"}, {Value: "https:///v1", Name: "no_host"},
+		{Value: "https://u:hunter2@auth.example.com", Name: "userinfo"},
+	}},
 }
 
 // The README's configuration table and envCases name the same variables, and

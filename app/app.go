@@ -45,6 +45,13 @@ type Deps struct {
 	// Ping answers whether Redis is reachable, for /readyz.
 	Ping func(context.Context) error
 	Log  *slog.Logger
+	// AccessTokenTTL, when set, makes sign-ins return access tokens that
+	// end this long after they are issued (or at the session's end), with
+	// refresh tokens (ACCESS_TOKEN_TTL); 0 keeps one token per sign-in.
+	AccessTokenTTL time.Duration
+	// PublicURL is the service's public base URL, without a trailing slash
+	// ("": the request's own), that DPoP proofs name in htu.
+	PublicURL string
 	// ReadTimeout bounds reading a request, headers and body, so a slow
 	// client cannot hold a connection; KeepAliveTimeout bounds a keep-alive
 	// connection between requests. Both are required.
@@ -115,6 +122,7 @@ func New(d Deps) *fiber.App {
 	r.add(fiber.MethodGet, "/.well-known/jwks.json", h.jwks)
 
 	r.add(fiber.MethodPost, "/v1/auth/login", h.login)
+	r.add(fiber.MethodPost, "/v1/auth/refresh", h.refresh)
 	r.add(fiber.MethodPost, "/v1/oauth/introspect", h.introspect)
 	// The token is checked by each route, not by a middleware over /v1: a
 	// refusal is then counted under its route's pattern, and a method the

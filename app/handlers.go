@@ -43,6 +43,7 @@ type sessionJSON struct {
 	LastSeenAt string `json:"last_seen_at"`
 	ExpiresAt  string `json:"expires_at"`
 	Current    bool   `json:"current"`
+	DPoPBound  bool   `json:"dpop_bound,omitempty"`
 }
 
 type userJSON struct {
@@ -58,7 +59,7 @@ func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 func toSessionJSON(s sessions.Session, currentID string) sessionJSON {
 	return sessionJSON{ID: s.ID, DeviceName: s.DeviceName, Platform: s.Platform, UserAgent: s.UserAgent,
 		IP: s.IP, CreatedAt: rfc3339(s.CreatedAt), LastSeenAt: rfc3339(s.LastSeenAt),
-		ExpiresAt: rfc3339(s.ExpiresAt), Current: currentID != "" && s.ID == currentID}
+		ExpiresAt: rfc3339(s.ExpiresAt), Current: currentID != "" && s.ID == currentID, DPoPBound: s.DPoPBound}
 }
 
 func toSessionsJSON(list []sessions.Session, currentID string) fiber.Map {
@@ -194,14 +195,14 @@ func (h *handlers) login(c *fiber.Ctx) error {
 		return invalid(fmt.Sprintf("device.platform: must be valid text of at most %d characters", maxPlatform))
 	}
 
+	if err := h.withRefresh(c, &meta); err != nil {
+		return err
+	}
 	sess, token, err := h.openSession(c, *req.Username, *req.Password, meta)
 	if err != nil {
 		return err
 	}
-	return c.Status(fiber.StatusCreated).JSON(fiber.Map{
-		"token": token, "token_type": "Bearer", "expires_at": rfc3339(sess.ExpiresAt),
-		"session": toSessionJSON(sess, sess.ID),
-	})
+	return c.Status(fiber.StatusCreated).JSON(h.signedIn(sess, token, sess.CreatedAt))
 }
 
 // openSession checks a username and password and starts a session with its
@@ -227,7 +228,7 @@ func (h *handlers) openSession(c *fiber.Ctx, username, password string, meta ses
 			return sessions.Session{}, "", err
 		}
 		token, err := h.Tokens.Sign(tokens.Claims{UserID: sess.UserID, SessionID: sess.ID,
-			IssuedAt: sess.CreatedAt, ExpiresAt: sess.ExpiresAt, Username: u.Username, AccountCreatedAt: u.CreatedAt})
+			IssuedAt: sess.CreatedAt, ExpiresAt: h.accessExpiry(sess, sess.CreatedAt), Username: u.Username, AccountCreatedAt: u.CreatedAt})
 		if err != nil {
 			return sessions.Session{}, "", err
 		}

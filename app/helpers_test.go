@@ -70,6 +70,9 @@ type envOpts struct {
 	WaitReplicas   int           // REDIS_WAIT_REPLICAS
 	BcryptCost     int           // BCRYPT_COST (default here 4)
 	ReadTimeout    time.Duration // how long reading a request may take (and keep-alive idle)
+	AccessTokenTTL time.Duration // ACCESS_TOKEN_TTL (zero: unset, one token per sign-in)
+	ReuseGrace     string        // REFRESH_REUSE_GRACE ("" for the default; "0s" is a grace of none)
+	PublicURL      string        // PUBLIC_URL
 	// Env is more configuration, by variable name.
 	Env map[string]string
 	// Client replaces the package's Redis (a server of the test's own).
@@ -99,6 +102,9 @@ func (o envOpts) config(t testing.TB) server.Config {
 	set("LOGIN_FAILURE_WINDOW", o.FailureWindow, o.FailureWindow == 0)
 	set("REDIS_TIMEOUT", o.RedisTimeout, o.RedisTimeout == 0)
 	set("REDIS_WAIT_REPLICAS", o.WaitReplicas, o.WaitReplicas == 0)
+	set("ACCESS_TOKEN_TTL", o.AccessTokenTTL, o.AccessTokenTTL == 0)
+	set("REFRESH_REUSE_GRACE", o.ReuseGrace, o.ReuseGrace == "")
+	set("PUBLIC_URL", o.PublicURL, o.PublicURL == "")
 	for k, v := range o.Env {
 		vars[k] = v
 	}

@@ -40,6 +40,7 @@ var statusOf = map[string]struct {
 	errcode.Invalid:            {400, "the request is malformed"},
 	errcode.Unauthorized:       {401, "this needs a valid Authorization: Bearer token"},
 	errcode.InvalidCredentials: {401, "the username or password is wrong"},
+	errcode.InvalidDPoPProof:   {401, "this needs a valid DPoP proof by the session's key"},
 	errcode.AccountDisabled:    {403, "this account is disabled"},
 	errcode.Forbidden:          {403, "this needs the admin role"},
 	errcode.NotFound:           {404, "no such resource"},

@@ -36,12 +36,15 @@ const (
 	// ClientAuthFailed is a failed client authentication (an introspection
 	// client's secret): in the feed only, with the client's id when it is one.
 	ClientAuthFailed = "client_auth.failed"
+	// SessionReuseDetected: a refresh token spent before the reuse grace
+	// came back, and its session was ended.
+	SessionReuseDetected = "session.reuse_detected"
 )
 
 // Types are every event type, for filters.
 var Types = []string{LoginSucceeded, LoginFailed, LoginThrottled, SessionRevoked, SessionsRevokedAll,
 	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted,
-	ClientAuthFailed}
+	ClientAuthFailed, SessionReuseDetected}
 
 // Retention: a user's history keeps its newest PerUserMax events, the feed
 // its newest FeedMax, and neither anything older than MaxAge. Trimming is

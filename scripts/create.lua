@@ -1,22 +1,27 @@
 -- Create a session, atomically with the checks that make it legitimate.
 -- KEYS[1] user hash, KEYS[2] the user's session index, KEYS[3] the new session hash,
 -- KEYS[4] the user's history (login.succeeded, and a session.revoked per eviction)
+-- KEYS[5] (only for a sign-in with a DPoP proof) the record of the proof's jti
 -- ARGV[1] credential version the password was checked against
 -- ARGV[2] now (unix ms)   ARGV[3] session expiry (unix ms)   ARGV[4] max sessions (0 = no limit)
 -- ARGV[5] prefix of this user's session keys (the sid is appended)   ARGV[6] the new sid
 -- ARGV[7..] field, value pairs of the session hash; the account's role is added
 --   unless it is the default role (most sessions; it would cost ~30 bytes each)
--- ARGV[#ARGV] the events to record (audit.Spec); its "evict" is the entry of an eviction,
---   to which the evicted sid is appended
--- Returns {'OK', evicted sid...} or {'NOUSER'} / {'DISABLED'} / {'STALE'} with nothing written.
+-- ARGV[last] the events to record (audit.Spec); its "evict" is the entry of an eviction,
+--   to which the evicted sid is appended; last is #ARGV, or #ARGV - 1 with KEYS[5]
+-- ARGV[#ARGV] with KEYS[5]: how long the proof's jti is remembered (ms)
+-- Returns {'OK', evicted sid...} or {'NOUSER'} / {'DISABLED'} / {'STALE'} / {'REPLAY'} (the
+-- proof's jti was seen before) with nothing written.
 {{template "record.lua"}}
 
 -- Validate first: a script that errors keeps its earlier writes.
 local now, expiry, max = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if not (now and expiry and max) or #ARGV < 9 or #ARGV % 2 ~= 1 then
+local last, proofTTL = #ARGV, nil
+if #KEYS == 5 then last, proofTTL = #ARGV - 1, tonumber(ARGV[#ARGV]) end
+if not (now and expiry and max) or last < 9 or last % 2 ~= 1 or (#KEYS == 5 and not proofTTL) then
   return redis.error_reply('ERR create: bad arguments')
 end
-local spec = decode_spec(ARGV[#ARGV])
+local spec = decode_spec(ARGV[last])
 if not spec or not spec.evict then return redis.error_reply('ERR create: bad arguments') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOUSER'} end
 local st = redis.call('HMGET', KEYS[1], '{{.UserDisabled}}', '{{.UserVersion}}', '{{.UserRole}}', '{{.UserPending}}')
@@ -27,12 +32,14 @@ if st[1] == '1' then return {'DISABLED'} end
 -- this login must not outlive it.
 if (st[2] or '0') ~= ARGV[1] then return {'STALE'} end
 
--- The first write must be one Redis refuses when out of memory (HSET is,
--- ZREMRANGEBYSCORE is not): Redis checks memory at a script's first write and
--- then lets it finish, so this order means an OOM refuses the login whole.
+-- The first write must be one Redis refuses when out of memory (SET and HSET
+-- are, ZREMRANGEBYSCORE is not): Redis checks memory at a script's first write
+-- and then lets it finish, so this order means an OOM refuses the login whole.
+-- A proof's jti is accepted once: a seen one writes nothing.
+if proofTTL and not redis.call('SET', KEYS[5], '1', 'NX', 'PX', proofTTL) then return {'REPLAY'} end
 -- The role is copied from the account in this same step, so a role change
 -- (update_account) either sees this session or came before it.
-local fields = {unpack(ARGV, 7, #ARGV - 1)}
+local fields = {unpack(ARGV, 7, last - 1)}
 if st[3] and st[3] ~= '{{.DefaultRole}}' then
   fields[#fields + 1] = '{{.SessRole}}'
   fields[#fields + 1] = st[3]

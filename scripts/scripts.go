@@ -13,6 +13,7 @@
 // a new role into them). A user's history (a stream) is
 // in the user's slot too and passed in KEYS: the scripts that change an
 // account or its sessions record the change's events there in the same step.
+// A DPoP proof's jti record is in the user's slot too, passed in KEYS.
 // The failed-login counters, the admin set and the bcrypt cost are single
 // keys, each script touching exactly the one in KEYS[1].
 //
@@ -44,14 +45,18 @@ var fields = map[string]string{
 	"UserHash": keys.UserHash, "UserRole": keys.UserRole, "UserDisabled": keys.UserDisabled,
 	"UserVersion": keys.UserVersion, "UserPending": keys.UserPending, "SessLastSeen": keys.SessLastSeen, "SessExpires": keys.SessExpires,
 	"SessIP": keys.SessIP, "SessRole": keys.SessRole, "DefaultRole": keys.DefaultRole,
-	"Failures": keys.FieldFailures,
+	"Failures": keys.FieldFailures, "UserName": keys.UserName, "UserCreated": keys.UserCreated,
+	"SessDevice": keys.SessDevice, "SessPlatform": keys.SessPlatform, "SessUserAgent": keys.SessUserAgent,
+	"SessCreated": keys.SessCreated, "SessRefresh": keys.SessRefresh, "SessRefreshPrev": keys.SessRefreshPrev,
+	"SessRefreshSpent": keys.SessRefreshSpent, "SessRefreshGen": keys.SessRefreshGen, "SessDPoPKey": keys.SessDPoPKey,
 }
 
 //go:embed *.lua lib/*.lua
 var files embed.FS
 
 // lib holds the Lua helpers (lib/*.lua). A script names each helper it uses
-// with {{template "name.lua"}}, so a helper is written once and a script
+// with {{template "name.lua"}} ({{template "name.lua" .}} when the helper
+// names fields), so a helper is written once and a script
 // carries only the ones it calls.
 var lib = template.Must(template.New("").Option("missingkey=error").ParseFS(files, "lib/*.lua"))
 
@@ -77,6 +82,10 @@ var (
 	Create = load("create.lua")
 	// Touch records use of a session and slides its idle expiry.
 	Touch = load("touch.lua")
+	// Refresh spends a session's refresh token and makes its successor
+	// current, answers a retry within the grace, or ends the session when a
+	// token spent before the grace comes back.
+	Refresh = load("refresh.lua")
 	// Revoke deletes one session of one user.
 	Revoke = load("revoke.lua")
 	// RevokeAll deletes a user's sessions (optionally keeping one), bumps the

@@ -78,6 +78,13 @@ type Config struct {
 	// LogLevel and LogFormat ("text" or "json") shape the logs.
 	LogLevel  slog.Level
 	LogFormat string
+	// AccessTokenTTL, when set, makes sign-ins return short-lived access
+	// tokens and rotating refresh tokens; RefreshReuseGrace is how long a
+	// spent refresh token still answers with its successor; PublicURL is the
+	// service's public base URL ("": the request's own), for DPoP's htu.
+	AccessTokenTTL    time.Duration
+	RefreshReuseGrace time.Duration
+	PublicURL         string
 	// ReadTimeout bounds reading a request, so a slow client cannot hold a
 	// connection; KeepAliveTimeout bounds an idle keep-alive connection.
 	// Not environment variables: tests shorten them.
@@ -171,6 +178,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 	}
 	if err := c.loadKeys(getenv); err != nil {
+		return Config{}, err
+	}
+	if err := c.loadRefresh(getenv); err != nil {
 		return Config{}, err
 	}
 	if v := getenv("INTROSPECTION_CLIENTS"); v != "" {

@@ -260,15 +260,6 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.Sessions, err = sessions.New(s.Client, sessions.Options{
-		Keys: layout, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
-		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
-		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit, Metrics: s.Metrics,
-		Log: s.Log,
-	})
-	if err != nil {
-		return err
-	}
 	s.Tokens, err = tokens.New(cfg.Keys, cfg.JWTIssuer, cfg.JWTAudience, tokens.WithCache(int64(cfg.TokenCacheMB)<<20))
 	if err != nil {
 		return &ConfigError{"JWT_SECRET", err.Error()}
@@ -278,6 +269,15 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 			st := s.Tokens.CacheStats()
 			return metrics.TokenCacheStats{Hits: st.Hits, Misses: st.Misses, Entries: st.Entries, Bytes: st.Bytes}
 		})
+	}
+	s.Sessions, err = sessions.New(s.Client, sessions.Options{
+		Keys: layout, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
+		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
+		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit, Metrics: s.Metrics,
+		Log: s.Log, RefreshKeys: s.Tokens.DeriveKeys(sessions.RefreshKeyPurpose), ReuseGrace: cfg.RefreshReuseGrace,
+	})
+	if err != nil {
+		return err
 	}
 	if cfg.RedisURL != "" {
 		if err := redisx.CheckEvictionPolicy(ctx, s.Client, cfg.RedisTimeout); errors.Is(err, redisx.ErrEvictionPolicy) {
@@ -295,7 +295,8 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	s.App = app.New(app.Deps{Users: s.Users, Sessions: s.Sessions, Tokens: s.Tokens, Audit: s.Audit, Metrics: s.Metrics,
 		TrustedProxies: cfg.TrustedProxies, IntrospectionClients: cfg.IntrospectionClients,
 		Ping: func(ctx context.Context) error { return redisx.Ping(ctx, s.Client, cfg.RedisTimeout) }, Log: s.Log,
-		ReadTimeout: cfg.ReadTimeout, KeepAliveTimeout: cfg.KeepAliveTimeout})
+		ReadTimeout: cfg.ReadTimeout, KeepAliveTimeout: cfg.KeepAliveTimeout,
+		AccessTokenTTL: cfg.AccessTokenTTL, PublicURL: cfg.PublicURL})
 	return nil
 }
 

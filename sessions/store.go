@@ -51,6 +51,14 @@ type Session struct {
 	LastSeenAt time.Time
 	// ExpiresAt is the absolute end fixed at login; an idle session ends earlier.
 	ExpiresAt time.Time
+	// DPoPBound is true when the session's refresh tokens are bound to a
+	// DPoP key.
+	DPoPBound bool
+	// RefreshToken is the session's refresh token, set only by Create (with
+	// Meta.Refresh) and Refresh: only its digest is stored.
+	RefreshToken string
+	// RefreshExpiresAt is when RefreshToken ends unless the session is used.
+	RefreshExpiresAt time.Time
 }
 
 // Meta is what is known about a new session's device and client.
@@ -59,6 +67,11 @@ type Meta struct {
 	Platform   string
 	UserAgent  string
 	IP         string
+	// Refresh gives the session refresh tokens (sessions/refresh.go).
+	Refresh bool
+	// Proof, with Refresh, binds the session's refresh tokens to the key of
+	// the sign-in's DPoP proof; its jti is then accepted once.
+	Proof *Proof
 }
 
 // Options configure a Store; each is required unless it says otherwise (the
@@ -93,6 +106,13 @@ type Options struct {
 	// Log is told, at most once per touchRefusedLogEvery, that Redis refuses
 	// to record sessions' use for want of memory; nil logs nothing.
 	Log *slog.Logger
+	// RefreshKeys derive and authenticate refresh tokens
+	// (tokens.DeriveKeys(RefreshKeyPurpose)): the first makes them, all are
+	// checked. Required for sessions with refresh tokens.
+	RefreshKeys [][]byte
+	// ReuseGrace is how long a spent refresh token still answers with its
+	// successor (REFRESH_REUSE_GRACE).
+	ReuseGrace time.Duration
 }
 
 // cacheTTL bounds how long a session read may be served from the
@@ -187,7 +207,10 @@ func secs(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 // Create starts a session for a user whose password was checked against
 // credential version cv. It fails with ErrStale when the account changed since,
 // errcode.ErrAccountDisabled or errcode.ErrUserNotFound, writing nothing. Beyond MaxPerUser it
-// evicts the user's least recently used sessions, in the same step.
+// evicts the user's least recently used sessions, in the same step. With
+// m.Refresh the session gets its first refresh token (Session.RefreshToken),
+// bound to m.Proof's key when there is one; a proof whose jti was seen before
+// is ErrProofReplayed, and nothing is written then either.
 func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, error) {
 	now := s.o.Now().Truncate(time.Millisecond)
 	sess := Session{
@@ -204,13 +227,21 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 	signIn := audit.Event{Type: audit.LoginSucceeded, UserID: uid, ActorID: uid, SessionID: sess.ID,
 		IP: m.IP, UserAgent: m.UserAgent, Detail: deviceDetail(m)}
 	evict := audit.Event{Type: audit.SessionRevoked, UserID: uid, Detail: "evicted: over the per-user session limit"}
-	args := []string{cv, ms(now), ms(expiry), strconv.Itoa(s.o.MaxPerUser), s.k.SessionPrefix(uid), sess.ID,
+	refresh, err := s.refreshFields(&sess, m)
+	if err != nil {
+		return Session{}, err
+	}
+	args := append([]string{cv, ms(now), ms(expiry), strconv.Itoa(s.o.MaxPerUser), s.k.SessionPrefix(uid), sess.ID,
 		keys.SessDevice, m.DeviceName, keys.SessPlatform, m.Platform, keys.SessUserAgent, m.UserAgent, keys.SessIP, m.IP,
-		keys.SessCreated, secs(now), keys.SessLastSeen, ms(now), keys.SessExpires, secs(sess.ExpiresAt),
-		audit.SpecEvicting(now, signIn, evict)}
+		keys.SessCreated, secs(now), keys.SessLastSeen, ms(now), keys.SessExpires, secs(sess.ExpiresAt)},
+		append(refresh, audit.SpecEvicting(now, signIn, evict))...)
+	ks := []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Session(uid, sess.ID), s.k.Events(uid)}
+	if m.Refresh && m.Proof != nil {
+		ks, args = append(ks, s.proofRecord(uid, m.Proof)), append(args, millis(m.Proof.Remember))
+	}
 	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	res, err := scripts.Create.Exec(rctx, s.c, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Session(uid, sess.ID), s.k.Events(uid)}, args).AsStrSlice()
+	res, err := scripts.Create.Exec(rctx, s.c, ks, args).AsStrSlice()
 	if err != nil {
 		return Session{}, redisx.Unavailable("create session", err)
 	}
@@ -231,6 +262,8 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 		return Session{}, errcode.ErrAccountDisabled
 	case "STALE":
 		return Session{}, ErrStale
+	case "REPLAY":
+		return Session{}, ErrProofReplayed
 	}
 	return Session{}, fmt.Errorf("create session: unexpected reply %q", res[0])
 }
@@ -548,7 +581,7 @@ func (s *Store) alive(lastSeen, expires, now time.Time) bool {
 // sessFields are read positionally (HMGET): cheaper on the hot path than
 // building a map per request.
 var sessFields = []string{keys.SessDevice, keys.SessPlatform, keys.SessUserAgent, keys.SessIP,
-	keys.SessCreated, keys.SessLastSeen, keys.SessExpires}
+	keys.SessCreated, keys.SessLastSeen, keys.SessExpires, keys.SessDPoPKey}
 
 // decode reads session sid of user uid from the values of sessFields. A
 // missing hash reads as all nils.
@@ -564,6 +597,7 @@ func (s *Store) decode(uid, sid string, vals []rueidis.RedisMessage) (Session, b
 		CreatedAt:  time.Unix(num(4), 0).UTC(),
 		LastSeenAt: time.UnixMilli(num(5)).UTC(),
 		ExpiresAt:  time.Unix(num(6), 0).UTC(),
+		DPoPBound:  !vals[7].IsNil(),
 	}, true
 }
 

@@ -12,6 +12,7 @@ const (
 	Invalid            = "invalid_request"
 	Unauthorized       = "unauthorized"
 	InvalidCredentials = "invalid_credentials"
+	InvalidDPoPProof   = "invalid_dpop_proof"
 	AccountDisabled    = "account_disabled"
 	Forbidden          = "forbidden"
 	NotFound           = "not_found"

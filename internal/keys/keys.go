@@ -88,6 +88,19 @@ func (l Layout) SessionPrefix(uid string) string { return l.prefix + "sess:{" + 
 // SessionIndex is a user's sorted set of sids scored by their expiry (ms).
 func (l Layout) SessionIndex(uid string) string { return l.prefix + "sessions:{" + uid + "}" }
 
+// DPoPProof records that a DPoP proof was accepted for one of a user's
+// sessions, so its jti is accepted once (RFC 9449 §11.1). It is in the
+// user's slot, so the script that accepts the proof records it in the same
+// step; only holders of a user's password or refresh token can make one.
+// jti is a digest of the proof's jti, which is client input.
+func (l Layout) DPoPProof(uid, jti string) string { return l.prefix + "dpop:{" + uid + "}:" + jti }
+
+// FailRefreshIP is the failed-refresh counter of one address (a hash like
+// the failed-login counters), kept apart from them: a burst of refreshes
+// that fail for no fault of the address (every device signed out at once)
+// must not lock its sign-ins.
+func (l Layout) FailRefreshIP(ip string) string { return l.prefix + "fail:refresh:" + ip }
+
 // Account hash fields.
 const (
 	UserID       = "id"
@@ -120,6 +133,17 @@ const (
 	// SessRole is the account's role unless it is the default, kept current
 	// by the scripts so a request needs no account read.
 	SessRole = "rl"
+	// With refresh tokens (ACCESS_TOKEN_TTL): a token is stored only as its
+	// SHA-256 digest (raw bytes), with the one it replaced and when that was
+	// spent (the reuse grace runs from there), and the generation of the
+	// current one (0 at sign-in, one more per refresh).
+	SessRefresh      = "rt"
+	SessRefreshPrev  = "rp"
+	SessRefreshSpent = "rs" // unix ms
+	SessRefreshGen   = "rg"
+	// SessDPoPKey is the RFC 7638 thumbprint (base64url) of the DPoP key a
+	// session's refresh tokens are bound to; absent when they are not.
+	SessDPoPKey = "jk"
 )
 
 // DefaultRole is the role a session hash stores no SessRole for: most

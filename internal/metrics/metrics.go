@@ -25,6 +25,7 @@ type Metrics struct {
 	latency     *prometheus.HistogramVec
 	logins      *prometheus.CounterVec
 	clientAuth  *prometheus.CounterVec
+	refreshes   *prometheus.CounterVec
 	revocations *prometheus.CounterVec
 	redisErrors *prometheus.CounterVec
 	cache       *prometheus.CounterVec
@@ -75,9 +76,13 @@ func New(missedEvents func() int64) *Metrics {
 		Name: "sessiond_client_auth_total",
 		Help: "Client authentications (introspection clients, HTTP Basic) by outcome: succeeded, failed, throttled, unavailable.",
 	}, []string{"outcome"})
+	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiond_refreshes_total",
+		Help: "Refresh-token refreshes by outcome: succeeded, retried (a spent token within the reuse grace), reuse_detected (a spent token after it: the session was ended), refused, invalid_dpop_proof, throttled, unavailable, internal.",
+	}, []string{"outcome"})
 	m.revocations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_sessions_revoked_total",
-		Help: "Sessions ended by kind: logout, logout_all, revoke_one, revoke_others, password_change, force_logout, force_logout_one, disable, password_reset, delete.",
+		Help: "Sessions ended by kind: logout, logout_all, revoke_one, revoke_others, password_change, force_logout, force_logout_one, disable, password_reset, delete, refresh_reuse.",
 	}, []string{"kind"})
 	m.redisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_redis_errors_total",
@@ -92,7 +97,7 @@ func New(missedEvents func() int64) *Metrics {
 		Name: "sessiond_session_touches_refused_total",
 		Help: "Writes of a live session's use (last seen, idle expiry) that Redis refused for want of memory (maxmemory): the request was served, the use not recorded.",
 	})
-	m.reg.MustRegister(m.requests, m.latency, m.logins, m.clientAuth, m.revocations, m.redisErrors, m.cache, m.touchOOM,
+	m.reg.MustRegister(m.requests, m.latency, m.logins, m.clientAuth, m.refreshes, m.revocations, m.redisErrors, m.cache, m.touchOOM,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if missedEvents != nil {
 		m.missedFeed = prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -157,6 +162,13 @@ func (m *Metrics) Login(outcome string) {
 func (m *Metrics) ClientAuth(outcome string) {
 	if m != nil && outcome != "" {
 		m.clientAuth.WithLabelValues(outcome).Inc()
+	}
+}
+
+// Refresh records a refresh's outcome.
+func (m *Metrics) Refresh(outcome string) {
+	if m != nil {
+		m.refreshes.WithLabelValues(outcome).Inc()
 	}
 }
 
