@@ -4,7 +4,7 @@
 -- a generation older than the current one is a spent token, never a forgery.
 -- KEYS[1] session hash, KEYS[2] the user's session index, KEYS[3] user hash,
 -- KEYS[4] the user's history, KEYS[5] (only with a DPoP proof) the record of its jti
--- ARGV[1] now (unix ms)   ARGV[2] idle timeout (ms)   ARGV[3] reuse grace (ms)
+-- ARGV[1] now (unix ms; Redis's own TIME when that is later)   ARGV[2] idle timeout (ms)   ARGV[3] reuse grace (ms)
 -- ARGV[4] digest of the presented token   ARGV[5] its generation
 -- ARGV[6] digest of its successor   ARGV[7] client ip   ARGV[8] sid
 -- ARGV[9] thumbprint of the key of the request's valid DPoP proof ('' for none)
@@ -33,6 +33,12 @@ if not (now and idle and grace and gen and proofTTL) or #ARGV ~= 11 or (#KEYS ~=
 end
 local spec = decode_spec(ARGV[11])
 if not spec then return redis.error_reply('ERR refresh: bad arguments') end
+-- A refresh queued behind a slow or frozen Redis runs after its caller gave
+-- up (503) and retried: it is spent when it ran, not when it was asked, or
+-- the retry would fall outside the grace and end a session nobody stole.
+local t = redis.call('TIME')
+now = math.max(now, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local nowms = string.format('%d', now)
 
 local s = redis.call('HMGET', KEYS[1], '{{.SessRefresh}}', '{{.SessRefreshPrev}}', '{{.SessRefreshSpent}}',
   '{{.SessRefreshGen}}', '{{.SessDPoPKey}}', '{{.SessDevice}}', '{{.SessPlatform}}', '{{.SessUserAgent}}',
@@ -75,9 +81,9 @@ end
 local current = s[1]
 if kind == 'OK' then
   current = ARGV[6]
-  redis.call('HSET', KEYS[1], '{{.SessRefreshPrev}}', s[1], '{{.SessRefreshSpent}}', ARGV[1],
+  redis.call('HSET', KEYS[1], '{{.SessRefreshPrev}}', s[1], '{{.SessRefreshSpent}}', nowms,
     '{{.SessRefresh}}', ARGV[6], '{{.SessRefreshGen}}', cur + 1)
 end
-slide(KEYS[1], KEYS[2], ARGV[8], ARGV[1], idle, abs * 1000, ARGV[7])
-return {kind, current, s[6] or '', s[7] or '', s[8] or '', ARGV[7], s[9] or '0', ARGV[1], s[10],
+slide(KEYS[1], KEYS[2], ARGV[8], nowms, idle, abs * 1000, ARGV[7])
+return {kind, current, s[6] or '', s[7] or '', s[8] or '', ARGV[7], s[9] or '0', nowms, s[10],
   s[5] or '', u[1], u[2] or '0'}
