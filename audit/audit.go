@@ -33,11 +33,18 @@ const (
 	AccountEnabled     = "account.enabled"
 	AccountRoleChanged = "account.role_changed"
 	AccountDeleted     = "account.deleted"
+	// Second factors.
+	MFAEnrolled            = "mfa.enrolled"
+	MFARemoved             = "mfa.removed"
+	MFAFailed              = "mfa.failed"
+	RecoveryCodeUsed       = "recovery_code.used"
+	SessionReauthenticated = "session.reauthenticated"
 )
 
 // Types are every event type, for filters.
 var Types = []string{LoginSucceeded, LoginFailed, LoginThrottled, SessionRevoked, SessionsRevokedAll,
-	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted}
+	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted,
+	MFAEnrolled, MFARemoved, MFAFailed, RecoveryCodeUsed, SessionReauthenticated}
 
 // Retention: a user's history keeps its newest PerUserMax events, the feed
 // its newest FeedMax, and neither anything older than MaxAge. Trimming is

@@ -45,6 +45,7 @@ var fields = map[string]string{
 	"UserVersion": keys.UserVersion, "SessLastSeen": keys.SessLastSeen, "SessExpires": keys.SessExpires,
 	"SessIP": keys.SessIP, "SessRole": keys.SessRole, "DefaultRole": keys.DefaultRole,
 	"Failures": keys.FieldFailures,
+	"UserTOTP": keys.UserTOTP, "UserTOTPPending": keys.UserTOTPPending, "UserTOTPStep": keys.UserTOTPStep,
 }
 
 //go:embed *.lua lib/*.lua
@@ -106,4 +107,12 @@ var (
 	DeleteAccount = load("delete_account.lua")
 	// ReleaseName frees a deleted account's username unless it was claimed again.
 	ReleaseName = load("release_name.lua")
+	// MFAConfirm activates a pending TOTP enrollment with its recovery codes.
+	MFAConfirm = load("mfa_confirm.lua")
+	// MFARemove removes every second factor of an account.
+	MFARemove = load("mfa_remove.lua")
+	// TOTPUse spends a TOTP code's time step, once.
+	TOTPUse = load("totp_use.lua")
+	// RecoveryUse spends a recovery code, once.
+	RecoveryUse = load("recovery_use.lua")
 )
