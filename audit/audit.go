@@ -39,12 +39,18 @@ const (
 	// SessionReuseDetected: a refresh token spent before the reuse grace
 	// came back, and its session was ended.
 	SessionReuseDetected = "session.reuse_detected"
+	// Second factors.
+	MFAEnrolled            = "mfa.enrolled"
+	MFARemoved             = "mfa.removed"
+	MFAFailed              = "mfa.failed"
+	RecoveryCodeUsed       = "recovery_code.used"
+	SessionReauthenticated = "session.reauthenticated"
 )
 
 // Types are every event type, for filters.
 var Types = []string{LoginSucceeded, LoginFailed, LoginThrottled, SessionRevoked, SessionsRevokedAll,
 	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted,
-	ClientAuthFailed, SessionReuseDetected}
+	ClientAuthFailed, SessionReuseDetected, MFAEnrolled, MFARemoved, MFAFailed, RecoveryCodeUsed, SessionReauthenticated}
 
 // Retention: a user's history keeps its newest PerUserMax events, the feed
 // its newest FeedMax, and neither anything older than MaxAge. Trimming is

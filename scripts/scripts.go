@@ -49,6 +49,7 @@ var fields = map[string]string{
 	"SessDevice": keys.SessDevice, "SessPlatform": keys.SessPlatform, "SessUserAgent": keys.SessUserAgent,
 	"SessCreated": keys.SessCreated, "SessRefresh": keys.SessRefresh, "SessRefreshPrev": keys.SessRefreshPrev,
 	"SessRefreshSpent": keys.SessRefreshSpent, "SessRefreshGen": keys.SessRefreshGen, "SessDPoPKey": keys.SessDPoPKey,
+	"UserTOTP": keys.UserTOTP, "UserTOTPPending": keys.UserTOTPPending, "UserTOTPStep": keys.UserTOTPStep,
 }
 
 //go:embed *.lua lib/*.lua
@@ -125,4 +126,12 @@ var (
 	DeleteAccount = load("delete_account.lua")
 	// ReleaseName frees a deleted account's username unless it was claimed again.
 	ReleaseName = load("release_name.lua")
+	// MFAConfirm activates a pending TOTP enrollment with its recovery codes.
+	MFAConfirm = load("mfa_confirm.lua")
+	// MFARemove removes every second factor of an account.
+	MFARemove = load("mfa_remove.lua")
+	// TOTPUse spends a TOTP code's time step, once.
+	TOTPUse = load("totp_use.lua")
+	// RecoveryUse spends a recovery code, once.
+	RecoveryUse = load("recovery_use.lua")
 )

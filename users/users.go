@@ -26,6 +26,7 @@ import (
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redisx"
+	"github.com/sessiond/sessiond/internal/seal"
 	"github.com/sessiond/sessiond/scripts"
 )
 
@@ -84,6 +85,9 @@ type User struct {
 	CredentialVersion string
 
 	hash string
+	// totp and totpPending are the sealed TOTP secrets, active and waiting
+	// for confirmation ("" when none).
+	totp, totpPending string
 }
 
 // Options configure a Store; each is required unless it says otherwise (the
@@ -111,6 +115,11 @@ type Options struct {
 	// Audit records account events: creations, failed and throttled
 	// sign-ins and password checks.
 	Audit *audit.Log
+	// Seal encrypts TOTP secrets at rest; nil or empty means second factors
+	// cannot be enrolled (MFA_ENCRYPTION_KEY unset).
+	Seal *seal.Ring
+	// TOTPIssuer names the service in authenticator apps.
+	TOTPIssuer string
 }
 
 // Store keeps accounts in Redis.
@@ -1023,5 +1032,6 @@ func fields(h map[string]string) User {
 	return User{
 		ID: h[keys.UserID], Username: h[keys.UserName], Role: h[keys.UserRole], Disabled: h[keys.UserDisabled] == "1",
 		CreatedAt: time.UnixMilli(created).UTC(), CredentialVersion: cmp.Or(h[keys.UserVersion], "0"), hash: h[keys.UserHash],
+		totp: h[keys.UserTOTP], totpPending: h[keys.UserTOTPPending],
 	}
 }

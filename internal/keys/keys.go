@@ -77,6 +77,17 @@ func (l Layout) Events(uid string) string { return l.prefix + "events:{" + uid +
 // slot of its own, written after each change (no script spans two slots).
 func (l Layout) EventFeed() string { return l.prefix + "events" }
 
+// Recovery is a user's set of recovery-code digests, in the user's slot.
+func (l Layout) Recovery(uid string) string { return l.prefix + "recovery:{" + uid + "}" }
+
+// MFAPending is a sign-in waiting for its second factor: a hash named by
+// the digest of its mfa_token (the token itself is never stored).
+func (l Layout) MFAPending(digest string) string { return l.prefix + "mfa:" + digest }
+
+// MFAEnrolled exists once any account has confirmed a second factor: from
+// then on the encryption key of the secrets is required at start-up.
+func (l Layout) MFAEnrolled() string { return l.prefix + "mfa:enrolled" }
+
 // Session is one session's hash (fields Sess*). One concatenation, one
 // allocation: it is on every request.
 func (l Layout) Session(uid, sid string) string { return l.prefix + "sess:{" + uid + "}:" + sid }
@@ -117,6 +128,12 @@ const (
 	// (users.Store.Create): until then it is no account to anyone (not
 	// found, cannot sign in), and its record expires by itself.
 	UserPending = "pending"
+	// UserTOTP is the active TOTP secret, sealed (internal/seal) with the
+	// account id as context; UserTOTPPending an enrollment not yet confirmed;
+	// UserTOTPStep the last time step a code was accepted for (each once).
+	UserTOTP        = "tt"
+	UserTOTPPending = "tp"
+	UserTOTPStep    = "ts"
 )
 
 // Session hash fields. The names are short because every byte of a field
