@@ -252,3 +252,43 @@ func TestDeleteRacingLoginsLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// What a client sends (its user agent, its device's name and platform) is
+// stored as sent, the same in the user's history and in the feed: only the
+// server's own "{count} sessions ended" gets the count.
+func TestClientTextIsStoredAsSent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	_, adminTok := e.admin()
+	alice := e.createUser("alice", "password123", "")
+	e.login("alice", "password123")
+	r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "alice", "password": "password123",
+		"device": map[string]string{"name": "my {count} phone", "platform": "{count}os"}}, "User-Agent", "Agent/{count}")
+	if r.Status != 201 {
+		t.Fatalf("login: %d %s", r.Status, r.Body)
+	}
+	tok := r.JSON(t)["token"].(string)
+	if r := e.do("DELETE", "/v1/sessions", tok, nil, "User-Agent", "Revoker {count}"); r.Status != 200 {
+		t.Fatalf("revoking the others: %d %s", r.Status, r.Body)
+	}
+	mine, _ := e.events("/v1/me/events", tok)
+	feed, _ := e.events("/v1/admin/events?limit=500", adminTok)
+	for name, evs := range map[string][]map[string]any{"history": mine, "feed": feed} {
+		var signIn, revoked map[string]any
+		for _, ev := range evs {
+			switch {
+			case ev["user_id"] != alice.ID:
+			case ev["type"] == "login.succeeded" && signIn == nil:
+				signIn = ev
+			case ev["type"] == "sessions.revoked_all" && revoked == nil:
+				revoked = ev
+			}
+		}
+		if signIn["user_agent"] != "Agent/{count}" || signIn["detail"] != "my {count} phone ({count}os)" {
+			t.Errorf("%s: the sign-in %v; want its user agent and device as sent", name, signIn)
+		}
+		if revoked["user_agent"] != "Revoker {count}" || revoked["detail"] != "1 sessions ended" {
+			t.Errorf("%s: the revocation %v; want the user agent as sent and the count in the detail", name, revoked)
+		}
+	}
+}

@@ -64,6 +64,11 @@ type Event struct {
 	IP        string
 	UserAgent string
 	Detail    string
+	// Counted marks Detail as the server's own template for a change that
+	// ends sessions: the recording script writes the number it ended where
+	// Detail says {count}. Nothing else is templated, so a device name or a
+	// user agent is stored as it was sent.
+	Counted bool
 }
 
 // Actor is who makes a change, and from where.
@@ -76,6 +81,28 @@ type Actor struct {
 // Event is an event of this actor.
 func (a Actor) Event(typ, uid, sid, detail string) Event {
 	return Event{Type: typ, UserID: uid, ActorID: a.ID, SessionID: sid, IP: a.IP, UserAgent: a.UserAgent, Detail: detail}
+}
+
+// Counted is an event of this actor whose detail is a template with
+// {count}, filled in with the number of sessions the change ended.
+func (a Actor) Counted(typ, uid, sid, template string) Event {
+	e := a.Event(typ, uid, sid, template)
+	e.Counted = true
+	return e
+}
+
+// WithCount fills in the count of sessions ended in the Counted events'
+// details, as the scripts do, for their copy in the feed.
+func WithCount(evs []Event, n int) []Event {
+	out := make([]Event, len(evs))
+	for i, e := range evs {
+		if e.Counted {
+			e.Detail = strings.ReplaceAll(e.Detail, "{count}", strconv.Itoa(n))
+			e.Counted = false
+		}
+		out[i] = e
+	}
+	return out
 }
 
 // Stream field names.
@@ -101,14 +128,25 @@ func spec(now time.Time, evs []Event, evict []string) string {
 		Max   int        `json:"max"`
 		MinID string     `json:"minid"`
 		Ev    [][]string `json:"ev"`
-		Evict []string   `json:"evict,omitempty"`
-	}{Max: PerUserMax, MinID: minID(now), Ev: [][]string{}, Evict: evict}
+		// Tpl is, per event, the 1-based index in its field, value list of
+		// the value the script fills the count into (0: none).
+		Tpl   []int    `json:"tpl"`
+		Evict []string `json:"evict,omitempty"`
+	}{Max: PerUserMax, MinID: minID(now), Ev: [][]string{}, Tpl: []int{}, Evict: evict}
 	for _, e := range evs {
 		s.Ev = append(s.Ev, fieldValues(e, true))
+		tpl := 0
+		if e.Counted {
+			tpl = detailIndex
+		}
+		s.Tpl = append(s.Tpl, tpl)
 	}
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// detailIndex is where fieldValues puts the detail (1-based, for Lua).
+const detailIndex = 10
 
 // fieldValues is an event as stream fields, without the user (a user's
 // history is the user's) and, unless withSession, without the session.
