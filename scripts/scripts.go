@@ -13,8 +13,8 @@
 // a new role into them). A user's history (a stream) is
 // in the user's slot too and passed in KEYS: the scripts that change an
 // account or its sessions record the change's events there in the same step.
-// The failed-login counters, the admin set and the bcrypt cost are single
-// keys, each script touching exactly the one in KEYS[1].
+// The failed-login limiter's hashes, the admin set and the bcrypt cost are
+// single keys, each script touching exactly the one in KEYS[1].
 //
 // Field names are not written in the .lua files: they are filled in from
 // internal/keys when the scripts load, so Go and Lua cannot disagree. This
@@ -44,7 +44,6 @@ var fields = map[string]string{
 	"UserHash": keys.UserHash, "UserRole": keys.UserRole, "UserDisabled": keys.UserDisabled,
 	"UserVersion": keys.UserVersion, "SessLastSeen": keys.SessLastSeen, "SessExpires": keys.SessExpires,
 	"SessIP": keys.SessIP, "SessRole": keys.SessRole, "DefaultRole": keys.DefaultRole,
-	"Failures": keys.FieldFailures,
 }
 
 //go:embed *.lua lib/*.lua
@@ -85,11 +84,11 @@ var (
 	// UpdateAccount sets account fields that end no session and copies a new
 	// role into every live session of the account in the same step.
 	UpdateAccount = load("update_account.lua")
-	// Attempt takes one login attempt from a fixed-window budget, or refuses
-	// it once the budget is spent.
+	// Attempt takes one login attempt from fixed-window budgets of one
+	// limiter hash, or refuses it once a budget is spent.
 	Attempt = load("attempt.lua")
-	// AttemptSettle ends an attempt: a failure, a success that clears the
-	// count, or neither.
+	// AttemptSettle ends an attempt on a limiter hash: per budget a failure,
+	// a success that clears the count, or neither.
 	AttemptSettle = load("attempt_settle.lua")
 	// Rehash replaces a password hash with one at the configured cost,
 	// unless the password changed meanwhile.

@@ -8,7 +8,10 @@
 // touches a user's account, sessions and index touches one cluster slot.
 package keys
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Layout names the keys under one prefix.
 type Layout struct{ prefix string }
@@ -38,17 +41,21 @@ func (l Layout) Admins() string { return l.prefix + "admins" }
 // MaxCost holds the highest bcrypt cost any replica was configured with.
 func (l Layout) MaxCost() string { return l.prefix + "bcrypt:maxcost" }
 
-// FailPair, FailAccount and FailIP are the failed-login counters (hashes:
-// FieldFailures and one field per attempt in flight) per (name, ip), per
-// name and per ip. name is a hash of the lowercased username: at login it is
-// arbitrary input and must not shape keys.
-func (l Layout) FailPair(name, ip string) string { return l.prefix + "fail:pair:" + name + ":" + ip }
+// The failed-login limiter's hashes (layout: scripts/attempt.lua) hold
+// counts as fields, so what an outsider makes them count costs a small hash
+// field, never a key, and each hash keeps a bounded number of them.
+//
+// FailIP is one client address's: its own count across usernames, and the
+// count of each (username, address) pair tried from it (at most a hundred).
+func (l Layout) FailIP(ip string) string { return l.prefix + "fail:addr:" + ip }
 
-// FailAccount is the failed-login counter of one username from any address.
-func (l Layout) FailAccount(name string) string { return l.prefix + "fail:acct:" + name }
+// FailNames is one of a fixed number of hashes of per-username counts,
+// across addresses, by a salted hash of the name (an account's or not).
+func (l Layout) FailNames(shard int) string { return l.prefix + "fail:names:" + strconv.Itoa(shard) }
 
-// FailIP is the failed-login counter of one address across usernames.
-func (l Layout) FailIP(ip string) string { return l.prefix + "fail:ip:" + ip }
+// FailSalt is the random salt of the names' hashes in the limiter, so an
+// outsider cannot aim names at one of its hashes.
+func (l Layout) FailSalt() string { return l.prefix + "fail:salt" }
 
 // Events is a user's security history: a stream, in the user's slot so the
 // scripts that change the account record its events in the same step.
@@ -102,10 +109,6 @@ const (
 // DefaultRole is the role a session hash stores no SessRole for: most
 // sessions are of ordinary users, and the field would cost ~30 bytes each.
 const DefaultRole = "user"
-
-// FieldFailures is the failed-attempt count in a failed-login counter; the
-// counter's other fields are "a:<attempt id>", one per attempt in flight.
-const FieldFailures = "f"
 
 // AccountUpdate is a validated change to an account, as the users store
 // makes it and the session scripts apply it: nil or empty parts stay as
