@@ -13,8 +13,9 @@
 // a new role into them). A user's history (a stream) is
 // in the user's slot too and passed in KEYS: the scripts that change an
 // account or its sessions record the change's events there in the same step.
-// The failed-login limiter's hashes, the admin set and the bcrypt cost are
-// single keys, each script touching exactly the one in KEYS[1].
+// The failed-login limiter's hashes, a user's (or the unknown names')
+// refusal records, the admin set and the bcrypt cost are single keys, each
+// script touching exactly the one in KEYS[1].
 //
 // Field names are not written in the .lua files: they are filled in from
 // internal/keys when the scripts load, so Go and Lua cannot disagree. This
@@ -90,6 +91,8 @@ var (
 	// AttemptSettle ends an attempt on a limiter hash: per budget a failure,
 	// a success that clears the count, or neither.
 	AttemptSettle = load("attempt_settle.lua")
+	// Refusal counts a refused sign-in in its window's record, or starts one.
+	Refusal = load("refusal.lua")
 	// Rehash replaces a password hash with one at the configured cost,
 	// unless the password changed meanwhile.
 	Rehash = load("rehash.lua")

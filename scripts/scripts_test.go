@@ -80,6 +80,10 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 		{"attempt on an entry named like an attempt", scripts.Attempt, []string{p + "fail:x"}, []string{now, "60000", "a1", "30000", "@a2", "5"}},
 		{"attempt_settle with an unknown outcome", scripts.AttemptSettle, []string{p + "fail:x"}, []string{"a1", now, "60000", "100", "*", "maybe"}},
 		{"attempt_settle with no capacity", scripts.AttemptSettle, []string{p + "fail:x"}, []string{"a1", now, "60000", "0", "*", "fail"}},
+		{"refusal with no window", scripts.Refusal, []string{k.Refusals("u1")},
+			[]string{now, "0", "login.failed", "sign-in", "192.0.2.1", "ua", "10", "0", "1000"}},
+		{"refusal with no type", scripts.Refusal, []string{k.Refusals("u1")},
+			[]string{now, "60000", "", "sign-in", "192.0.2.1", "ua", "10", "0", "1000"}},
 		{"max_cost with no cost", scripts.MaxCost, []string{p + "maxcost"}, []string{"high"}},
 	} {
 		t.Run(call.name, func(t *testing.T) {

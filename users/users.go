@@ -697,7 +697,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password string, fro
 		return s.compare(ctx, u.hash, password), nil
 	})
 	if err != nil {
-		s.recordRefusal(ctx, err, u.ID, username, from, "")
+		s.recordRefusal(ctx, err, u.ID, username, from, audit.KindSignIn)
 		return User{}, err
 	}
 	s.rehash(ctx, u, password)
@@ -707,11 +707,13 @@ func (s *Store) Authenticate(ctx context.Context, username, password string, fro
 	return u, nil
 }
 
-// recordRefusal records a failed or throttled sign-in (or password check,
-// named by what), in the account's history when there is an account (uid, or,
-// for a refusal before any check, found by name), and in the feed. A name that is no account is not
-// recorded: it may be a password typed in the wrong field.
-func (s *Store) recordRefusal(ctx context.Context, err error, uid, username string, from audit.Actor, what string) {
+// recordRefusal records a failed or throttled sign-in (or password check, of
+// kind), in the account's refusal records when there is an account (uid, or,
+// for a refusal before any check, found by name), else in those of names
+// that are no account, without the name: it may be a password typed in the
+// wrong field. Each is one record per window however many there are
+// (audit.Log.Refused).
+func (s *Store) recordRefusal(ctx context.Context, err error, uid, username string, from audit.Actor, kind string) {
 	typ := audit.LoginFailed
 	var tooMany *TooManyAttemptsError
 	switch {
@@ -727,8 +729,8 @@ func (s *Store) recordRefusal(ctx context.Context, err error, uid, username stri
 			uid = u.ID
 		}
 	}
-	from.ID = "" // unknown until it succeeds
-	_ = s.o.Audit.Record(ctx, from.Event(typ, uid, "", what))
+	_ = s.o.Audit.Refused(ctx, audit.Refusal{Type: typ, UserID: uid, Kind: kind, IP: from.IP, UserAgent: from.UserAgent},
+		s.o.FailureWindow)
 }
 
 // CheckPassword verifies an account's current password (for a password
@@ -744,7 +746,7 @@ func (s *Store) CheckPassword(ctx context.Context, id, password string, from aud
 		return s.compare(ctx, u.hash, password), nil
 	})
 	if err != nil {
-		s.recordRefusal(ctx, err, u.ID, u.Username, from, "wrong current password at a password change")
+		s.recordRefusal(ctx, err, u.ID, u.Username, from, audit.KindPasswordChange)
 		return User{}, err
 	}
 	s.rehash(ctx, u, password)

@@ -65,6 +65,22 @@ func (l Layout) Events(uid string) string { return l.prefix + "events:{" + uid +
 // slot of its own, written after each change (no script spans two slots).
 func (l Layout) EventFeed() string { return l.prefix + "events" }
 
+// Refusals are a user's refused sign-ins (and refused password checks),
+// coalesced per type and failure window into records that are updated in
+// place (a hash: record id → record, plus which record is current), apart
+// from the history, so what anyone can cause never pushes out what only the
+// account's own use or an admin can.
+func (l Layout) Refusals(uid string) string { return l.prefix + "refused:{" + uid + "}" }
+
+// AnonRefusals are the refusals of names that are no account, coalesced per
+// type and window for everyone together (no name is kept): the feed only.
+func (l Layout) AnonRefusals() string { return l.prefix + "refused:anon" }
+
+// RefusalFeed is the cross-user feed of refusal records: one small entry
+// (type, user, record id) when a record starts, the record itself read from
+// its hash.
+func (l Layout) RefusalFeed() string { return l.prefix + "refused" }
+
 // Session is one session's hash (fields Sess*). One concatenation, one
 // allocation: it is on every request.
 func (l Layout) Session(uid, sid string) string { return l.prefix + "sess:{" + uid + "}:" + sid }
