@@ -361,7 +361,7 @@ func TestClientTextIsStoredAsSent(t *testing.T) {
 // repeats, and the type filter pages through refusals too.
 func TestEventViewsMergeRefusalsInPages(t *testing.T) {
 	t.Parallel()
-	const window = 700 * time.Millisecond
+	const window = 2500 * time.Millisecond
 	e := newEnv(t, envOpts{TrustedProxies: behindProxy, MaxFailures: 2, FailureWindow: window})
 	_, adminTok := e.admin()
 	alice := e.createUser("alice", "password123", "")

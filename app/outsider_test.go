@@ -112,8 +112,11 @@ func TestOutsiderFloodIsBounded(t *testing.T) {
 	t.Parallel()
 	_, client := ownRedis(t, "measures INFO memory")
 	const window = 3 * time.Second
+	// A long Redis timeout: under -race on a busy machine, a round trip
+	// queued behind 32 goroutines hashing can take seconds, and a 503 here
+	// would say nothing about memory.
 	e := newEnv(t, envOpts{Client: client, TrustedProxies: behindProxy, FailureWindow: window,
-		MaxFailures: 10, MaxPerIP: 100, MaxPerAccount: 100})
+		MaxFailures: 10, MaxPerIP: 100, MaxPerAccount: 100, RedisTimeout: 20 * time.Second})
 	n := floodSize(t, 2000)
 	known := make([]string, 100)
 	for i := range known {
@@ -184,8 +187,8 @@ func TestOutsiderFloodIsBounded(t *testing.T) {
 					"X-Forwarded-For", fmt.Sprintf("10.0.%d.%d", i%1000/250, i%250+1), "User-Agent", floodUA)
 				if r.Status == 401 || r.Status == 429 {
 					refused.Add(1)
-				} else {
-					other.Add(1)
+				} else if other.Add(1) <= 5 {
+					problem(fmt.Sprintf("failed sign-in %d answered %d %s", i, r.Status, r.Body))
 				}
 			}
 		})
@@ -248,7 +251,8 @@ func TestOutsiderFloodIsBounded(t *testing.T) {
 // add up to every one of them.
 func TestOutsidersCannotEraseHistory(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{TrustedProxies: behindProxy, MaxFailures: 10, MaxPerIP: 100, MaxPerAccount: 100})
+	e := newEnv(t, envOpts{TrustedProxies: behindProxy, MaxFailures: 10, MaxPerIP: 100, MaxPerAccount: 100,
+		RedisTimeout: 20 * time.Second}) // as in TestOutsiderFloodIsBounded
 	_, adminTok := e.admin()
 	victim := e.createUser("victim", "password123", "")
 	mine, _ := e.login("victim", "password123", "X-Forwarded-For", "198.51.100.1")
@@ -262,7 +266,7 @@ func TestOutsidersCannotEraseHistory(t *testing.T) {
 		t.Fatalf("the first failure: %d %s", r.Status, r.Body)
 	}
 	failed.Add(1)
-	n := floodSize(t, 1500)
+	n := floodSize(t, 1200)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range 8 {
