@@ -5,7 +5,7 @@
 --
 -- A limiter hash holds several counts ("entries"), so that what an outsider
 -- can make it count costs a hash field, never a key:
---   <entry> = '<failures> <window end, unix ms>' (a window starts at the entry's first failure)
+--   <entry> = '<failures> <window end, unix ms>' (a window starts with the entry's first failed attempt)
 --   '~'     = '<failures> <until, unix ms>': the floor, the most failures an entry had when
 --             it was evicted to keep the hash within its capacity (attempt_settle.lua);
 --             an entry the hash does not hold counts as the floor, so evicting one never

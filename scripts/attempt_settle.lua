@@ -23,6 +23,12 @@ for i = 5, #ARGV, 2 do
   end
   writes = writes or o ~= 'return'
 end
+-- A window starts when its first failed attempt did, as it would had the
+-- attempt failed at once (a bcrypt check takes a while), unless that is a
+-- whole window ago.
+local taken = redis.call('HGET', KEYS[1], '@' .. ARGV[1])
+local from = tonumber(taken and string.match(taken, '^(%d+)') or '') or now
+if from + window <= now then from = now end
 redis.call('HDEL', KEYS[1], '@' .. ARGV[1])
 if not writes then return 1 end
 
@@ -78,7 +84,7 @@ for i = 5, #ARGV, 2 do
           held = held + 1
         end
       end
-      count[e], ends[e] = start + 1, now + window
+      count[e], ends[e] = start + 1, from + window
     end
     redis.call('HSET', KEYS[1], e, count[e] .. ' ' .. ends[e])
   elseif o == 'reset' and count[e] then

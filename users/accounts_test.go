@@ -446,3 +446,23 @@ func TestAddressLimiterIsBounded(t *testing.T) {
 		t.Fatalf("the address's limiter: %d fields, %s; want at most 100 pairs, its own count and the floor, as a listpack", n, enc)
 	}
 }
+
+// A limit's window starts when its first failed attempt did, not when its
+// password check ended (bcrypt takes a while, more on a busy machine).
+func TestFailureWindowStartsWithTheAttempt(t *testing.T) {
+	t.Parallel()
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	s := newStore(t, users.Options{MaxFailures: 1, MaxFailuresPerAccount: 1, FailureWindow: time.Minute, Now: now})
+	slow := func() (bool, error) {
+		offset.Add(int64(30 * time.Second)) // a check that takes half the window
+		return false, nil
+	}
+	if err := s.Guard(ctx, "alice", "192.0.2.1", slow); !errors.Is(err, users.ErrInvalidCredentials) {
+		t.Fatalf("the failure: %v", err)
+	}
+	offset.Add(int64(31 * time.Second)) // a minute and a second after the attempt started
+	if err := s.Guard(ctx, "alice", "192.0.2.1", func() (bool, error) { return true, nil }); err != nil {
+		t.Fatalf("a minute after the failed attempt started: %v; want its window over", err)
+	}
+}
