@@ -440,8 +440,9 @@ func TestAddressLimiterIsBounded(t *testing.T) {
 	if !guess("victim", "192.0.2.8") {
 		t.Fatal("another address was refused too")
 	}
-	n, _ := srv.Do(t, "HLEN", k.FailIP("192.0.2.7")).AsInt64()
-	enc, _ := srv.Do(t, "OBJECT", "ENCODING", k.FailIP("192.0.2.7")).ToString()
+	c := srv.Client(t)
+	n, _ := c.Do(ctx, c.B().Hlen().Key(k.FailIP("192.0.2.7")).Build()).AsInt64()
+	enc, _ := c.Do(ctx, c.B().ObjectEncoding().Key(k.FailIP("192.0.2.7")).Build()).ToString()
 	if n > 102 || enc != "listpack" {
 		t.Fatalf("the address's limiter: %d fields, %s; want at most 100 pairs, its own count and the floor, as a listpack", n, enc)
 	}
