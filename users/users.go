@@ -176,7 +176,7 @@ type limiter struct {
 
 // Shape of the limiter. Names are spread over nameShards hashes of at most
 // shardCapacity entries: 102,400 names failing in one window before any is
-// evicted, at about 25 bytes each (a small hash stays a listpack under 128
+// evicted, at about 35 bytes each (a small hash stays a listpack under 128
 // fields, in-flight attempts included). An address keeps at most
 // pairsPerIP pairs, however many names it tries.
 const (
