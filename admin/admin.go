@@ -88,7 +88,7 @@ func changeEvents(by audit.Actor, before users.User, u keys.AccountUpdate) []aud
 		evs = append(evs, by.Event(audit.PasswordChanged, before.ID, "", "reset by an admin"))
 	}
 	if u.EndsSessions() {
-		evs = append(evs, by.Event(audit.SessionsRevokedAll, before.ID, "", sessions.SessionsEnded))
+		evs = append(evs, by.Counted(audit.SessionsRevokedAll, before.ID, "", sessions.SessionsEnded))
 	}
 	return evs
 }

@@ -58,8 +58,9 @@ func (h *handlers) myEvents(c *fiber.Ctx) error {
 }
 
 // adminEvents is everyone's history, newest first, by user and type. One
-// user's comes from their own history (written with each change); everyone's
-// from the cross-user feed.
+// user's comes from their own history (written with each change) and refusal
+// records; everyone's from the cross-user feed and the refusal feed
+// (audit.Log.List merges them).
 func (h *handlers) adminEvents(c *fiber.Ctx) error {
 	limit, err := pageLimit(c)
 	if err != nil {

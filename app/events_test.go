@@ -3,11 +3,15 @@ package app_test
 // The audit trail and account deletion, through the API.
 
 import (
+	"encoding/base64"
 	"fmt"
+	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sessiond/sessiond/users"
 )
@@ -79,8 +83,10 @@ func TestEveryEventIsRecorded(t *testing.T) {
 	_ = laptop
 
 	// The admin reads alice's history (her own read needs a live session).
+	// Refused sign-ins are one record per type and failure window, where
+	// the window's first one happened, with the count.
 	mine, _ := e.events("/v1/admin/events?user_id="+alice+"&limit=100", adminTok)
-	want := []string{"login.throttled", "login.failed", "login.failed", "login.failed", "sessions.revoked_all", "login.succeeded", "account.enabled",
+	want := []string{"login.throttled", "sessions.revoked_all", "login.succeeded", "account.enabled",
 		"sessions.revoked_all", "account.disabled", "account.role_changed", "password.changed", "session.revoked",
 		"login.failed", "login.succeeded", "login.succeeded", "account.created"}
 	got := types(mine)
@@ -110,23 +116,31 @@ func TestEveryEventIsRecorded(t *testing.T) {
 	if rc := findEvent(mine, "account.role_changed"); rc["detail"] != "user → admin" || rc["actor_id"] != admin.ID {
 		t.Errorf("account.role_changed: %v", rc)
 	}
+	if f := findEvent(mine, "login.failed"); f["actor_id"] != "" || f["ip"] != "0.0.0.0" ||
+		!strings.HasPrefix(f["detail"].(string), "4 failed sign-ins; first from 0.0.0.0 at ") {
+		t.Errorf("login.failed: %v; want the 4 failures in one record", f)
+	}
+	if f := findEvent(mine, "login.throttled"); f["detail"] != "1 throttled sign-in" {
+		t.Errorf("login.throttled: %v", f)
+	}
 
 	// Everyone's feed: the unknown name's failure is there without a user.
 	feed, _ := e.events("/v1/admin/events?type=login.failed&limit=100", adminTok)
-	var unknown, known int
+	var unknown, known []string
 	for _, ev := range feed {
 		if ev["type"] != "login.failed" {
 			t.Fatalf("type filter let through %v", ev)
 		}
 		switch ev["user_id"] {
 		case "":
-			unknown++
+			unknown = append(unknown, ev["detail"].(string))
 		case alice:
-			known++
+			known = append(known, ev["detail"].(string))
 		}
 	}
-	if unknown != 1 || known != 4 {
-		t.Fatalf("feed of login.failed: %d for an unknown name, %d for alice; want 1 and 4 (1 + 3 guesses)", unknown, known)
+	if len(unknown) != 1 || unknown[0] != "1 failed sign-in of names that are no account" ||
+		len(known) != 1 || !strings.HasPrefix(known[0], "4 failed sign-ins;") {
+		t.Fatalf("feed of login.failed: %q for unknown names, %q for alice; want one record each, alice's of 4 (1 + 3 guesses)", unknown, known)
 	}
 	all, _ := e.events("/v1/admin/events?limit=500", adminTok)
 	if len(all) < len(mine) {
@@ -249,6 +263,188 @@ func TestDeleteRacingLoginsLeavesNothing(t *testing.T) {
 		}
 		if slices.Contains(srv.Keys(t, e.Keys.User(u.ID)), e.Keys.User(u.ID)) {
 			t.Fatalf("trial %d: the account record is back", trial)
+		}
+	}
+}
+
+// A cursor a client got wrong, however it parses, is the client's error
+// (400) or an empty page, never a Redis failure: no 503, no ERROR logged,
+// nothing counted in sessiond_redis_errors_total.
+func TestMalformedCursorsAreClientErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{Env: map[string]string{"METRICS_ADDR": "127.0.0.1:0"}})
+	root, adminTok := e.admin()
+	e.do("POST", "/v1/auth/login", "", map[string]string{"username": "nobody-here", "password": "wrong-password"})
+	e.do("POST", "/v1/auth/login", "", map[string]string{"username": "root", "password": "wrong-password"})
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	eventCursors := []string{"0-0", "r0-0", "0-18446744073709551615", "18446744073709551615-18446744073709551615",
+		"r18446744073709551615-18446744073709551615", "18446744073709551616-0", "00-00", "1-0-0", "-", "1-", "-1",
+		"r", "rr1-0", "1", "+", "(1-0", "1-0 ", "+1-0", "\x00", strings.Repeat("9", 2000) + "-0"}
+	userCursors := []string{b64("\x00"), b64("\x00\x00"), b64("(\x00"), b64("[\x00"), b64("-\x00"), b64("+\x00"),
+		b64(strings.Repeat("\xff", 500) + "\x00"), b64("root"), "AA==", "!!"}
+	for _, c := range []struct {
+		path    string
+		cursors []string
+	}{
+		{"/v1/me/events", eventCursors},
+		{"/v1/admin/events", eventCursors},
+		{"/v1/admin/events?type=login.failed", eventCursors},
+		{"/v1/admin/events?type=login.succeeded", eventCursors},
+		{"/v1/admin/events?user_id=" + root.ID, eventCursors},
+		{"/v1/admin/users", userCursors},
+	} {
+		for _, cursor := range c.cursors {
+			sep := "?"
+			if strings.Contains(c.path, "?") {
+				sep = "&"
+			}
+			r := e.do("GET", c.path+sep+"cursor="+url.QueryEscape(cursor), adminTok, nil)
+			if r.Status != 200 && (r.Status != 400 || r.Code(t) != "invalid_request") {
+				t.Errorf("GET %s with cursor %q: %d %s; want 400 invalid_request or a page", c.path, cursor, r.Status, r.Body)
+			}
+		}
+	}
+	if strings.Contains(e.Logs.String(), "level=ERROR") {
+		t.Errorf("a client's cursor was logged as an error:\n%s", e.Logs.String())
+	}
+	rec := httptest.NewRecorder()
+	e.Server.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if strings.HasPrefix(line, "sessiond_redis_errors_total{") && !strings.HasSuffix(line, " 0") {
+			t.Errorf("a client's cursor was counted as a Redis failure: %s", line)
+		}
+	}
+}
+
+// What a client sends (its user agent, its device's name and platform) is
+// stored as sent, the same in the user's history and in the feed: only the
+// server's own "{count} sessions ended" gets the count.
+func TestClientTextIsStoredAsSent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	_, adminTok := e.admin()
+	alice := e.createUser("alice", "password123", "")
+	e.login("alice", "password123")
+	r := e.do("POST", "/v1/auth/login", "", map[string]any{"username": "alice", "password": "password123",
+		"device": map[string]string{"name": "my {count} phone", "platform": "{count}os"}}, "User-Agent", "Agent/{count}")
+	if r.Status != 201 {
+		t.Fatalf("login: %d %s", r.Status, r.Body)
+	}
+	tok := r.JSON(t)["token"].(string)
+	if r := e.do("DELETE", "/v1/sessions", tok, nil, "User-Agent", "Revoker {count}"); r.Status != 200 {
+		t.Fatalf("revoking the others: %d %s", r.Status, r.Body)
+	}
+	mine, _ := e.events("/v1/me/events", tok)
+	feed, _ := e.events("/v1/admin/events?limit=500", adminTok)
+	for name, evs := range map[string][]map[string]any{"history": mine, "feed": feed} {
+		var signIn, revoked map[string]any
+		for _, ev := range evs {
+			switch {
+			case ev["user_id"] != alice.ID:
+			case ev["type"] == "login.succeeded" && signIn == nil:
+				signIn = ev
+			case ev["type"] == "sessions.revoked_all" && revoked == nil:
+				revoked = ev
+			}
+		}
+		if signIn["user_agent"] != "Agent/{count}" || signIn["detail"] != "my {count} phone ({count}os)" {
+			t.Errorf("%s: the sign-in %v; want its user agent and device as sent", name, signIn)
+		}
+		if revoked["user_agent"] != "Revoker {count}" || revoked["detail"] != "1 sessions ended" {
+			t.Errorf("%s: the revocation %v; want the user agent as sent and the count in the detail", name, revoked)
+		}
+	}
+}
+
+// A view merges the history with the refusal records: newest first by
+// where each started, pages of any size follow each other without gaps or
+// repeats, and the type filter pages through refusals too.
+func TestEventViewsMergeRefusalsInPages(t *testing.T) {
+	t.Parallel()
+	const window = 2500 * time.Millisecond
+	e := newEnv(t, envOpts{TrustedProxies: behindProxy, MaxFailures: 2, FailureWindow: window})
+	_, adminTok := e.admin()
+	alice := e.createUser("alice", "password123", "")
+	tok, _ := e.login("alice", "password123", "X-Forwarded-For", "192.0.2.1")
+	for round := range 3 {
+		e.loginFrom("192.0.2.2", "alice", "wrong-password")
+		e.loginFrom("192.0.2.2", "nobody-here", "wrong-password")
+		e.login("alice", "password123", "X-Forwarded-For", "192.0.2.3")
+		e.loginFrom("192.0.2.2", "alice", "wrong-password")
+		e.loginFrom("192.0.2.2", "alice", "wrong-password") // past the limit of 2: throttled
+		other, _ := e.login("alice", "password123", "X-Forwarded-For", "192.0.2.4")
+		e.do("POST", "/v1/auth/logout", other, nil)
+		if round < 2 {
+			time.Sleep(window + 50*time.Millisecond) // new windows: new records
+		}
+	}
+	pages := func(path, tok string, limit int) []map[string]any {
+		t.Helper()
+		var all []map[string]any
+		cursor := ""
+		for n := 0; ; n++ {
+			page, next := e.events(fmt.Sprintf("%s&limit=%d&cursor=%s", path, limit, url.QueryEscape(cursor)), tok)
+			if len(page) > limit {
+				t.Fatalf("%s: a page of %d for limit %d", path, len(page), limit)
+			}
+			all = append(all, page...)
+			if next == "" {
+				return all
+			}
+			if n > 200 {
+				t.Fatalf("%s: paging does not end", path)
+			}
+			cursor = next
+		}
+	}
+	ids := func(evs []map[string]any) []string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev["id"].(string))
+		}
+		return out
+	}
+	for _, v := range []struct {
+		path, tok string
+		want      int // how many events at least
+	}{
+		{"/v1/me/events?", tok, 3*5 + 2},
+		{"/v1/admin/events?user_id=" + alice.ID, adminTok, 3*5 + 2},
+		{"/v1/admin/events?", adminTok, 3*6 + 4},
+		{"/v1/admin/events?type=login.failed", adminTok, 6},
+		{"/v1/admin/events?type=login.throttled", adminTok, 3},
+		{"/v1/admin/events?type=login.succeeded", adminTok, 7},
+		{"/v1/admin/events?user_id=" + alice.ID + "&type=login.failed", adminTok, 3},
+	} {
+		all := pages(v.path, v.tok, 500)
+		if len(all) < v.want {
+			t.Errorf("%s: %d events, want at least %d: %v", v.path, len(all), v.want, types(all))
+		}
+		seen := map[string]bool{}
+		for i, ev := range all {
+			if seen[ev["id"].(string)] {
+				t.Fatalf("%s: %s twice", v.path, ev["id"])
+			}
+			seen[ev["id"].(string)] = true
+			if i > 0 && ev["at"].(string) > all[i-1]["at"].(string) {
+				t.Errorf("%s: %v after %v: not newest first", v.path, ev, all[i-1])
+			}
+		}
+		for _, limit := range []int{1, 2, 3, 7} {
+			if got := ids(pages(v.path, v.tok, limit)); fmt.Sprint(got) != fmt.Sprint(ids(all)) {
+				t.Errorf("%s in pages of %d:\n got %v\nwant %v", v.path, limit, got, ids(all))
+			}
+		}
+	}
+	// Each window's refusals are one record of each type.
+	failed := pages("/v1/admin/events?user_id="+alice.ID+"&type=login.failed", adminTok, 10)
+	throttled := pages("/v1/admin/events?user_id="+alice.ID+"&type=login.throttled", adminTok, 10)
+	if len(failed) != 3 || len(throttled) != 3 {
+		t.Fatalf("%d failed and %d throttled records over 3 windows; want 3 and 3", len(failed), len(throttled))
+	}
+	for _, ev := range failed {
+		if !strings.HasPrefix(ev["detail"].(string), "2 failed sign-ins; first from 192.0.2.2 at ") {
+			t.Errorf("a window's failures: %v", ev)
 		}
 	}
 }

@@ -345,7 +345,7 @@ func (h *handlers) changePassword(c *fiber.Ctx) error {
 	// and only if no other change (another password change, an admin's
 	// reset) landed since the current password was checked.
 	n, err := h.Sessions.ChangeAccount(ctx, cl.UserID, cl.SessionID, update, u.CredentialVersion,
-		by.Event(audit.PasswordChanged, cl.UserID, cl.SessionID, "{count} other sessions ended"))
+		by.Counted(audit.PasswordChanged, cl.UserID, cl.SessionID, "{count} other sessions ended"))
 	if err != nil {
 		return err
 	}

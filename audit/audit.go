@@ -2,7 +2,13 @@
 // event is stored (a Redis stream per user, in the user's slot, plus one
 // cross-user feed), how long it is kept, and reading it back page by page.
 // The stores record an account's events in the same Lua step as the change
-// (Spec), then copy them to the feed (Feed). It knows nothing about HTTP.
+// (Spec), then copy them to the feed (Feed).
+//
+// Refused sign-ins, which anyone can cause, are kept apart (Refused): one
+// record per account, type and failure window, counted in place, in a
+// bounded hash of their own, so no flood fills Redis or pushes out what only
+// the account's own use or an admin can cause. The views merge the two
+// (List). It knows nothing about HTTP.
 package audit
 
 import (
@@ -15,7 +21,6 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redisx"
 )
@@ -53,8 +58,9 @@ var Types = []string{LoginSucceeded, LoginFailed, LoginThrottled, SessionRevoked
 	ClientAuthFailed, SessionReuseDetected, MFAEnrolled, MFARemoved, MFAFailed, RecoveryCodeUsed, SessionReauthenticated}
 
 // Retention: a user's history keeps its newest PerUserMax events, the feed
-// its newest FeedMax, and neither anything older than MaxAge. Trimming is
-// approximate (Redis trims whole stream nodes), so a few more may stay.
+// its newest FeedMax, and neither anything older than MaxAge (refusals: see
+// refusals.go). Trimming is approximate (Redis trims whole stream nodes), so
+// a few more may stay.
 const (
 	PerUserMax = 1000
 	FeedMax    = 100_000
@@ -63,7 +69,7 @@ const (
 
 // Event is one security event.
 type Event struct {
-	// ID is the event's id in the stream it was read from.
+	// ID is the event's id in the view it was read from (opaque).
 	ID   string
 	Type string
 	At   time.Time
@@ -77,6 +83,11 @@ type Event struct {
 	IP        string
 	UserAgent string
 	Detail    string
+	// Counted marks Detail as the server's own template for a change that
+	// ends sessions: the recording script writes the number it ended where
+	// Detail says {count}. Nothing else is templated, so a device name or a
+	// user agent is stored as it was sent.
+	Counted bool
 }
 
 // Actor is who makes a change, and from where.
@@ -89,6 +100,28 @@ type Actor struct {
 // Event is an event of this actor.
 func (a Actor) Event(typ, uid, sid, detail string) Event {
 	return Event{Type: typ, UserID: uid, ActorID: a.ID, SessionID: sid, IP: a.IP, UserAgent: a.UserAgent, Detail: detail}
+}
+
+// Counted is an event of this actor whose detail is a template with
+// {count}, filled in with the number of sessions the change ended.
+func (a Actor) Counted(typ, uid, sid, template string) Event {
+	e := a.Event(typ, uid, sid, template)
+	e.Counted = true
+	return e
+}
+
+// WithCount fills in the count of sessions ended in the Counted events'
+// details, as the scripts do, for their copy in the feed.
+func WithCount(evs []Event, n int) []Event {
+	out := make([]Event, len(evs))
+	for i, e := range evs {
+		if e.Counted {
+			e.Detail = strings.ReplaceAll(e.Detail, "{count}", strconv.Itoa(n))
+			e.Counted = false
+		}
+		out[i] = e
+	}
+	return out
 }
 
 // Stream field names.
@@ -114,14 +147,25 @@ func spec(now time.Time, evs []Event, evict []string) string {
 		Max   int        `json:"max"`
 		MinID string     `json:"minid"`
 		Ev    [][]string `json:"ev"`
-		Evict []string   `json:"evict,omitempty"`
-	}{Max: PerUserMax, MinID: minID(now), Ev: [][]string{}, Evict: evict}
+		// Tpl is, per event, the 1-based index in its field, value list of
+		// the value the script fills the count into (0: none).
+		Tpl   []int    `json:"tpl"`
+		Evict []string `json:"evict,omitempty"`
+	}{Max: PerUserMax, MinID: minID(now), Ev: [][]string{}, Tpl: []int{}, Evict: evict}
 	for _, e := range evs {
 		s.Ev = append(s.Ev, fieldValues(e, true))
+		tpl := 0
+		if e.Counted {
+			tpl = detailIndex
+		}
+		s.Tpl = append(s.Tpl, tpl)
 	}
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// detailIndex is where fieldValues puts the detail (1-based, for Lua).
+const detailIndex = 10
 
 // fieldValues is an event as stream fields, without the user (a user's
 // history is the user's) and, unless withSession, without the session.
@@ -159,26 +203,6 @@ func (l *Log) xadd(key string, max int, e Event) rueidis.Completed {
 		FieldValue(fDetail, e.Detail).Build()
 }
 
-// Record appends events that change nothing else (a failed or throttled
-// login) to their user's history, when they have a user, and to the feed.
-func (l *Log) Record(ctx context.Context, evs ...Event) error {
-	ctx, cancel := redisx.Timeout(ctx, l.timeout)
-	defer cancel()
-	var cmds rueidis.Commands
-	for _, e := range evs {
-		if e.UserID != "" {
-			cmds = append(cmds, l.xadd(l.k.Events(e.UserID), PerUserMax, e))
-		}
-	}
-	for _, r := range l.c.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
-			return redisx.Unavailable("record event", err)
-		}
-	}
-	l.Feed(ctx, evs...)
-	return nil
-}
-
 // Feed copies events to the cross-user feed, after a script recorded them
 // in their user's history. It is a second step, and best effort: the change
 // it follows has happened, so a fault here must not fail it. A crash or a
@@ -210,91 +234,4 @@ func (l *Log) feed(ctx context.Context, evs ...Event) error {
 		}
 	}
 	return nil
-}
-
-// Filter selects events: of one user (their own history, authoritative) or
-// of everyone (the feed), of one type or all, newest first.
-type Filter struct {
-	UserID string
-	Type   string
-	Limit  int
-	// Cursor is the next_cursor of the previous page ("" for the first).
-	Cursor string
-}
-
-// maxScan bounds how many feed entries one page may read past while
-// filtering by type; the page then ends early, with a cursor to go on.
-const maxScan = 5000
-
-// List returns a page of events, newest first, and the cursor of the next
-// page ("" on the last).
-func (l *Log) List(ctx context.Context, f Filter) ([]Event, string, error) {
-	if f.Limit < 1 {
-		f.Limit = 1
-	}
-	end := "+"
-	if f.Cursor != "" {
-		if !validID(f.Cursor) {
-			return nil, "", errcode.ErrInvalidCursor
-		}
-		end = "(" + f.Cursor
-	}
-	key := l.k.EventFeed()
-	if f.UserID != "" {
-		key = l.k.Events(f.UserID)
-	}
-	ctx, cancel := redisx.Timeout(ctx, l.timeout)
-	defer cancel()
-	out := []Event{}
-	scanned := 0
-	for {
-		batch := f.Limit + 1
-		if f.Type != "" {
-			batch = 500
-		}
-		entries, err := l.c.Do(ctx, l.c.B().Xrevrange().Key(key).End(end).Start("-").Count(int64(batch)).Build()).AsXRange()
-		if err != nil {
-			return nil, "", redisx.Unavailable("read events", err)
-		}
-		for _, x := range entries {
-			e := decode(x, f.UserID)
-			if f.Type != "" && e.Type != f.Type {
-				continue
-			}
-			if len(out) == f.Limit {
-				// One more exists: the page ends before it.
-				return out, out[len(out)-1].ID, nil
-			}
-			out = append(out, e)
-		}
-		scanned += len(entries)
-		if len(entries) < batch {
-			return out, "", nil
-		}
-		end = "(" + entries[len(entries)-1].ID
-		if scanned >= maxScan {
-			// Filtering read enough for one request: go on from here next time.
-			return out, entries[len(entries)-1].ID, nil
-		}
-	}
-}
-
-func decode(x rueidis.XRangeEntry, uid string) Event {
-	ms, _, _ := strings.Cut(x.ID, "-")
-	at, _ := strconv.ParseInt(ms, 10, 64)
-	e := Event{ID: x.ID, At: time.UnixMilli(at).UTC(), Type: x.FieldValues[fType], UserID: x.FieldValues[fUser],
-		ActorID: x.FieldValues[fActor], SessionID: x.FieldValues[fSession], IP: x.FieldValues[fIP],
-		UserAgent: x.FieldValues[fUA], Detail: x.FieldValues[fDetail]}
-	if e.UserID == "" {
-		e.UserID = uid // a user's own history does not repeat the id
-	}
-	return e
-}
-
-// validID reports whether s is a stream id, "ms-seq".
-func validID(s string) bool {
-	ms, seq, ok := strings.Cut(s, "-")
-	_, err1 := strconv.ParseUint(ms, 10, 64)
-	_, err2 := strconv.ParseUint(seq, 10, 64)
-	return ok && err1 == nil && err2 == nil
 }

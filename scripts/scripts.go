@@ -14,8 +14,9 @@
 // in the user's slot too and passed in KEYS: the scripts that change an
 // account or its sessions record the change's events there in the same step.
 // A DPoP proof's jti record is in the user's slot too, passed in KEYS.
-// The failed-login counters, the admin set and the bcrypt cost are single
-// keys, each script touching exactly the one in KEYS[1].
+// The failed-login limiter's hashes, a user's (or the unknown names')
+// refusal records, the admin set and the bcrypt cost are single keys, each
+// script touching exactly the one in KEYS[1].
 //
 // Field names are not written in the .lua files: they are filled in from
 // internal/keys when the scripts load, so Go and Lua cannot disagree. This
@@ -45,7 +46,7 @@ var fields = map[string]string{
 	"UserHash": keys.UserHash, "UserRole": keys.UserRole, "UserDisabled": keys.UserDisabled,
 	"UserVersion": keys.UserVersion, "UserPending": keys.UserPending, "SessLastSeen": keys.SessLastSeen, "SessExpires": keys.SessExpires,
 	"SessIP": keys.SessIP, "SessRole": keys.SessRole, "DefaultRole": keys.DefaultRole,
-	"Failures": keys.FieldFailures, "UserName": keys.UserName, "UserCreated": keys.UserCreated,
+	"UserName": keys.UserName, "UserCreated": keys.UserCreated,
 	"SessDevice": keys.SessDevice, "SessPlatform": keys.SessPlatform, "SessUserAgent": keys.SessUserAgent,
 	"SessCreated": keys.SessCreated, "SessRefresh": keys.SessRefresh, "SessRefreshPrev": keys.SessRefreshPrev,
 	"SessRefreshSpent": keys.SessRefreshSpent, "SessRefreshGen": keys.SessRefreshGen, "SessDPoPKey": keys.SessDPoPKey,
@@ -95,12 +96,14 @@ var (
 	// UpdateAccount sets account fields that end no session and copies a new
 	// role into every live session of the account in the same step.
 	UpdateAccount = load("update_account.lua")
-	// Attempt takes one login attempt from a fixed-window budget, or refuses
-	// it once the budget is spent.
+	// Attempt takes one login attempt from fixed-window budgets of one
+	// limiter hash, or refuses it once a budget is spent.
 	Attempt = load("attempt.lua")
-	// AttemptSettle ends an attempt: a failure, a success that clears the
-	// count, or neither.
+	// AttemptSettle ends an attempt on a limiter hash: per budget a failure,
+	// a success that clears the count, or neither.
 	AttemptSettle = load("attempt_settle.lua")
+	// Refusal counts a refused sign-in in its window's record, or starts one.
+	Refusal = load("refusal.lua")
 	// Rehash replaces a password hash with one at the configured cost,
 	// unless the password changed meanwhile.
 	Rehash = load("rehash.lua")

@@ -2,6 +2,7 @@ package scripts_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,10 +83,17 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 		{"create_account with an odd field list", scripts.CreateAccount, []string{k.User("u2")}, []string{"5000", keys.UserID}},
 		{"create_account without a lifetime", scripts.CreateAccount, []string{k.User("u2")}, []string{"", keys.UserID, "u2"}},
 		{"finish_account without events", scripts.FinishAccount, []string{user, events}, []string{"not json"}},
-		{"attempt with no window", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "0", "a1", now, "30000"}},
-		{"attempt with no budget", scripts.Attempt, []string{p + "fail:x"}, []string{"0", "60000", "a1", now, "30000"}},
-		{"attempt without an id", scripts.Attempt, []string{p + "fail:x"}, []string{"5", "60000", "", now, "30000"}},
-		{"attempt_settle with an unknown outcome", scripts.AttemptSettle, []string{p + "fail:x"}, []string{"a1", "60000", "maybe"}},
+		{"attempt with no window", scripts.Attempt, []string{p + "fail:x"}, []string{now, "0", "a1", "30000", "*", "5"}},
+		{"attempt with no budget", scripts.Attempt, []string{p + "fail:x"}, []string{now, "60000", "a1", "30000", "*", "0"}},
+		{"attempt without an id", scripts.Attempt, []string{p + "fail:x"}, []string{now, "60000", "", "30000", "*", "5"}},
+		{"attempt without an entry", scripts.Attempt, []string{p + "fail:x"}, []string{now, "60000", "a1", "30000"}},
+		{"attempt on an entry named like an attempt", scripts.Attempt, []string{p + "fail:x"}, []string{now, "60000", "a1", "30000", "@a2", "5"}},
+		{"attempt_settle with an unknown outcome", scripts.AttemptSettle, []string{p + "fail:x"}, []string{"a1", now, "60000", "100", "*", "maybe"}},
+		{"attempt_settle with no capacity", scripts.AttemptSettle, []string{p + "fail:x"}, []string{"a1", now, "60000", "0", "*", "fail"}},
+		{"refusal with no window", scripts.Refusal, []string{k.Refusals("u1")},
+			[]string{now, "0", "login.failed", "sign-in", "192.0.2.1", "ua", "10", "0", "1000"}},
+		{"refusal with no type", scripts.Refusal, []string{k.Refusals("u1")},
+			[]string{now, "60000", "", "sign-in", "192.0.2.1", "ua", "10", "0", "1000"}},
 		{"max_cost with no cost", scripts.MaxCost, []string{p + "maxcost"}, []string{"high"}},
 	} {
 		t.Run(call.name, func(t *testing.T) {
@@ -111,7 +119,7 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 func TestScriptsReloadAfterFlush(t *testing.T) {
 	c := srv.Client(t)
 	p := redistest.Prefix(t)
-	settle := []string{"a1", "60000", "fail"}
+	settle := []string{"a1", strconv.FormatInt(time.Now().UnixMilli(), 10), "60000", "100", "*", "fail"}
 	if err := scripts.AttemptSettle.Exec(ctx(t), c, []string{p + "f"}, settle).Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +129,8 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 	if err := scripts.AttemptSettle.Exec(ctx(t), c, []string{p + "f"}, settle).Error(); err != nil {
 		t.Fatalf("after SCRIPT FLUSH: %v", err)
 	}
-	if n, err := c.Do(ctx(t), c.B().Hget().Key(p+"f").Field("f").Build()).AsInt64(); err != nil || n != 2 {
-		t.Fatalf("after SCRIPT FLUSH the count is %d (%v); want 2", n, err)
+	if v, err := c.Do(ctx(t), c.B().Hget().Key(p+"f").Field("*").Build()).ToString(); err != nil || !strings.HasPrefix(v, "2 ") {
+		t.Fatalf("after SCRIPT FLUSH the count is %q (%v); want 2", v, err)
 	}
 }
 
@@ -154,5 +162,57 @@ func TestScriptsWriteNothingWhenRedisIsOutOfMemory(t *testing.T) {
 	c.Do(context.Background(), c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "0").Build())
 	if ks := keysUnder(t, p); len(ks) != 1 {
 		t.Fatalf("keys after the refused create: %v; want only the user", ks)
+	}
+}
+
+// A limiter hash keeps at most its capacity of evictable entries: a new one
+// evicts the entry with the fewest failures, whose count becomes the floor
+// every entry the hash lacks counts from; '*' entries are never evicted.
+func TestLimiterHashEvictsIntoItsFloor(t *testing.T) {
+	c := srv.Client(t)
+	key := redistest.Prefix(t) + "fail:x"
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	fail := func(entries ...string) {
+		t.Helper()
+		args := []string{"a1", now, "60000", "2"}
+		for _, e := range entries {
+			args = append(args, e, "fail")
+		}
+		if err := scripts.AttemptSettle.Exec(ctx(t), c, []string{key}, args).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	take := func(entry string, max int) int64 {
+		t.Helper()
+		res, err := scripts.Attempt.Exec(ctx(t), c, []string{key}, []string{now, "60000", "a2", "30000", entry, strconv.Itoa(max)}).AsIntSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		scripts.AttemptSettle.Exec(ctx(t), c, []string{key}, []string{"a2", now, "60000", "2", entry, "return"})
+		return res[0]
+	}
+	fail("*", "na")
+	fail("*", "na")
+	fail("*", "na")
+	fail("*", "nb")
+	fail("*", "nc") // evicts nb (1 failure): the floor is 1, nc counts from it
+	h, _ := c.Do(ctx(t), c.B().Hgetall().Key(key).Build()).AsStrMap()
+	if len(h) != 4 || !strings.HasPrefix(h["*"], "5 ") || !strings.HasPrefix(h["na"], "3 ") ||
+		!strings.HasPrefix(h["nc"], "2 ") || !strings.HasPrefix(h["~"], "1 ") {
+		t.Fatalf("after 5 failures over 3 names with room for 2: %v", h)
+	}
+	for _, c := range []struct {
+		entry string
+		max   int
+		want  int64
+	}{
+		{"na", 3, 0}, // its own 3
+		{"nb", 2, 1}, // evicted: the floor, 1 of 2
+		{"nd", 1, 0}, // never seen: the floor, 1 of 1
+		{"*x", 1, 1}, // never evicted: no floor
+	} {
+		if got := take(c.entry, c.max); got != c.want {
+			t.Errorf("taking %s with a budget of %d: %d, want %d", c.entry, c.max, got, c.want)
+		}
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -459,7 +458,7 @@ func (s *Store) Revoke(ctx context.Context, uid, sid string, by audit.Actor) err
 // not exist; nothing is written then.
 func (s *Store) RevokeAll(ctx context.Context, uid, keep string, by audit.Actor) (int, error) {
 	return s.ChangeAccount(ctx, uid, keep, keys.AccountUpdate{}, "",
-		by.Event(audit.SessionsRevokedAll, uid, keep, SessionsEnded))
+		by.Counted(audit.SessionsRevokedAll, uid, keep, SessionsEnded))
 }
 
 // SessionsEnded is the detail of an event that ended sessions: the script
@@ -499,18 +498,8 @@ func (s *Store) ChangeAccount(ctx context.Context, uid, keep string, u keys.Acco
 		ids = slices.DeleteFunc(ids, func(id string) bool { return id == keep })
 	}
 	s.rememberRevoked(uid, ids)
-	s.o.Audit.Feed(ctx, withCount(evs, int(n))...)
+	s.o.Audit.Feed(ctx, audit.WithCount(evs, int(n))...)
 	return int(n), nil
-}
-
-// withCount fills in the count of sessions ended, as the scripts do.
-func withCount(evs []audit.Event, n int) []audit.Event {
-	out := make([]audit.Event, len(evs))
-	for i, e := range evs {
-		e.Detail = strings.ReplaceAll(e.Detail, "{count}", strconv.Itoa(n))
-		out[i] = e
-	}
-	return out
 }
 
 // DeleteAccount deletes an account, by an actor: its record and every
@@ -519,7 +508,7 @@ func withCount(evs []audit.Event, n int) []audit.Event {
 // no such account. The username and the listings are the users store's to
 // free afterwards.
 func (s *Store) DeleteAccount(ctx context.Context, uid string, by audit.Actor) (int, error) {
-	ev := by.Event(audit.AccountDeleted, uid, "", SessionsEnded)
+	ev := by.Counted(audit.AccountDeleted, uid, "", SessionsEnded)
 	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
 	res, err := s.revocation(rctx, scripts.DeleteAccount, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid)},
@@ -539,7 +528,7 @@ func (s *Store) DeleteAccount(ctx context.Context, uid string, by audit.Actor) (
 		return 0, fmt.Errorf("delete account: %w", err)
 	}
 	s.rememberRevoked(uid, ids)
-	s.o.Audit.Feed(ctx, withCount([]audit.Event{ev}, int(n))...)
+	s.o.Audit.Feed(ctx, audit.WithCount([]audit.Event{ev}, int(n))...)
 	return int(n), nil
 }
 

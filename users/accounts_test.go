@@ -355,3 +355,115 @@ func TestLoginLimitsCountOnlyFailures(t *testing.T) {
 		t.Fatalf("past the IP limit: %v", err)
 	}
 }
+
+// A name that is no account is limited exactly as an account is, by each
+// limit, so a refusal never tells whether a username exists.
+func TestUnknownNamesAreLimitedAsAccounts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		o    users.Options
+		ip   func(i int) string
+	}{
+		{"per username and IP", users.Options{MaxFailures: 4}, func(int) string { return "192.0.2.1" }},
+		{"per account", users.Options{MaxFailuresPerAccount: 4}, func(i int) string { return fmt.Sprintf("192.0.2.%d", i+1) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t, tc.o)
+			if _, err := s.Create(ctx, "alice", "password123", "", audit.Actor{}); err != nil {
+				t.Fatal(err)
+			}
+			refusals := func(name string) string {
+				var out []string
+				for i := range 7 {
+					_, err := s.Authenticate(ctx, name, "wrong-pass", audit.Actor{IP: tc.ip(i)})
+					var tooMany *users.TooManyAttemptsError
+					switch {
+					case errors.Is(err, users.ErrInvalidCredentials):
+						out = append(out, "401")
+					case errors.As(err, &tooMany):
+						out = append(out, "429")
+					default:
+						t.Fatalf("%s: %v", name, err)
+					}
+				}
+				return strings.Join(out, " ")
+			}
+			known, unknown := refusals("alice"), refusals("nobody")
+			if known != unknown || known != "401 401 401 401 429 429 429" {
+				t.Fatalf("an account: %s; a name that is no account: %s; want both 4 checks, then 429", known, unknown)
+			}
+		})
+	}
+}
+
+// One address trying many names keeps a bounded, compact limiter: at most
+// a hundred (name, address) counts in one small hash. Evicting one to make
+// room never gives back its failures: a name the hash no longer holds counts
+// from the most an evicted one had, so the victim still gets no more than
+// its limit of guesses from that address, however many names it tried.
+func TestAddressLimiterIsBounded(t *testing.T) {
+	t.Parallel()
+	s, k := newStoreKeys(t, users.Options{MaxFailures: 3, MaxFailuresPerIP: 1000, FailureWindow: time.Minute})
+	if _, err := s.Create(ctx, "victim", "password123", "", audit.Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	guess := func(name, ip string) bool {
+		_, err := s.Authenticate(ctx, name, "wrong-pass", audit.Actor{IP: ip})
+		var tooMany *users.TooManyAttemptsError
+		if !errors.Is(err, users.ErrInvalidCredentials) && !errors.As(err, &tooMany) {
+			t.Fatal(err)
+		}
+		return err == users.ErrInvalidCredentials
+	}
+	for range 2 {
+		if guess("victim", "192.0.2.7") {
+			checked++
+		}
+	}
+	// 300 other names, each tried twice: the victim's count is evicted.
+	for i := range 300 {
+		for range 2 {
+			guess(fmt.Sprintf("name%d", i), "192.0.2.7")
+		}
+	}
+	for range 5 {
+		if guess("victim", "192.0.2.7") {
+			checked++
+		}
+	}
+	if checked > 3 {
+		t.Fatalf("the victim's password was checked %d times from one address; want at most its limit, 3", checked)
+	}
+	if !guess("victim", "192.0.2.8") {
+		t.Fatal("another address was refused too")
+	}
+	c := srv.Client(t)
+	n, _ := c.Do(ctx, c.B().Hlen().Key(k.FailIP("192.0.2.7")).Build()).AsInt64()
+	enc, _ := c.Do(ctx, c.B().ObjectEncoding().Key(k.FailIP("192.0.2.7")).Build()).ToString()
+	if n > 102 || enc != "listpack" {
+		t.Fatalf("the address's limiter: %d fields, %s; want at most 100 pairs, its own count and the floor, as a listpack", n, enc)
+	}
+}
+
+// A limit's window starts when its first failed attempt did, not when its
+// password check ended (bcrypt takes a while, more on a busy machine).
+func TestFailureWindowStartsWithTheAttempt(t *testing.T) {
+	t.Parallel()
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	s := newStore(t, users.Options{MaxFailures: 1, MaxFailuresPerAccount: 1, FailureWindow: time.Minute, Now: now})
+	slow := func() (bool, error) {
+		offset.Add(int64(30 * time.Second)) // a check that takes half the window
+		return false, nil
+	}
+	if err := s.Guard(ctx, "alice", "192.0.2.1", slow); !errors.Is(err, users.ErrInvalidCredentials) {
+		t.Fatalf("the failure: %v", err)
+	}
+	offset.Add(int64(31 * time.Second)) // a minute and a second after the attempt started
+	if err := s.Guard(ctx, "alice", "192.0.2.1", func() (bool, error) { return true, nil }); err != nil {
+		t.Fatalf("a minute after the failed attempt started: %v; want its window over", err)
+	}
+}

@@ -20,18 +20,20 @@ import (
 // out. The per-ip counter bounds what one address can write: without it,
 // every made-up id would be a counter of its own; and it treats every id
 // alike, so which ids are clients does not show.
-func (s *Store) clientLimits(id, ip string) []limit {
-	all := []limit{
-		{s.k.FailClient(clientName(id), ip), s.o.MaxFailures, true},
-		{s.k.FailClientIP(ip), s.o.MaxFailuresPerIP, false},
+func (s *Store) clientLimits(id, ip string) []limiter {
+	// One limiter hash per address, as for logins: the (client, address)
+	// pairs it holds are bounded, so made-up ids cannot grow it.
+	l := limiter{key: s.k.FailClientIP(ip), capacity: pairsPerIP}
+	if s.o.MaxFailures > 0 {
+		l.limits = append(l.limits, limit{entryPair + clientName(id), s.o.MaxFailures, true})
 	}
-	out := all[:0]
-	for _, l := range all {
-		if l.max > 0 {
-			out = append(out, l)
-		}
+	if s.o.MaxFailuresPerIP > 0 {
+		l.limits = append(l.limits, limit{entryIP, s.o.MaxFailuresPerIP, false})
 	}
-	return out
+	if len(l.limits) == 0 {
+		return nil
+	}
+	return []limiter{l}
 }
 
 // clientName is a client id as it may shape a key: at authentication it is

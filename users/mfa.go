@@ -208,7 +208,10 @@ func (s *Store) CheckSecondFactor(ctx context.Context, uid, code, recovery strin
 		return "", err
 	}
 	if !ok {
-		s.o.Audit.Record(ctx, by.Event(audit.MFAFailed, uid, sid, method))
+		// Coalesced per window like failed sign-ins: whoever guesses codes
+		// must not fill Redis or push the account's history out.
+		_ = s.o.Audit.Refused(ctx, audit.Refusal{Type: audit.MFAFailed, UserID: uid, Kind: audit.KindSecondFactor,
+			IP: by.IP, UserAgent: by.UserAgent}, s.o.FailureWindow)
 		return "", ErrInvalidCredentials
 	}
 	return method, nil

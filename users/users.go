@@ -7,8 +7,10 @@ package users
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -159,33 +161,104 @@ func New(c rueidis.Client, o Options) (*Store, error) {
 	return s, nil
 }
 
-// limit is one failed-login counter and its cap.
+// limit is one failed-login budget: an entry of a limiter hash and its cap.
 type limit struct {
-	key string
-	max int
+	entry string
+	max   int
 	// reset on a successful login: the pair's and the account's counters are
 	// the login's own. The IP's is not, or one valid account would let its
 	// owner clear the way for guessing at everyone else's.
 	reset bool
 }
 
-// limits are the counters a login from ip for username is subject to.
-func (s *Store) limits(username, ip string) []limit {
-	// The name is hashed: at login it is arbitrary input and must not shape keys.
-	sum := sha256.Sum256([]byte(strings.ToLower(username)))
-	name := hex.EncodeToString(sum[:16])
-	all := []limit{
-		{s.k.FailPair(name, ip), s.o.MaxFailures, true},
-		{s.k.FailAccount(name), s.o.MaxFailuresPerAccount, true},
-		{s.k.FailIP(ip), s.o.MaxFailuresPerIP, false},
+// limiter is one limiter hash (keys.FailIP, keys.FailNames) and the budgets
+// a login takes from it.
+type limiter struct {
+	key string
+	// capacity is how many evictable entries (pairs, names) it keeps: past it
+	// the one with the fewest failures makes room and its count becomes the
+	// floor every entry the hash lacks counts from (attempt_settle.lua), so the
+	// hash stays small and a limit never forgets failures.
+	capacity int
+	limits   []limit
+}
+
+// Shape of the limiter. Names are spread over nameShards hashes of at most
+// shardCapacity entries: 102,400 names failing in one window before any is
+// evicted, at about 35 bytes each (a small hash stays a listpack under 128
+// fields, in-flight attempts included). An address keeps at most
+// pairsPerIP pairs, however many names it tries.
+const (
+	nameShards    = 1024
+	shardCapacity = 100
+	pairsPerIP    = 100
+)
+
+// Entries of the limiter hashes: the address's own count ('*': never
+// evicted), a (name, address) pair's in the address's hash, a name's in its
+// shard.
+const (
+	entryIP   = "*"
+	entryPair = "p"
+	entryName = "n"
+)
+
+// limiters are the budgets a login from ip for username is subject to. The
+// name is hashed with the limiter's salt: at login it is arbitrary input and
+// must not shape keys, and an outsider who cannot compute the hash cannot
+// aim many names at one shard.
+func (s *Store) limiters(ctx context.Context, username, ip string) ([]limiter, error) {
+	salt, err := s.salt(ctx)
+	if err != nil {
+		return nil, err
 	}
-	out := all[:0]
-	for _, l := range all {
-		if l.max > 0 {
-			out = append(out, l)
-		}
+	sum := sha256.Sum256([]byte(salt + "\x00" + strings.ToLower(username)))
+	name := hex.EncodeToString(sum[2:8])
+	shard := int(binary.BigEndian.Uint16(sum[:2])) % nameShards
+	var out []limiter
+	addr := limiter{key: s.k.FailIP(ip), capacity: pairsPerIP}
+	if s.o.MaxFailures > 0 {
+		addr.limits = append(addr.limits, limit{entryPair + name, s.o.MaxFailures, true})
 	}
-	return out
+	if s.o.MaxFailuresPerIP > 0 {
+		addr.limits = append(addr.limits, limit{entryIP, s.o.MaxFailuresPerIP, false})
+	}
+	if len(addr.limits) > 0 {
+		out = append(out, addr)
+	}
+	if s.o.MaxFailuresPerAccount > 0 {
+		out = append(out, limiter{key: s.k.FailNames(shard), capacity: shardCapacity,
+			limits: []limit{{entryName + name, s.o.MaxFailuresPerAccount, true}}})
+	}
+	return out, nil
+}
+
+// salt is the limiter's salt for names' hashes, one per deployment, made by
+// whichever replica needs it first; read through the client-side cache, so a
+// Redis that lost it (and with it every count) gets a new one everywhere.
+func (s *Store) salt(ctx context.Context) (string, error) {
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	defer cancel()
+	v, err := s.c.DoCache(ctx, s.c.B().Get().Key(s.k.FailSalt()).Cache(), time.Minute).ToString()
+	if err == nil && v != "" {
+		return v, nil
+	}
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return "", redisx.Unavailable("read the limiter's salt", err)
+	}
+	fresh := make([]byte, 16)
+	_, _ = rand.Read(fresh)
+	res := s.c.DoMulti(ctx,
+		s.c.B().Set().Key(s.k.FailSalt()).Value(hex.EncodeToString(fresh)).Nx().Build(),
+		s.c.B().Get().Key(s.k.FailSalt()).Build())
+	if err := res[0].Error(); err != nil && !rueidis.IsRedisNil(err) {
+		return "", redisx.Unavailable("make the limiter's salt", err)
+	}
+	v, err = res[1].ToString()
+	if err != nil {
+		return "", redisx.Unavailable("read the limiter's salt", err)
+	}
+	return v, nil
 }
 
 // inFlightStale is how long an attempt may be in flight before the limits
@@ -197,21 +270,29 @@ const inFlightStale = 30 * time.Second
 // settle before it is refused as over the limit.
 const maxAttemptWait = 10 * time.Second
 
-// attempt is a login attempt taken from every counter it is subject to.
+// attempt is a login attempt taken from every limiter it is subject to.
 type attempt struct {
-	id     string
-	limits []limit
+	id       string
+	limiters []limiter
 }
 
-// takeAttempt takes one attempt from every counter before the password is
+// newAttemptID is a short random id: it is stored in a hash field per
+// attempt in flight.
+func newAttemptID() string {
+	b := make([]byte, 9)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// takeAttempt takes one attempt from every budget before the password is
 // checked, so a burst of concurrent guesses gets no more checks than the
 // limits allow. Past any limit (failures alone) it returns
 // *TooManyAttemptsError. Where only attempts still in flight fill a budget it
 // waits for them to settle, so a burst of right passwords is never refused:
 // they settle as successes. The attempt must be settled.
-func (s *Store) takeAttempt(ctx context.Context, limits []limit) (attempt, error) {
-	a := attempt{id: uuid.NewString()}
-	if len(limits) == 0 {
+func (s *Store) takeAttempt(ctx context.Context, limiters []limiter) (attempt, error) {
+	a := attempt{id: newAttemptID()}
+	if len(limiters) == 0 {
 		return a, nil
 	}
 	window := strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10)
@@ -219,16 +300,20 @@ func (s *Store) takeAttempt(ctx context.Context, limits []limit) (attempt, error
 	giveUp := time.Now().Add(maxAttemptWait)
 	for pause := 5 * time.Millisecond; ; pause = min(pause*2, 100*time.Millisecond) {
 		now := strconv.FormatInt(s.o.Now().UnixMilli(), 10)
-		execs := make([]rueidis.LuaExec, len(limits))
-		for i, l := range limits {
-			execs[i] = rueidis.LuaExec{Keys: []string{l.key}, Args: []string{strconv.Itoa(l.max), window, a.id, now, stale}}
+		execs := make([]rueidis.LuaExec, len(limiters))
+		for i, l := range limiters {
+			args := []string{now, window, a.id, stale}
+			for _, b := range l.limits {
+				args = append(args, b.entry, strconv.Itoa(b.max))
+			}
+			execs[i] = rueidis.LuaExec{Keys: []string{l.key}, Args: args}
 		}
 		var (
 			wait  time.Duration
 			busy  bool
 			fault error
 		)
-		a.limits = a.limits[:0]
+		a.limiters = a.limiters[:0]
 		rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 		for i, r := range scripts.Attempt.ExecMulti(rctx, s.c, execs...) {
 			res, err := r.AsIntSlice()
@@ -236,7 +321,7 @@ func (s *Store) takeAttempt(ctx context.Context, limits []limit) (attempt, error
 			case err != nil || len(res) != 2:
 				fault = cmp.Or(err, errors.New("unexpected reply"))
 			case res[0] == 1:
-				a.limits = append(a.limits, limits[i])
+				a.limiters = append(a.limiters, limiters[i])
 			case res[0] == 2:
 				busy = true
 			default:
@@ -265,28 +350,33 @@ func (s *Store) takeAttempt(ctx context.Context, limits []limit) (attempt, error
 	}
 }
 
-// settle ends an attempt on every counter it took: "fail" counts a failed
-// guess, "ok" clears the failures of the counters a success clears and just
+// settle ends an attempt on every limiter it took: "fail" counts a failed
+// guess, "ok" clears the failures of the budgets a success clears and just
 // ends it on the others, "return" just ends it (no password was checked).
 // It is best effort where Redis cannot be reached: the attempt then stops
 // counting after inFlightStale.
 func (s *Store) settle(ctx context.Context, a attempt, outcome string) {
-	if len(a.limits) == 0 {
+	if len(a.limiters) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.Timeout)
 	defer cancel()
+	now := strconv.FormatInt(s.o.Now().UnixMilli(), 10)
 	window := strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10)
-	execs := make([]rueidis.LuaExec, len(a.limits))
-	for i, l := range a.limits {
-		o := outcome
-		if o == "ok" {
-			o = "return"
-			if l.reset {
-				o = "reset"
+	execs := make([]rueidis.LuaExec, len(a.limiters))
+	for i, l := range a.limiters {
+		args := []string{a.id, now, window, strconv.Itoa(l.capacity)}
+		for _, b := range l.limits {
+			o := outcome
+			if o == "ok" {
+				o = "return"
+				if b.reset {
+					o = "reset"
+				}
 			}
+			args = append(args, b.entry, o)
 		}
-		execs[i] = rueidis.LuaExec{Keys: []string{l.key}, Args: []string{a.id, window, o}}
+		execs[i] = rueidis.LuaExec{Keys: []string{l.key}, Args: args}
 	}
 	scripts.AttemptSettle.ExecMulti(ctx, s.c, execs...)
 }
@@ -298,7 +388,11 @@ func (s *Store) settle(ctx context.Context, a attempt, outcome string) {
 // running check; a wrong credential is ErrInvalidCredentials. Introspection
 // clients' secrets have limits of their own (GuardClient).
 func (s *Store) Guard(ctx context.Context, username, clientIP string, check func() (bool, error)) error {
-	a, err := s.takeAttempt(ctx, s.limits(username, clientIP))
+	limiters, err := s.limiters(ctx, username, clientIP)
+	if err != nil {
+		return err
+	}
+	a, err := s.takeAttempt(ctx, limiters)
 	if err != nil {
 		return err
 	}
@@ -681,13 +775,16 @@ func (s *Store) SyncAdmin(ctx context.Context, id string) error {
 }
 
 // Prepare readies the store at start-up: it records this replica's bcrypt
-// cost as one an account's hash may have, and makes the dummy hash for the
-// dearest such cost.
+// cost as one an account's hash may have, makes the limiter's salt if no
+// replica has, and makes the dummy hash for the dearest such cost.
 func (s *Store) Prepare(ctx context.Context) error {
 	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
 	if err := scripts.MaxCost.Exec(rctx, s.c, []string{s.k.MaxCost()}, []string{strconv.Itoa(s.o.BcryptCost)}).Error(); err != nil {
 		return redisx.Unavailable("record bcrypt cost", err)
+	}
+	if _, err := s.salt(rctx); err != nil {
+		return err
 	}
 	s.dummyAt(s.topCost(ctx))
 	return nil
@@ -811,7 +908,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password string, fro
 		return s.compare(ctx, u.hash, password), nil
 	})
 	if err != nil {
-		s.recordRefusal(ctx, err, u.ID, username, from, "")
+		s.recordRefusal(ctx, err, u.ID, username, from, audit.KindSignIn)
 		return User{}, err
 	}
 	s.rehash(ctx, u, password)
@@ -821,11 +918,13 @@ func (s *Store) Authenticate(ctx context.Context, username, password string, fro
 	return u, nil
 }
 
-// recordRefusal records a failed or throttled sign-in (or password check,
-// named by what), in the account's history when there is an account (uid, or,
-// for a refusal before any check, found by name), and in the feed. A name that is no account is not
-// recorded: it may be a password typed in the wrong field.
-func (s *Store) recordRefusal(ctx context.Context, err error, uid, username string, from audit.Actor, what string) {
+// recordRefusal records a failed or throttled sign-in (or password check, of
+// kind), in the account's refusal records when there is an account (uid, or,
+// for a refusal before any check, found by name), else in those of names
+// that are no account, without the name: it may be a password typed in the
+// wrong field. Each is one record per window however many there are
+// (audit.Log.Refused).
+func (s *Store) recordRefusal(ctx context.Context, err error, uid, username string, from audit.Actor, kind string) {
 	typ := audit.LoginFailed
 	var tooMany *TooManyAttemptsError
 	switch {
@@ -841,8 +940,8 @@ func (s *Store) recordRefusal(ctx context.Context, err error, uid, username stri
 			uid = u.ID
 		}
 	}
-	from.ID = "" // unknown until it succeeds
-	_ = s.o.Audit.Record(ctx, from.Event(typ, uid, "", what))
+	_ = s.o.Audit.Refused(ctx, audit.Refusal{Type: typ, UserID: uid, Kind: kind, IP: from.IP, UserAgent: from.UserAgent},
+		s.o.FailureWindow)
 }
 
 // CheckPassword verifies an account's current password (for a password
@@ -858,7 +957,7 @@ func (s *Store) CheckPassword(ctx context.Context, id, password string, from aud
 		return s.compare(ctx, u.hash, password), nil
 	})
 	if err != nil {
-		s.recordRefusal(ctx, err, u.ID, u.Username, from, "wrong current password at a password change")
+		s.recordRefusal(ctx, err, u.ID, u.Username, from, audit.KindPasswordChange)
 		return User{}, err
 	}
 	s.rehash(ctx, u, password)

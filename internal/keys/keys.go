@@ -8,7 +8,10 @@
 // touches a user's account, sessions and index touches one cluster slot.
 package keys
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Layout names the keys under one prefix.
 type Layout struct{ prefix string }
@@ -38,28 +41,26 @@ func (l Layout) Admins() string { return l.prefix + "admins" }
 // MaxCost holds the highest bcrypt cost any replica was configured with.
 func (l Layout) MaxCost() string { return l.prefix + "bcrypt:maxcost" }
 
-// FailPair, FailAccount and FailIP are the failed-login counters (hashes:
-// FieldFailures and one field per attempt in flight) per (name, ip), per
-// name and per ip. name is a hash of the lowercased username: at login it is
-// arbitrary input and must not shape keys.
-func (l Layout) FailPair(name, ip string) string { return l.prefix + "fail:pair:" + name + ":" + ip }
+// The failed-login limiter's hashes (layout: scripts/attempt.lua) hold
+// counts as fields, so what an outsider makes them count costs a small hash
+// field, never a key, and each hash keeps a bounded number of them.
+//
+// FailIP is one client address's: its own count across usernames, and the
+// count of each (username, address) pair tried from it (at most a hundred).
+func (l Layout) FailIP(ip string) string { return l.prefix + "fail:addr:" + ip }
 
-// FailAccount is the failed-login counter of one username from any address.
-func (l Layout) FailAccount(name string) string { return l.prefix + "fail:acct:" + name }
+// FailNames is one of a fixed number of hashes of per-username counts,
+// across addresses, by a salted hash of the name (an account's or not).
+func (l Layout) FailNames(shard int) string { return l.prefix + "fail:names:" + strconv.Itoa(shard) }
 
-// FailIP is the failed-login counter of one address across usernames.
-func (l Layout) FailIP(ip string) string { return l.prefix + "fail:ip:" + ip }
+// FailSalt is the random salt of the names' hashes in the limiter, so an
+// outsider cannot aim names at one of its hashes.
+func (l Layout) FailSalt() string { return l.prefix + "fail:salt" }
 
-// FailClient and FailClientIP are the failed client-authentication counters
-// (introspection clients; hashes as FailPair's) per (client, ip) and per ip
-// across clients, apart from the login counters: a login never spends a
-// client's budget, nor a client a login's. name is a hash of the client id
-// as presented (arbitrary input).
-func (l Layout) FailClient(name, ip string) string {
-	return l.prefix + "fail:client:" + name + ":" + ip
-}
-
-// FailClientIP is the failed client-authentication counter of one address.
+// FailClientIP is the failed client-authentication limiter of one address
+// (introspection clients; a hash as FailIP's: its own count and its
+// (client, address) pairs), apart from the login limiter: a login never
+// spends a client's budget, nor a client a login's.
 func (l Layout) FailClientIP(ip string) string { return l.prefix + "fail:clientip:" + ip }
 
 // ClientFailRecorded marks that a failed client authentication of (client,
@@ -87,6 +88,22 @@ func (l Layout) MFAPending(digest string) string { return l.prefix + "mfa:" + di
 // MFAEnrolled exists once any account has confirmed a second factor: from
 // then on the encryption key of the secrets is required at start-up.
 func (l Layout) MFAEnrolled() string { return l.prefix + "mfa:enrolled" }
+
+// Refusals are a user's refused sign-ins (and refused password checks),
+// coalesced per type and failure window into records that are updated in
+// place (a hash: record id → record, plus which record is current), apart
+// from the history, so what anyone can cause never pushes out what only the
+// account's own use or an admin can.
+func (l Layout) Refusals(uid string) string { return l.prefix + "refused:{" + uid + "}" }
+
+// AnonRefusals are the refusals of names that are no account, coalesced per
+// type and window for everyone together (no name is kept): the feed only.
+func (l Layout) AnonRefusals() string { return l.prefix + "refused:anon" }
+
+// RefusalFeed is the cross-user feed of refusal records: one small entry
+// (type, user, record id) when a record starts, the record itself read from
+// its hash.
+func (l Layout) RefusalFeed() string { return l.prefix + "refused" }
 
 // Session is one session's hash (fields Sess*). One concatenation, one
 // allocation: it is on every request.
@@ -167,8 +184,8 @@ const (
 // sessions are of ordinary users, and the field would cost ~30 bytes each.
 const DefaultRole = "user"
 
-// FieldFailures is the failed-attempt count in a failed-login counter; the
-// counter's other fields are "a:<attempt id>", one per attempt in flight.
+// FieldFailures is the failed-refresh count in a refresh limiter's hash
+// (FailRefreshIP).
 const FieldFailures = "f"
 
 // AccountUpdate is a validated change to an account, as the users store
