@@ -3,13 +3,11 @@ package users
 import (
 	"cmp"
 	"context"
-	"strconv"
 
 	"github.com/redis/rueidis"
 
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redisx"
-	"github.com/sessiond/sessiond/scripts"
 )
 
 // Failed refreshes are limited per client IP only, by MaxFailuresPerIP per
@@ -22,9 +20,6 @@ import (
 // are in flight. The read is not served from the client-side cache: the
 // invalidation of the count this replica just wrote can arrive after its
 // next read (rueidis #534), and the limit would then let one more through.
-
-// refreshAttempt names the failed-refresh "attempt" attempt_settle counts.
-const refreshAttempt = "refresh"
 
 // RefreshAllowed returns *TooManyAttemptsError while failed refreshes from
 // clientIP have spent the budget of the window, nil otherwise (and always
@@ -59,6 +54,9 @@ func (s *Store) RefreshFailed(ctx context.Context, clientIP string) {
 	}
 	ctx, cancel := redisx.Timeout(context.WithoutCancel(ctx), s.o.Timeout)
 	defer cancel()
-	scripts.AttemptSettle.Exec(ctx, s.c, []string{s.k.FailRefreshIP(clientIP)},
-		[]string{refreshAttempt, strconv.FormatInt(s.o.FailureWindow.Milliseconds(), 10), "fail"})
+	// A fixed window from the first failure: the count and its expiry in one
+	// round trip; NX leaves a running window's expiry as it is.
+	key := s.k.FailRefreshIP(clientIP)
+	s.c.DoMulti(ctx, s.c.B().Hincrby().Key(key).Field(keys.FieldFailures).Increment(1).Build(),
+		s.c.B().Pexpire().Key(key).Milliseconds(s.o.FailureWindow.Milliseconds()).Nx().Build())
 }
