@@ -242,10 +242,15 @@ func (s *Server) Client(t testing.TB) rueidis.Client {
 	return c
 }
 
-// Prefix returns a key prefix no other test uses.
+// run tells this test process's prefixes from another's: a cluster started
+// outside the tests (SESSIOND_TEST_CLUSTER_ADDRS) keeps every run's keys,
+// and a second run's t1.TestX: would find the first's accounts.
+var run = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+
+// Prefix returns a key prefix no other test uses, in this run or another.
 func Prefix(t testing.TB) string {
 	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
-	return fmt.Sprintf("t%d.%s:", seq.Add(1), name)
+	return fmt.Sprintf("t%s.%d.%s:", run, seq.Add(1), name)
 }
 
 // Do runs one raw command on a fresh connection, for assertions on what is in
