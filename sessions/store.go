@@ -92,6 +92,10 @@ type Options struct {
 	// Metrics counts session reads served by the client-side cache; nil
 	// counts nothing.
 	Metrics *metrics.Metrics
+	// Liveness lets the client-side cache answer only while its
+	// connections are proven live (redisx.Liveness); nil: whenever rueidis
+	// has the hash, for a client nothing watches.
+	Liveness *redisx.Liveness
 }
 
 // cacheTTL bounds how long a session read may be served from the
@@ -265,8 +269,8 @@ func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastS
 	if s.revokedHere(uid, sid) {
 		return time.Time{}, "", ErrNotFound
 	}
-	vals, hit, err := redisx.CachedHMGet(ctx, s.c, s.k.Session(uid, sid), useFields, cacheTTL, s.o.Timeout)
-	s.o.Metrics.CacheRead(hit)
+	vals, from, err := redisx.CachedHMGet(ctx, s.c, s.o.Liveness, now, s.k.Session(uid, sid), useFields, cacheTTL, s.o.Timeout)
+	s.o.Metrics.CacheRead(from)
 	if err != nil {
 		return time.Time{}, "", err
 	}
