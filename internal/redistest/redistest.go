@@ -242,10 +242,11 @@ func (s *Server) Client(t testing.TB) rueidis.Client {
 	return c
 }
 
-// Prefix returns a key prefix no other test uses.
+// Prefix returns a key prefix no other test uses, in this process or an
+// earlier one on the same server (a cluster started once and reused).
 func Prefix(t testing.TB) string {
 	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
-	return fmt.Sprintf("t%d.%s:", seq.Add(1), name)
+	return fmt.Sprintf("t%d.%d.%s:", os.Getpid(), seq.Add(1), name)
 }
 
 // Do runs one raw command on a fresh connection, for assertions on what is in
