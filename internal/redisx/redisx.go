@@ -72,6 +72,10 @@ func CachedHMGet(ctx context.Context, c rueidis.Client, live *Liveness, now time
 			from = Cache
 		}
 	} else {
+		// A round trip, likely over a link in trouble: the deadline counts
+		// from now, not from when rueidis first asks (after waiting, say,
+		// for a redial, which would double it).
+		dl.Start()
 		r = c.Do(dl, c.B().Hmget().Key(key).Field(fields...).Build())
 		from = Unproven
 	}
