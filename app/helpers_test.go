@@ -3,6 +3,7 @@ package app_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -77,6 +78,14 @@ type envOpts struct {
 	Env map[string]string
 	// Client replaces the package's Redis (a server of the test's own).
 	Client rueidis.Client
+	// RedisURL, when set, is REDIS_URL, and the replica connects by itself
+	// as `sessiond serve` does (its client options, its cache's liveness
+	// gate) instead of using a client the test made.
+	RedisURL string
+	// DialRedis, with RedisURL, opens the replica's every Redis connection
+	// (server.Options.TestOnlyDialRedis): a test routes each node through a
+	// proxy of its own.
+	DialRedis func(ctx context.Context, addr string) (net.Conn, error)
 	// Now is the stores' clock.
 	Now func() time.Time
 }
@@ -86,7 +95,7 @@ type envOpts struct {
 func (o envOpts) config(t testing.TB) server.Config {
 	t.Helper()
 	vars := map[string]string{
-		"REDIS_URL": "redis://" + srv.Addr + "/0", "JWT_SECRET": string(testSecret), "REDIS_KEY_PREFIX": o.Prefix,
+		"REDIS_URL": cmp.Or(o.RedisURL, "redis://"+srv.Addr+"/0"), "JWT_SECRET": string(testSecret), "REDIS_KEY_PREFIX": o.Prefix,
 		"LOGIN_MAX_FAILURES_PER_IP": strconv.Itoa(o.MaxPerIP), "LOGIN_MAX_FAILURES_PER_ACCOUNT": strconv.Itoa(o.MaxPerAccount),
 		"TRUSTED_PROXIES": o.TrustedProxies,
 	}
@@ -127,18 +136,18 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if o.Prefix == "" {
 		o.Prefix = redistest.Prefix(t)
 	}
-	if o.Client == nil {
+	if o.Client == nil && o.RedisURL == "" {
 		o.Client = srv.Client(t)
 	}
 	logs := &syncBuffer{}
 	s, err := server.Open(context.Background(), o.config(t), server.Options{
-		Client: o.Client, Now: o.Now, Log: slog.New(slog.NewTextHandler(logs, nil))})
+		Client: o.Client, Now: o.Now, Log: slog.New(slog.NewTextHandler(logs, nil)), TestOnlyDialRedis: o.DialRedis})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
 	return &env{t: t, Server: s, App: s.App, Users: s.Users, Sessions: s.Sessions, Tokens: s.Tokens,
-		Client: o.Client, Prefix: o.Prefix, Keys: keys.New(o.Prefix), Logs: logs}
+		Client: s.Client, Prefix: o.Prefix, Keys: keys.New(o.Prefix), Logs: logs}
 }
 
 // syncBuffer collects log output from concurrent requests.

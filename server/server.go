@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -36,8 +37,11 @@ import (
 
 // Server is a wired sessiond: its Redis client, stores and Fiber app.
 type Server struct {
-	Config   Config
-	Client   rueidis.Client
+	Config Config
+	Client rueidis.Client
+	// Liveness gates the client-side cache (nil: a client Options brought,
+	// or the embedded store).
+	Liveness *redisx.Liveness
 	Users    *users.Store
 	Sessions *sessions.Store
 	Tokens   *tokens.Tokens
@@ -148,38 +152,63 @@ type Options struct {
 	Console io.Writer
 	// Client, when set, is used instead of connecting to the configured
 	// Redis (tests bring a client of their own server); Open does not close
-	// it.
+	// it. Its cached reads are not gated by a liveness (Open does not know
+	// its connections): a test of staleness lets Open connect by REDIS_URL.
 	Client rueidis.Client
 	// Now is the stores' clock; nil means time.Now.
 	Now func() time.Time
+	// TestOnlyDialRedis, when set, opens every connection to a Redis node
+	// (addr as REDIS_URL or the cluster names it) in place of a TCP dial; TLS
+	// is not applied. Tests route each node through a proxy they can freeze
+	// or slow. Nothing but tests sets it.
+	TestOnlyDialRedis func(ctx context.Context, addr string) (net.Conn, error)
 }
 
+// The client-side cache answers only while every node has answered a
+// heartbeat sent on the cache's own connection less than cacheProofBound
+// ago (redisx.Liveness): a replica cut off from Redis, or behind a slow
+// link, stops answering from it within that, whatever REDIS_TIMEOUT is, and
+// its reads go to Redis (401 if they come back, 503 if they cannot).
+const (
+	cacheHeartbeat  = 50 * time.Millisecond
+	cacheProofBound = 200 * time.Millisecond
+)
+
 // openRedis connects to REDIS_URL, or starts the embedded store when it is
-// unset. The returned func releases it.
-func openRedis(cfg Config, log *slog.Logger) (rueidis.Client, func(), error) {
+// unset. The Liveness gates the client-side cache (nil for the embedded
+// store, which has none). The returned func releases both.
+func openRedis(cfg Config, o Options) (rueidis.Client, *redisx.Liveness, func(), error) {
 	if cfg.RedisURL == "" {
-		return openEmbedded(log)
+		c, closeEmbedded, err := openEmbedded(o.Log)
+		return c, nil, closeEmbedded, err
 	}
 	opt, err := rueidis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return nil, nil, &ConfigError{"REDIS_URL", redactURLError(err, cfg.RedisURL)}
+		return nil, nil, nil, &ConfigError{"REDIS_URL", redactURLError(err, cfg.RedisURL)}
 	}
 	if cfg.RedisCA != nil && opt.TLSConfig != nil {
 		opt.TLSConfig.RootCAs = cfg.RedisCA
 	}
 	opt.CacheSizeEachConn = cfg.ClientCacheMB << 20
 	// Detects a dead or wedged Redis: the connection (and its client-side
-	// cache) is dropped, so requests fail closed instead of reading stale data.
+	// cache) is dropped, so requests fail closed. That takes the keep-alive
+	// and this timeout, seconds; the cache stops answering sooner, at
+	// cacheProofBound.
 	opt.ConnWriteTimeout = cfg.RedisTimeout
 	if opt.Dialer.Timeout == 0 {
 		opt.Dialer.Timeout = cfg.RedisTimeout
 	}
-	c, err := rueidis.NewClient(opt)
+	if dial := o.TestOnlyDialRedis; dial != nil {
+		opt.DialCtxFn = func(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Config) (net.Conn, error) {
+			return dial(ctx, addr)
+		}
+	}
+	c, live, err := redisx.NewClient(opt, redisx.LiveOptions{Every: cacheHeartbeat, Bound: cacheProofBound, Now: o.Now})
 	if err != nil {
 		// The error may quote the URL, password included.
-		return nil, nil, fmt.Errorf("connect to Redis: %s", redactURLError(err, cfg.RedisURL))
+		return nil, nil, nil, fmt.Errorf("connect to Redis: %s", redactURLError(err, cfg.RedisURL))
 	}
-	return c, c.Close, nil
+	return c, live, func() { live.Stop(); c.Close() }, nil
 }
 
 // openEmbedded runs an in-process miniredis. Its keys expire only when its
@@ -230,11 +259,11 @@ func Open(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	}
 	s := &Server{Config: cfg, Client: o.Client, Log: o.Log, Console: o.Console}
 	if s.Client == nil {
-		client, closeRedis, err := openRedis(cfg, o.Log)
+		client, live, closeRedis, err := openRedis(cfg, o)
 		if err != nil {
 			return nil, err
 		}
-		s.Client, s.closers = client, []func(){closeRedis}
+		s.Client, s.Liveness, s.closers = client, live, []func(){closeRedis}
 	}
 	if err := s.wire(ctx, o.Now); err != nil {
 		s.Close()
@@ -255,7 +284,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		Keys: layout, BcryptCost: cfg.BcryptCost, Timeout: cfg.RedisTimeout,
 		MaxFailures: cfg.LoginMaxFailures, FailureWindow: cfg.LoginFailureWindow,
 		MaxFailuresPerIP: cfg.LoginMaxFailuresPerIP, MaxFailuresPerAccount: cfg.LoginMaxFailuresPerAccount,
-		Now: now, Audit: s.Audit,
+		Now: now, Audit: s.Audit, Liveness: s.Liveness,
 	})
 	if err != nil {
 		return err
@@ -274,7 +303,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		Keys: layout, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
 		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit, Metrics: s.Metrics,
-		Log: s.Log, RefreshKeys: s.Tokens.DeriveKeys(sessions.RefreshKeyPurpose), ReuseGrace: cfg.RefreshReuseGrace,
+		Log: s.Log, RefreshKeys: s.Tokens.DeriveKeys(sessions.RefreshKeyPurpose), ReuseGrace: cfg.RefreshReuseGrace, Liveness: s.Liveness,
 	})
 	if err != nil {
 		return err

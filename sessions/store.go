@@ -112,6 +112,10 @@ type Options struct {
 	// ReuseGrace is how long a spent refresh token still answers with its
 	// successor (REFRESH_REUSE_GRACE).
 	ReuseGrace time.Duration
+	// Liveness lets the client-side cache answer only while its
+	// connections are proven live (redisx.Liveness); nil: whenever rueidis
+	// has the hash, for a client nothing watches.
+	Liveness *redisx.Liveness
 }
 
 // cacheTTL bounds how long a session read may be served from the
@@ -355,8 +359,8 @@ func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastS
 	if s.revokedHere(uid, sid) {
 		return time.Time{}, "", ErrNotFound
 	}
-	vals, hit, err := redisx.CachedHMGet(ctx, s.c, s.k.Session(uid, sid), useFields, cacheTTL, s.o.Timeout)
-	s.o.Metrics.CacheRead(hit)
+	vals, from, err := redisx.CachedHMGet(ctx, s.c, s.o.Liveness, now, s.k.Session(uid, sid), useFields, cacheTTL, s.o.Timeout)
+	s.o.Metrics.CacheRead(from)
 	if err != nil {
 		return time.Time{}, "", err
 	}

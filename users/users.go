@@ -122,6 +122,10 @@ type Options struct {
 	Seal *seal.Ring
 	// TOTPIssuer names the service in authenticator apps.
 	TOTPIssuer string
+	// Liveness lets the client-side cache answer only while its
+	// connections are proven live (redisx.Liveness); nil: whenever rueidis
+	// has the hash, for a client nothing watches.
+	Liveness *redisx.Liveness
 }
 
 // Store keeps accounts in Redis.
@@ -802,10 +806,11 @@ func (s *Store) Get(ctx context.Context, id string) (User, error) {
 // no hash sits in the process's client-side cache.
 var publicFields = []string{keys.UserID, keys.UserName, keys.UserRole, keys.UserDisabled, keys.UserCreated, keys.UserVersion, keys.UserPending}
 
-// GetCached returns an account by id from the client-side cache when it can.
-// Redis invalidates the entry on any change, within milliseconds.
+// GetCached returns an account by id from the client-side cache when it can
+// (and its connections are proven live). Redis invalidates the entry on any
+// change, within milliseconds.
 func (s *Store) GetCached(ctx context.Context, id string) (User, error) {
-	vals, _, err := redisx.CachedHMGet(ctx, s.c, s.k.User(id), publicFields, time.Minute, s.o.Timeout)
+	vals, _, err := redisx.CachedHMGet(ctx, s.c, s.o.Liveness, s.o.Now(), s.k.User(id), publicFields, time.Minute, s.o.Timeout)
 	if err != nil {
 		return User{}, err
 	}

@@ -38,6 +38,12 @@ func (l *Lazy) arm() {
 	l.once.Do(func() { l.armed, l.cancel = context.WithTimeout(l.Context, l.d) })
 }
 
+// Start arms the timer now, for a call known to go to the network: a
+// client may wait before it first asks the context (rueidis waits for a
+// connection being dialed without looking at it), and that wait would
+// otherwise come on top of d.
+func (l *Lazy) Start() { l.arm() }
+
 // Deadline arms the timer and reports when it fires.
 func (l *Lazy) Deadline() (time.Time, bool) { l.arm(); return l.armed.Deadline() }
 

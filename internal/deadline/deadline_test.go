@@ -111,3 +111,18 @@ func BenchmarkUnused(b *testing.B) {
 		}
 	})
 }
+
+// Start counts the deadline from the call, not from the first wait.
+func TestStartArmsNow(t *testing.T) {
+	before := time.Now()
+	l := deadline.After(context.Background(), 50*time.Millisecond)
+	defer l.Stop()
+	l.Start()
+	after := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	at, ok := l.Deadline()
+	if !ok || at.Before(before.Add(50*time.Millisecond)) || at.After(after.Add(50*time.Millisecond)) {
+		t.Fatalf("Deadline() = %v, %v; want 50ms after Start, between %v and %v", at, ok,
+			before.Add(50*time.Millisecond), after.Add(50*time.Millisecond))
+	}
+}

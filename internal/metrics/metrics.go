@@ -2,7 +2,7 @@
 // client library, on a registry of its own: served on METRICS_ADDR, never on
 // the public API port. A nil *Metrics records nothing, so tests and tools
 // that do not scrape need not build one. It knows nothing about HTTP routing
-// or Redis keys.
+// or Redis keys (only redisx's word for where a read came from).
 package metrics
 
 import (
@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sessiond/sessiond/internal/redisx"
 )
 
 // Metrics are sessiond's collectors.
@@ -32,6 +34,7 @@ type Metrics struct {
 	cacheHit    prometheus.Counter
 	cacheMiss   prometheus.Counter
 	touchOOM    prometheus.Counter
+	cacheUnprov prometheus.Counter
 	missedFeed  prometheus.CounterFunc
 
 	// byRoute caches each (route, method, status)'s counter and each
@@ -90,9 +93,10 @@ func New(missedEvents func() int64) *Metrics {
 	}, []string{"kind"})
 	m.cache = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_session_cache_reads_total",
-		Help: "Session checks by where the session came from: hit (the client-side cache) or miss (a round trip to Redis).",
+		Help: "Session checks by where the session came from: hit (the client-side cache), miss (a round trip to Redis) or unproven (a round trip because the cache's connection had not proven itself live within the bound: a slow or cut link to Redis).",
 	}, []string{"result"})
 	m.cacheHit, m.cacheMiss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
+	m.cacheUnprov = m.cache.WithLabelValues("unproven")
 	m.touchOOM = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sessiond_session_touches_refused_total",
 		Help: "Writes of a live session's use (last seen, idle expiry) that Redis refused for want of memory (maxmemory): the request was served, the use not recorded.",
@@ -192,13 +196,16 @@ func (m *Metrics) RedisError(timeout bool) {
 }
 
 // CacheRead records where a session check's read came from.
-func (m *Metrics) CacheRead(hit bool) {
+func (m *Metrics) CacheRead(from redisx.Source) {
 	if m == nil {
 		return
 	}
-	if hit {
+	switch from {
+	case redisx.Cache:
 		m.cacheHit.Inc()
-	} else {
+	case redisx.Unproven:
+		m.cacheUnprov.Inc()
+	default:
 		m.cacheMiss.Inc()
 	}
 }

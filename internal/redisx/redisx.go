@@ -1,6 +1,7 @@
 // Package redisx is the Redis plumbing the stores share: a deadline on every
-// call, one error for "Redis could not be reached or refused", and a read
-// through the client-side cache that still works when Redis is out of memory.
+// call, one error for "Redis could not be reached or refused", a read
+// through the client-side cache that still works when Redis is out of
+// memory, and the liveness that bounds how stale the cache's answers can be.
 // It knows nothing about sessions, accounts or HTTP.
 package redisx
 
@@ -44,15 +45,44 @@ func isOOM(err error) bool {
 	return ok && strings.HasPrefix(e.Error(), "OOM")
 }
 
+// Source says where a cached read's answer came from.
+type Source uint8
+
+const (
+	// Redis: a round trip, the hash not being in the cache (yet).
+	Redis Source = iota
+	// Cache: the client-side cache, no round trip.
+	Cache
+	// Unproven: a round trip without the cache, whose connection had not
+	// proven itself live within the bound (see Liveness).
+	Unproven
+)
+
 // CachedHMGet reads fields of a hash through the client-side cache, which
 // Redis invalidates the moment the hash changes; a missing hash reads as
-// all nils. hit says whether the cache answered. Its deadline is lazy: most
-// reads are served from the cache and never wait, so they should not pay for
-// a timer.
-func CachedHMGet(ctx context.Context, c rueidis.Client, key string, fields []string, ttl, timeout time.Duration) (vals []rueidis.RedisMessage, hit bool, err error) {
+// all nils. The cache answers only while live proves its connections
+// current at now (nil live: always); otherwise the read goes to Redis, and
+// fails closed if Redis cannot answer within timeout. from says which
+// answered. Its deadline is lazy: most reads are served from the cache and
+// never wait, so they should not pay for a timer.
+func CachedHMGet(ctx context.Context, c rueidis.Client, live *Liveness, now time.Time, key string, fields []string, ttl, timeout time.Duration) (vals []rueidis.RedisMessage, from Source, err error) {
 	dl := deadline.After(ctx, timeout)
 	defer dl.Stop()
-	r := c.DoCache(dl, c.B().Hmget().Key(key).Field(fields...).Cache(), ttl)
+	var r rueidis.RedisResult
+	if live.Proven(now) {
+		r = c.DoCache(dl, c.B().Hmget().Key(key).Field(fields...).Cache(), ttl)
+		from = Redis
+		if r.IsCacheHit() {
+			from = Cache
+		}
+	} else {
+		// A round trip, likely over a link in trouble: the deadline counts
+		// from now, not from when rueidis first asks (after waiting, say,
+		// for a redial, which would double it).
+		dl.Start()
+		r = c.Do(dl, c.B().Hmget().Key(key).Field(fields...).Build())
+		from = Unproven
+	}
 	if isOOM(r.Error()) {
 		// A cached read is a MULTI, which Redis refuses when out of memory;
 		// a plain read still works, so revocations and reads go on.
@@ -60,10 +90,10 @@ func CachedHMGet(ctx context.Context, c rueidis.Client, key string, fields []str
 	}
 	vals, err = r.ToArray()
 	if err != nil {
-		return nil, false, Unavailable("read "+key, err)
+		return nil, from, Unavailable("read "+key, err)
 	}
 	if len(vals) != len(fields) {
-		return nil, false, Unavailable("read "+key, fmt.Errorf("%d values for %d fields", len(vals), len(fields)))
+		return nil, from, Unavailable("read "+key, fmt.Errorf("%d values for %d fields", len(vals), len(fields)))
 	}
-	return vals, r.IsCacheHit(), nil
+	return vals, from, nil
 }
