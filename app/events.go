@@ -9,7 +9,7 @@ import (
 	"github.com/sessiond/sessiond/audit"
 )
 
-// eventJSON is an Event (API.md → Activity and accounts).
+// eventJSON is an Event (app/openapi.json, schema Event).
 type eventJSON struct {
 	ID        string `json:"id"`
 	Type      string `json:"type"`

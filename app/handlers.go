@@ -32,7 +32,7 @@ const (
 	maxUserAgent  = 512
 )
 
-// Wire shapes (API.md → Objects).
+// Wire shapes, as app/openapi.json describes them.
 type sessionJSON struct {
 	ID         string `json:"id"`
 	DeviceName string `json:"device_name"`

@@ -21,6 +21,7 @@
 -- written; {2, 0} when attempts still in flight fill the rest of one: the caller
 -- waits for them to settle and asks again, so correct passwords in flight never
 -- turn each other away.
+{{template "limiter.lua"}}
 local now, window, stale = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 if not now or not window or window < 1 or not stale or not ARGV[3] or ARGV[3] == ''
   or string.find(ARGV[3], ' ', 1, true) or #ARGV < 6 or #ARGV % 2 ~= 0 then
@@ -33,31 +34,9 @@ for i = 5, #ARGV, 2 do
   end
 end
 
-local h = redis.call('HGETALL', KEYS[1])
-local count, ends, live, gone = {}, {}, {}, {}
-local floor, floorEnd = 0, 0
-for i = 1, #h, 2 do
-  local f, v = h[i], h[i + 1]
-  local c = string.sub(f, 1, 1)
-  if c == '@' then
-    local start, rest = string.match(v, '^(%d+)(.*)$')
-    if not start or now - tonumber(start) > stale then
-      gone[#gone + 1] = f
-    else
-      for e in string.gmatch(rest, '%S+') do live[e] = (live[e] or 0) + 1 end
-    end
-  else
-    local n, e = string.match(v, '^(%d+) (%d+)$')
-    n, e = tonumber(n), tonumber(e)
-    if not n or e <= now then
-      gone[#gone + 1] = f
-    elseif c == '~' then
-      floor, floorEnd = n, e
-    else
-      count[f], ends[f] = n, e
-    end
-  end
-end
+local l = read_limiter(redis.call('HGETALL', KEYS[1]), now, stale)
+local count, ends, live, gone = l.count, l.ends, l.live, l.gone
+local floor, floorEnd = l.floor, l.floorEnd
 
 local wait, busy = 0, false
 for i = 5, #ARGV, 2 do

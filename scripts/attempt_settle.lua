@@ -9,6 +9,7 @@
 --   'return' (a right password for a budget a success does not clear, or no
 --   password checked) just ends the attempt.
 -- Returns 1.
+{{template "limiter.lua"}}
 local now, window, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if not ARGV[1] or ARGV[1] == '' or not now or not window or window < 1 or not cap or cap < 1
   or #ARGV < 6 or #ARGV % 2 ~= 0 then
@@ -32,25 +33,9 @@ if from + window <= now then from = now end
 redis.call('HDEL', KEYS[1], '@' .. ARGV[1])
 if not writes then return 1 end
 
-local h = redis.call('HGETALL', KEYS[1])
-local count, ends, gone = {}, {}, {}
-local floor, floorEnd, held = 0, 0, 0
-for i = 1, #h, 2 do
-  local f, v = h[i], h[i + 1]
-  local c = string.sub(f, 1, 1)
-  if c ~= '@' then
-    local n, e = string.match(v, '^(%d+) (%d+)$')
-    n, e = tonumber(n), tonumber(e)
-    if not n or e <= now then
-      gone[#gone + 1] = f
-    elseif c == '~' then
-      floor, floorEnd = n, e
-    else
-      count[f], ends[f] = n, e
-      if c ~= '*' then held = held + 1 end
-    end
-  end
-end
+local l = read_limiter(redis.call('HGETALL', KEYS[1]), now, nil)
+local count, ends, gone = l.count, l.ends, l.gone
+local floor, floorEnd, held = l.floor, l.floorEnd, l.held
 if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
 
 for i = 5, #ARGV, 2 do

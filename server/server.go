@@ -59,7 +59,7 @@ type Server struct {
 // NewLogger is the service's logger as the configuration says (LOG_LEVEL,
 // LOG_FORMAT), writing to w. Lines are buffered and written every 100 ms (or
 // when 64 KiB are waiting), and at once from a warning up: a write(2) per
-// request line cost the hot path a tenth of its speed. Call the returned
+// request line would cost the hot path more than the session check. Call the returned
 // flush before exiting. A crash loses at most the last 100 ms of info lines.
 func NewLogger(cfg Config, w io.Writer) (log *slog.Logger, flush func()) {
 	b := newLogBuffer(w, 100*time.Millisecond)

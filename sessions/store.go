@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -161,24 +160,6 @@ const (
 	touchPause           = time.Second
 	touchRefusedLogEvery = time.Minute
 )
-
-// pruneEvery is how often, at most, revocations walk the tombstones to drop
-// users whose tombstones have all expired. The map then holds at most
-// tombstoneTTL + pruneEvery of revokers.
-const pruneEvery = time.Second
-
-// tombstones are the sessions of one user this process revoked recently.
-type tombstones struct {
-	mu     sync.Mutex
-	ids    map[string]time.Time // session id → when it was revoked
-	latest time.Time
-	// dropped is set, under mu, when pruning removes this from the map, so
-	// a writer that loaded it just before stores a fresh one instead.
-	dropped bool
-}
-
-// tombstoneTTL is far longer than an invalidation push takes to arrive.
-const tombstoneTTL = 10 * time.Second
 
 // New returns a Store over a rueidis client.
 func New(c rueidis.Client, o Options) (*Store, error) {
@@ -377,29 +358,6 @@ func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastS
 	return lastSeen, role, nil
 }
 
-// UpdateAccount applies an update that ends no session (a role, enabling)
-// and, when the role changes, copies it into every live session of the
-// account in the same step, so the next request sees it (Use); evs, the
-// change's events, are recorded in that step too.
-// errcode.ErrUserNotFound when the account does not exist; nothing is written then.
-func (s *Store) UpdateAccount(ctx context.Context, uid string, u keys.AccountUpdate, evs ...audit.Event) error {
-	if u.Empty() || u.EndsSessions() {
-		return errors.New("update account: want an update that changes something and ends no session")
-	}
-	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
-	defer cancel()
-	args := append(append([]string{s.k.SessionPrefix(uid)}, u.Fields()...), audit.Spec(s.o.Now(), evs...))
-	n, err := scripts.UpdateAccount.Exec(rctx, s.c, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid)}, args).AsInt64()
-	if err != nil {
-		return redisx.Unavailable("update account", err)
-	}
-	if n < 0 {
-		return errcode.ErrUserNotFound
-	}
-	s.o.Audit.Feed(ctx, evs...)
-	return nil
-}
-
 // List returns a user's live sessions, most recently used first.
 func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
@@ -455,115 +413,6 @@ func (s *Store) Revoke(ctx context.Context, uid, sid string, by audit.Actor) err
 	return nil
 }
 
-// RevokeAll ends every session of a user except keep ("" keeps none) and
-// returns how many live sessions it ended. In the same atomic step it bumps
-// the account's credential version, so a login whose password check ran
-// before cannot create a session after. errcode.ErrUserNotFound when the account does
-// not exist; nothing is written then.
-func (s *Store) RevokeAll(ctx context.Context, uid, keep string, by audit.Actor) (int, error) {
-	return s.ChangeAccount(ctx, uid, keep, keys.AccountUpdate{}, "",
-		by.Counted(audit.SessionsRevokedAll, uid, keep, SessionsEnded))
-}
-
-// SessionsEnded is the detail of an event that ended sessions: the script
-// fills in how many.
-const SessionsEnded = "{count} sessions ended"
-
-// ChangeAccount is RevokeAll that also applies u to the account in the same
-// atomic step (a disable, a new password hash), so the change and the
-// revocation cannot be separated by a fault; evs, the change's events, are
-// recorded in that step too. ifVersion, when set, is the credential version
-// the change was checked against (a password change checks the current
-// password): if the account has another by now, nothing is written and the
-// error is ErrStale.
-func (s *Store) ChangeAccount(ctx context.Context, uid, keep string, u keys.AccountUpdate, ifVersion string, evs ...audit.Event) (int, error) {
-	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
-	defer cancel()
-	args := append(append([]string{keep, s.k.SessionPrefix(uid), ifVersion}, u.Fields()...), audit.Spec(s.o.Now(), evs...))
-	res, err := s.revocation(rctx, scripts.RevokeAll, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid)}, args).ToArray()
-	if err != nil {
-		return 0, redisx.Unavailable("revoke sessions", err)
-	}
-	n, err := res[0].AsInt64()
-	if err != nil {
-		return 0, fmt.Errorf("revoke sessions: %w", err)
-	}
-	switch n {
-	case -1:
-		return 0, errcode.ErrUserNotFound
-	case -2:
-		return 0, ErrStale
-	}
-	ids, err := res[1].AsStrSlice()
-	if err != nil {
-		return 0, fmt.Errorf("revoke sessions: %w", err)
-	}
-	if keep != "" {
-		ids = slices.DeleteFunc(ids, func(id string) bool { return id == keep })
-	}
-	s.rememberRevoked(uid, ids)
-	s.o.Audit.Feed(ctx, audit.WithCount(evs, int(n))...)
-	return int(n), nil
-}
-
-// DeleteAccount deletes an account, by an actor: its record and every
-// session, in one step that records account.deleted in its history, which
-// stays. It returns how many sessions it ended; errcode.ErrUserNotFound when there is
-// no such account. The username and the listings are the users store's to
-// free afterwards.
-func (s *Store) DeleteAccount(ctx context.Context, uid string, by audit.Actor) (int, error) {
-	ev := by.Counted(audit.AccountDeleted, uid, "", SessionsEnded)
-	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
-	defer cancel()
-	res, err := s.revocation(rctx, scripts.DeleteAccount, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid)},
-		[]string{s.k.SessionPrefix(uid), audit.Spec(s.o.Now(), ev)}).ToArray()
-	if err != nil {
-		return 0, redisx.Unavailable("delete account", err)
-	}
-	n, err := res[0].AsInt64()
-	if err != nil {
-		return 0, fmt.Errorf("delete account: %w", err)
-	}
-	if n < 0 {
-		return 0, errcode.ErrUserNotFound
-	}
-	ids, err := res[1].AsStrSlice()
-	if err != nil {
-		return 0, fmt.Errorf("delete account: %w", err)
-	}
-	s.rememberRevoked(uid, ids)
-	s.o.Audit.Feed(ctx, audit.WithCount([]audit.Event{ev}, int(n))...)
-	return int(n), nil
-}
-
-// errNotReplicated is returned (as unavailable) when a revocation was not
-// confirmed by enough replicas in time.
-var errNotReplicated = errors.New("revocation not yet replicated")
-
-// revocation runs a revoking script. With WaitReplicas it sends the script
-// and a WAIT in one pipeline to the master of the user's slot: WAIT covers
-// the writes of the connection it is sent on, so it must follow the script
-// on the same one.
-func (s *Store) revocation(ctx context.Context, script scripts.Script, ks, args []string) rueidis.RedisResult {
-	if s.o.WaitReplicas <= 0 {
-		return script.Exec(ctx, s.c, ks, args)
-	}
-	res := s.c.DoMulti(ctx,
-		s.c.B().Eval().Script(script.Src).Numkeys(int64(len(ks))).Key(ks...).Arg(args...).Build(),
-		s.c.B().Wait().Numreplicas(int64(s.o.WaitReplicas)).Timeout(s.o.WaitTimeout.Milliseconds()).Build().SetSlot(ks[0]))
-	if res[0].Error() != nil {
-		return res[0]
-	}
-	n, err := res[1].AsInt64()
-	if err == nil && n < int64(s.o.WaitReplicas) {
-		err = fmt.Errorf("%w: %d of %d replicas", errNotReplicated, n, s.o.WaitReplicas)
-	}
-	if err != nil {
-		return rueidis.NewErrorResult(err)
-	}
-	return res[0]
-}
-
 // alive is true while neither the idle timeout nor the absolute end has
 // passed. Redis expires the key then too; this also covers a read served
 // from the client-side cache in the moment before the key's expiry.
@@ -592,58 +441,4 @@ func (s *Store) decode(uid, sid string, vals []rueidis.RedisMessage) (Session, b
 		ExpiresAt:  time.Unix(num(6), 0).UTC(),
 		DPoPBound:  !vals[7].IsNil(),
 	}, true
-}
-
-func (s *Store) rememberRevoked(uid string, ids []string) {
-	if len(ids) == 0 {
-		return
-	}
-	now := time.Now()
-	for {
-		v, _ := s.revoked.LoadOrStore(uid, &tombstones{})
-		t := v.(*tombstones)
-		t.mu.Lock()
-		if t.dropped {
-			// Pruned between the load and the lock: store a fresh one.
-			t.mu.Unlock()
-			continue
-		}
-		if t.ids == nil || now.Sub(t.latest) > tombstoneTTL {
-			// All expired: start afresh, sized for a logout-all of thousands.
-			t.ids = make(map[string]time.Time, len(ids))
-		}
-		for _, id := range ids {
-			t.ids[id] = now
-		}
-		t.latest = now
-		t.mu.Unlock()
-		break
-	}
-	// Drop users whose tombstones have all expired, so the map holds only
-	// the last few seconds' revokers; one revocation a second does the walk.
-	last := s.pruned.Load()
-	if now.UnixNano()-last < int64(pruneEvery) || !s.pruned.CompareAndSwap(last, now.UnixNano()) {
-		return
-	}
-	for k, v := range s.revoked.Range {
-		t := v.(*tombstones)
-		t.mu.Lock()
-		if now.Sub(t.latest) > tombstoneTTL {
-			t.dropped = true
-			s.revoked.CompareAndDelete(k, v)
-		}
-		t.mu.Unlock()
-	}
-}
-
-func (s *Store) revokedHere(uid, sid string) bool {
-	v, ok := s.revoked.Load(uid)
-	if !ok {
-		return false
-	}
-	t := v.(*tombstones)
-	t.mu.Lock()
-	at, ok := t.ids[sid]
-	t.mu.Unlock()
-	return ok && time.Since(at) <= tombstoneTTL
 }

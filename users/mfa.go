@@ -35,7 +35,7 @@ import (
 	"github.com/sessiond/sessiond/scripts"
 )
 
-// TOTP as API.md fixes it: SHA-1, 6 digits, 30 s steps, one step of drift
+// TOTP as the API fixes it: SHA-1, 6 digits, 30 s steps, one step of drift
 // either way.
 const (
 	totpPeriod = 30
@@ -187,7 +187,7 @@ func (s *Store) RemoveMFA(ctx context.Context, uid string, by audit.Actor) error
 	return nil
 }
 
-// Second-factor methods, as API.md names them.
+// Second-factor methods, as the API names them.
 const (
 	MethodTOTP     = "totp"
 	MethodRecovery = "recovery_code"
