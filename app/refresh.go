@@ -54,7 +54,7 @@ func (h *handlers) withRefresh(c *fiber.Ctx, m *sessions.Meta) error {
 	if proof == "" {
 		return nil
 	}
-	p, err := dpop.Verify(proof, fiber.MethodPost, h.requestURL(c), time.Now())
+	p, err := dpop.Verify(proof, fiber.MethodPost, h.requestURL(c), c.Context().Time())
 	if err != nil {
 		return invalid(err.Error())
 	}
@@ -130,7 +130,7 @@ func (h *handlers) refreshSession(c *fiber.Ctx) (string, error) {
 		// A bad proof is no proof: a bound session refuses the refresh, an
 		// unbound one does not need one.
 		var pr dpop.Proof
-		if pr, proofErr = dpop.Verify(proof, fiber.MethodPost, h.requestURL(c), time.Now()); proofErr == nil {
+		if pr, proofErr = dpop.Verify(proof, fiber.MethodPost, h.requestURL(c), c.Context().Time()); proofErr == nil {
 			p.Proof = sessionProof(pr)
 		}
 	}

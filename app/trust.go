@@ -96,7 +96,7 @@ func (h *handlers) introspect(c *fiber.Ctx) error {
 		return invalid("token: is required")
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	claims, err := h.Tokens.Verify(token)
+	claims, err := h.Tokens.VerifyAt(token, c.Context().Time())
 	if err != nil {
 		return c.Send(inactive)
 	}
