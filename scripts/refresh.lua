@@ -20,7 +20,8 @@
 --   {'DPOP'}: the session is bound to a DPoP key and the request has no valid
 --     proof by it, or its proof's jti was seen before
 -- fields: device name, platform, user agent, ip, created, last seen, absolute end,
---   DPoP key thumbprint (''), the account's username and creation time.
+--   DPoP key thumbprint (''), the account's username and creation time, the session's
+--   aal, amr and auth_time ('' where it stores none).
 {{template "record.lua"}}
 {{template "slide.lua" .}}
 
@@ -42,7 +43,7 @@ local nowms = string.format('%d', now)
 
 local s = redis.call('HMGET', KEYS[1], '{{.SessRefresh}}', '{{.SessRefreshPrev}}', '{{.SessRefreshSpent}}',
   '{{.SessRefreshGen}}', '{{.SessDPoPKey}}', '{{.SessDevice}}', '{{.SessPlatform}}', '{{.SessUserAgent}}',
-  '{{.SessCreated}}', '{{.SessExpires}}')
+  '{{.SessCreated}}', '{{.SessExpires}}', '{{.SessAAL}}', '{{.SessAMR}}', '{{.SessAuthTime}}')
 local abs = tonumber(s[10])
 if not abs then return {'GONE'} end
 -- Disabling or deleting an account deletes its sessions in the same step;
@@ -86,4 +87,4 @@ if kind == 'OK' then
 end
 slide(KEYS[1], KEYS[2], ARGV[8], nowms, idle, abs * 1000, ARGV[7])
 return {kind, current, s[6] or '', s[7] or '', s[8] or '', ARGV[7], s[9] or '0', nowms, s[10],
-  s[5] or '', u[1], u[2] or '0'}
+  s[5] or '', u[1], u[2] or '0', s[11] or '', s[12] or '', s[13] or ''}

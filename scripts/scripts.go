@@ -51,6 +51,7 @@ var fields = map[string]string{
 	"SessCreated": keys.SessCreated, "SessRefresh": keys.SessRefresh, "SessRefreshPrev": keys.SessRefreshPrev,
 	"SessRefreshSpent": keys.SessRefreshSpent, "SessRefreshGen": keys.SessRefreshGen, "SessDPoPKey": keys.SessDPoPKey,
 	"UserTOTP": keys.UserTOTP, "UserTOTPPending": keys.UserTOTPPending, "UserTOTPStep": keys.UserTOTPStep,
+	"SessAAL": keys.SessAAL, "SessAMR": keys.SessAMR, "SessAuthTime": keys.SessAuthTime,
 }
 
 //go:embed *.lua lib/*.lua
@@ -84,6 +85,8 @@ var (
 	Create = load("create.lua")
 	// Touch records use of a session and slides its idle expiry.
 	Touch = load("touch.lua")
+	// Reauth records a step-up of a session in place.
+	Reauth = load("reauth.lua")
 	// Refresh spends a session's refresh token and makes its successor
 	// current, answers a retry within the grace, or ends the session when a
 	// token spent before the grace comes back.
@@ -137,4 +140,6 @@ var (
 	TOTPUse = load("totp_use.lua")
 	// RecoveryUse spends a recovery code, once.
 	RecoveryUse = load("recovery_use.lua")
+	// RecoveryRegen replaces an account's recovery codes.
+	RecoveryRegen = load("recovery_regen.lua")
 )

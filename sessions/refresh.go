@@ -179,6 +179,7 @@ func (s *Store) refreshed(uid, sid string, str func(int) string) Refreshed {
 	sess := Session{ID: sid, UserID: uid, DeviceName: str(2), Platform: str(3), UserAgent: str(4), IP: str(5),
 		CreatedAt: time.Unix(num(6), 0).UTC(), LastSeenAt: time.UnixMilli(num(7)).UTC(),
 		ExpiresAt: time.Unix(num(8), 0).UTC(), DPoPBound: str(9) != ""}
+	sess.Assurance = s.raisedHere(uid, sid, assuranceOf(num(6), str(12), str(13), str(14)))
 	sess.RefreshExpiresAt = s.refreshExpiry(sess.LastSeenAt, sess.ExpiresAt)
 	return Refreshed{Session: sess, Username: str(10), AccountCreatedAt: time.UnixMilli(num(11)).UTC()}
 }

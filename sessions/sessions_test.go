@@ -394,8 +394,8 @@ func TestUpdateAccountKeepsSessionsRoleCurrent(t *testing.T) {
 		return v
 	}
 	a, b, gone := f.create(f.uid), f.create(f.uid), f.create(f.uid)
-	if got, err := f.s.Use(ctx, f.uid, a.ID, "ip"); err != nil || got != "" || role(a.ID) != "" {
-		t.Fatalf("Check after login: %q, %v; want \"\", the default role, which sessions do not store", got, err)
+	if got, err := f.s.Use(ctx, f.uid, a.ID, "ip"); err != nil || got.Role != "" || role(a.ID) != "" {
+		t.Fatalf("Check after login: %q, %v; want \"\", the default role, which sessions do not store", got.Role, err)
 	}
 	f.c.Do(ctx, f.c.B().Del().Key(f.sessKey(f.uid, gone.ID)).Build()) // expired, still indexed
 
@@ -426,8 +426,8 @@ func TestUpdateAccountKeepsSessionsRoleCurrent(t *testing.T) {
 	if n, _ := f.c.Do(ctx, f.c.B().Hexists().Key(f.sessKey(f.uid, a.ID)).Field(keys.SessRole).Build()).AsInt64(); n != 0 {
 		t.Fatal("a session kept rl after the account went back to the default role")
 	}
-	if got, err := f.s.Use(ctx, f.uid, b.ID, "ip"); err != nil || got != "" {
-		t.Fatalf("Use after the demotion: %q, %v", got, err)
+	if got, err := f.s.Use(ctx, f.uid, b.ID, "ip"); err != nil || got.Role != "" {
+		t.Fatalf("Use after the demotion: %q, %v", got.Role, err)
 	}
 	if err := f.s.UpdateAccount(ctx, "ghost", keys.AccountUpdate{Role: ptr("admin")}); !errors.Is(err, errcode.ErrUserNotFound) {
 		t.Fatalf("a missing account: %v, want ErrUserNotFound", err)

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +59,31 @@ type Session struct {
 	RefreshToken string
 	// RefreshExpiresAt is when RefreshToken ends unless the session is used.
 	RefreshExpiresAt time.Time
+	// Assurance: how the session's user last authenticated (a step-up
+	// changes it in place).
+	Assurance
+}
+
+// Assurance is how strongly, and when, a session's user authenticated.
+type Assurance struct {
+	// AAL is 1 for one factor, 2 for two (or a passkey with user
+	// verification).
+	AAL int
+	// AMR are the RFC 8176 methods used: pwd, otp, hwk, mfa.
+	AMR []string
+	// AuthTime is when the user last authenticated (sign-in or step-up).
+	AuthTime time.Time
+}
+
+// passwordOnly is the methods of a password sign-in.
+var passwordOnly = []string{"pwd"}
+
+// Access is what a request's session check learns of the session: the
+// account's role as the session holds it ("" for the default role) and the
+// session's assurance.
+type Access struct {
+	Role string
+	Assurance
 }
 
 // Meta is what is known about a new session's device and client.
@@ -70,6 +97,10 @@ type Meta struct {
 	// Proof, with Refresh, binds the session's refresh tokens to the key of
 	// the sign-in's DPoP proof; its jti is then accepted once.
 	Proof *Proof
+	// AAL and AMR are how the sign-in authenticated; zero: a password alone
+	// (aal 1, amr pwd).
+	AAL int
+	AMR []string
 }
 
 // Options configure a Store; each is required unless it says otherwise (the
@@ -138,6 +169,8 @@ type Store struct {
 	// keying it by user makes a logout-all of 10,000 sessions one store of a
 	// map built at its final size.
 	revoked sync.Map // uid → *tombstones
+	// raised are this process's recent step-ups (assurance.go).
+	raised raises
 	// pruned is when revoked was last walked for expired users (unix ns):
 	// at most once per pruneEvery, not on every revocation, so a script
 	// revoking many users' sessions one by one costs linear time, not
@@ -203,6 +236,7 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 		CreatedAt: now, LastSeenAt: now,
 		// JWT exp is whole seconds; the session must not outlive its token.
 		ExpiresAt: now.Add(s.o.MaxLifetime).Truncate(time.Second),
+		Assurance: Assurance{AAL: max(m.AAL, 1), AMR: cmpOr(m.AMR, passwordOnly), AuthTime: now.Truncate(time.Second)},
 	}
 	expiry := now.Add(s.o.IdleTimeout)
 	if sess.ExpiresAt.Before(expiry) {
@@ -218,7 +252,7 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 	args := append([]string{cv, ms(now), ms(expiry), strconv.Itoa(s.o.MaxPerUser), s.k.SessionPrefix(uid), sess.ID,
 		keys.SessDevice, m.DeviceName, keys.SessPlatform, m.Platform, keys.SessUserAgent, m.UserAgent, keys.SessIP, m.IP,
 		keys.SessCreated, secs(now), keys.SessLastSeen, ms(now), keys.SessExpires, secs(sess.ExpiresAt)},
-		append(refresh, audit.SpecEvicting(now, signIn, evict))...)
+		append(append(refresh, assuranceFields(sess.Assurance)...), audit.SpecEvicting(now, signIn, evict))...)
 	ks := []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Session(uid, sess.ID), s.k.Events(uid)}
 	if m.Refresh && m.Proof != nil {
 		ks, args = append(ks, s.proofRecord(uid, m.Proof)), append(args, millis(m.Proof.Remember))
@@ -253,10 +287,53 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 }
 
 // useFields are all Use reads: whether the session is live, when it was
-// last used, and the account's role. The rest of the hash is not needed on
-// every request, and a smaller read makes a smaller cache entry with less to
-// decode.
-var useFields = []string{keys.SessLastSeen, keys.SessExpires, keys.SessRole}
+// last used, the account's role and the session's assurance. The rest of
+// the hash is not needed on every request, and a smaller read makes a
+// smaller cache entry with less to decode.
+var useFields = []string{keys.SessLastSeen, keys.SessExpires, keys.SessRole,
+	keys.SessCreated, keys.SessAAL, keys.SessAMR, keys.SessAuthTime}
+
+// assuranceFields are the session hash fields that store a's assurance:
+// none for a password sign-in's.
+func assuranceFields(a Assurance) []string {
+	var f []string
+	if a.AAL > 1 {
+		f = append(f, keys.SessAAL, strconv.Itoa(a.AAL))
+	}
+	if !slices.Equal(a.AMR, passwordOnly) {
+		f = append(f, keys.SessAMR, strings.Join(a.AMR, " "))
+	}
+	return f
+}
+
+// assuranceOf reads a session's assurance from its aal, amr and auth_time
+// fields ("" when absent) and its creation time.
+func assuranceOf(created int64, aal, amr, authTime string) Assurance {
+	a := Assurance{AAL: 1, AMR: passwordOnly, AuthTime: time.Unix(created, 0).UTC()}
+	if v, err := strconv.Atoi(aal); err == nil && v > 1 {
+		a.AAL = v
+	}
+	if amr != "" {
+		a.AMR = strings.Fields(amr)
+	}
+	if v, err := strconv.ParseInt(authTime, 10, 64); err == nil && v > 0 {
+		a.AuthTime = time.Unix(v, 0).UTC()
+	}
+	return a
+}
+
+// optional is a field's value, "" when the hash has none.
+func optional(v rueidis.RedisMessage) string {
+	s, _ := v.ToString()
+	return s
+}
+
+func cmpOr(a, b []string) []string {
+	if len(a) == 0 {
+		return b
+	}
+	return a
+}
 
 // deviceDetail describes a sign-in's device for its event.
 func deviceDetail(m Meta) string {
@@ -282,14 +359,14 @@ func deviceDetail(m Meta) string {
 // counted (Metrics) and logged at most once a minute, and touches pause for
 // a second. A session in use then idles out from its last recorded use. Any
 // other failure of the touch (a timeout, a lost connection) fails closed.
-func (s *Store) Use(ctx context.Context, uid, sid, ip string) (role string, err error) {
+func (s *Store) Use(ctx context.Context, uid, sid, ip string) (acc Access, err error) {
 	now := s.o.Now()
-	seen, role, err := s.live(ctx, uid, sid, now)
+	seen, acc, err := s.live(ctx, uid, sid, now)
 	if err != nil || now.Sub(seen) < s.touch {
-		return role, err
+		return acc, err
 	}
 	if time.Now().UnixNano() < s.touchPausedUntil.Load() {
-		return role, nil // Redis was out of memory a moment ago
+		return acc, nil // Redis was out of memory a moment ago
 	}
 	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
@@ -298,15 +375,15 @@ func (s *Store) Use(ctx context.Context, uid, sid, ip string) (role string, err 
 	if redisx.IsOOM(err) {
 		// The script's first write is the one refused: nothing was written.
 		s.touchRefusedOOM(err)
-		return role, nil
+		return acc, nil
 	}
 	if err != nil {
-		return "", redisx.Unavailable("touch session", err)
+		return Access{}, redisx.Unavailable("touch session", err)
 	}
 	if n == 0 {
-		return "", ErrNotFound
+		return Access{}, ErrNotFound
 	}
-	return role, nil
+	return acc, nil
 }
 
 // touchRefusedOOM counts a touch Redis refused for want of memory, pauses
@@ -326,36 +403,38 @@ func (s *Store) touchRefusedOOM(err error) {
 }
 
 // Check reports whether a session of uid is live, as Use does, and returns
-// the account's role as the session holds it, without recording use: for a
-// third party asking about a token (introspection).
-func (s *Store) Check(ctx context.Context, uid, sid string) (role string, err error) {
-	_, role, err = s.live(ctx, uid, sid, s.o.Now())
-	return role, err
+// what Use does, without recording use: for a third party asking about a
+// token (introspection).
+func (s *Store) Check(ctx context.Context, uid, sid string) (Access, error) {
+	_, acc, err := s.live(ctx, uid, sid, s.o.Now())
+	return acc, err
 }
 
 // live reads what Use and Check need of a session, through the client-side
 // cache: ErrNotFound unless it exists, belongs to uid and has neither idled
 // out nor reached its end at now; else when it was last used and the role.
-func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastSeen time.Time, role string, err error) {
+func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastSeen time.Time, acc Access, err error) {
 	if s.revokedHere(uid, sid) {
-		return time.Time{}, "", ErrNotFound
+		return time.Time{}, Access{}, ErrNotFound
 	}
 	vals, from, err := redisx.CachedHMGet(ctx, s.c, s.o.Liveness, now, s.k.Session(uid, sid), useFields, cacheTTL, s.o.Timeout)
 	s.o.Metrics.CacheRead(from)
 	if err != nil {
-		return time.Time{}, "", err
+		return time.Time{}, Access{}, err
 	}
 	if vals[1].IsNil() {
-		return time.Time{}, "", ErrNotFound
+		return time.Time{}, Access{}, ErrNotFound
 	}
 	seenMS, _ := vals[0].AsInt64()
 	expires, _ := vals[1].AsInt64()
-	role, _ = vals[2].ToString()
+	acc.Role, _ = vals[2].ToString()
 	lastSeen = time.UnixMilli(seenMS)
 	if !s.alive(lastSeen, time.Unix(expires, 0), now) {
-		return time.Time{}, "", ErrNotFound
+		return time.Time{}, Access{}, ErrNotFound
 	}
-	return lastSeen, role, nil
+	created, _ := vals[3].AsInt64()
+	acc.Assurance = s.raisedHere(uid, sid, assuranceOf(created, optional(vals[4]), optional(vals[5]), optional(vals[6])))
+	return lastSeen, acc, nil
 }
 
 // List returns a user's live sessions, most recently used first.
@@ -423,7 +502,8 @@ func (s *Store) alive(lastSeen, expires, now time.Time) bool {
 // sessFields are read positionally (HMGET): cheaper on the hot path than
 // building a map per request.
 var sessFields = []string{keys.SessDevice, keys.SessPlatform, keys.SessUserAgent, keys.SessIP,
-	keys.SessCreated, keys.SessLastSeen, keys.SessExpires, keys.SessDPoPKey}
+	keys.SessCreated, keys.SessLastSeen, keys.SessExpires, keys.SessDPoPKey,
+	keys.SessAAL, keys.SessAMR, keys.SessAuthTime}
 
 // decode reads session sid of user uid from the values of sessFields. A
 // missing hash reads as all nils.
@@ -440,5 +520,6 @@ func (s *Store) decode(uid, sid string, vals []rueidis.RedisMessage) (Session, b
 		LastSeenAt: time.UnixMilli(num(5)).UTC(),
 		ExpiresAt:  time.Unix(num(6), 0).UTC(),
 		DPoPBound:  !vals[7].IsNil(),
+		Assurance:  s.raisedHere(uid, sid, assuranceOf(num(4), str(8), str(9), str(10))),
 	}, true
 }

@@ -178,6 +178,12 @@ const (
 	// SessDPoPKey is the RFC 7638 thumbprint (base64url) of the DPoP key a
 	// session's refresh tokens are bound to; absent when they are not.
 	SessDPoPKey = "jk"
+	// Assurance (aal, amr, auth_time), each stored only when it differs
+	// from a password sign-in's (aal 1, amr pwd, auth_time = created), so
+	// most sessions pay no byte for it. A step-up rewrites them in place.
+	SessAAL      = "al" // "2" for two factors; absent: 1
+	SessAMR      = "am" // RFC 8176 methods, space-separated; absent: "pwd"
+	SessAuthTime = "at" // unix seconds of the last authentication; absent: created
 )
 
 // DefaultRole is the role a session hash stores no SessRole for: most
