@@ -50,12 +50,16 @@ const (
 	MFAFailed              = "mfa.failed"
 	RecoveryCodeUsed       = "recovery_code.used"
 	SessionReauthenticated = "session.reauthenticated"
+	// RecoveryCodesRegenerated: an account's recovery codes were replaced
+	// by new ones (the old ones stop working).
+	RecoveryCodesRegenerated = "recovery_codes.regenerated"
 )
 
 // Types are every event type, for filters.
 var Types = []string{LoginSucceeded, LoginFailed, LoginThrottled, SessionRevoked, SessionsRevokedAll,
 	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted,
-	ClientAuthFailed, SessionReuseDetected, MFAEnrolled, MFARemoved, MFAFailed, RecoveryCodeUsed, SessionReauthenticated}
+	ClientAuthFailed, SessionReuseDetected, MFAEnrolled, MFARemoved, MFAFailed, RecoveryCodeUsed, SessionReauthenticated,
+	RecoveryCodesRegenerated}
 
 // Retention: a user's history keeps its newest PerUserMax events, the feed
 // its newest FeedMax, and neither anything older than MaxAge (refusals: see

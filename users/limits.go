@@ -267,6 +267,18 @@ func (s *Store) settle(ctx context.Context, a attempt, outcome string) {
 // running check; a wrong credential is ErrInvalidCredentials. Introspection
 // clients' secrets have limits of their own (GuardClient).
 func (s *Store) Guard(ctx context.Context, username, clientIP string, check func() (bool, error)) error {
+	return s.guard(ctx, username, clientIP, func() (bool, bool, error) {
+		ok, err := check()
+		return ok, ok, err
+	})
+}
+
+// guard is Guard for a check that may pass only partly: a right password
+// of an account with a second factor (complete false) is no failure, but
+// clears no budget either, or whoever knows the password could reset the
+// budgets between guesses at the code; the second factor's own check,
+// under Guard, clears them when it passes.
+func (s *Store) guard(ctx context.Context, username, clientIP string, check func() (ok, complete bool, err error)) error {
 	limiters, err := s.limiters(ctx, username, clientIP)
 	if err != nil {
 		return err
@@ -275,7 +287,7 @@ func (s *Store) Guard(ctx context.Context, username, clientIP string, check func
 	if err != nil {
 		return err
 	}
-	ok, err := check()
+	ok, complete, err := check()
 	switch {
 	case err != nil:
 		s.settle(ctx, a, "return") // no password was checked
@@ -283,6 +295,9 @@ func (s *Store) Guard(ctx context.Context, username, clientIP string, check func
 	case !ok:
 		s.settle(ctx, a, "fail")
 		return ErrInvalidCredentials
+	case !complete:
+		s.settle(ctx, a, "return")
+		return nil
 	}
 	s.settle(ctx, a, "ok")
 	return nil

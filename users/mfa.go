@@ -404,3 +404,56 @@ func (s *Store) MFAInUse(ctx context.Context) (bool, error) {
 	}
 	return n == 1, nil
 }
+
+// VerifySecondFactor checks and spends a TOTP code or a recovery code of an
+// account (exactly one non-empty), under the failed-login limits of its name
+// and clientIP, as a password is: wrong codes count against the same
+// budgets, and past a limit it is *TooManyAttemptsError without a check. It
+// returns the method that passed; a wrong or replayed code is
+// ErrInvalidCredentials (recorded as mfa.failed).
+func (s *Store) VerifySecondFactor(ctx context.Context, uid, code, recovery string, by audit.Actor, sid string) (string, error) {
+	u, err := s.Get(ctx, uid)
+	if err != nil {
+		return "", err
+	}
+	var method string
+	err = s.Guard(ctx, u.Username, by.IP, func() (bool, error) {
+		var err error
+		method, err = s.CheckSecondFactor(ctx, uid, code, recovery, by, sid)
+		if errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrNoSecondFactor) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		var tooMany *TooManyAttemptsError
+		if errors.As(err, &tooMany) {
+			_ = s.o.Audit.Refused(ctx, audit.Refusal{Type: audit.LoginThrottled, UserID: uid, Kind: audit.KindSecondFactor,
+				IP: by.IP, UserAgent: by.UserAgent}, s.o.FailureWindow)
+		}
+		return "", err
+	}
+	return method, nil
+}
+
+// RegenerateRecoveryCodes replaces an account's recovery codes with new ones
+// and returns them (shown once). ErrNoSecondFactor when it has no TOTP.
+func (s *Store) RegenerateRecoveryCodes(ctx context.Context, uid string, by audit.Actor) ([]string, error) {
+	codes, digests, err := newRecoveryCodes()
+	if err != nil {
+		return nil, err
+	}
+	ev := by.Event(audit.RecoveryCodesRegenerated, uid, "", strconv.Itoa(len(codes))+" new codes")
+	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	defer cancel()
+	n, err := scripts.RecoveryRegen.Exec(rctx, s.c, []string{s.k.User(uid), s.k.Recovery(uid), s.k.Events(uid)},
+		append(digests, audit.Spec(s.o.Now(), ev))).AsInt64()
+	if err != nil {
+		return nil, redisx.Unavailable("replace recovery codes", err)
+	}
+	if n == 0 {
+		return nil, ErrNoSecondFactor
+	}
+	s.o.Audit.Feed(ctx, ev)
+	return codes, nil
+}

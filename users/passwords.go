@@ -69,17 +69,19 @@ func (s *Store) Authenticate(ctx context.Context, username, password string, fro
 	// Each Redis step has its own deadline: bcrypt in between may take longer
 	// than one (cost 14 is about a second, more on a loaded machine).
 	var u User
-	err := s.Guard(ctx, username, from.IP, func() (bool, error) {
+	err := s.guard(ctx, username, from.IP, func() (bool, bool, error) {
 		var err error
 		u, err = s.FindByUsername(ctx, username)
 		if err != nil && !errors.Is(err, errcode.ErrUserNotFound) {
-			return false, err
+			return false, false, err
 		}
 		if errors.Is(err, errcode.ErrUserNotFound) {
 			s.compareUnknown(ctx, password)
-			return false, nil
+			return false, false, nil
 		}
-		return s.compare(ctx, u.hash, password), nil
+		ok := s.compare(ctx, u.hash, password)
+		// With a second factor the sign-in is not done yet.
+		return ok, ok && !u.HasTOTP(), nil
 	})
 	if err != nil {
 		s.recordRefusal(ctx, err, u.ID, username, from, audit.KindSignIn)
