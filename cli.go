@@ -37,6 +37,7 @@ const userUsage = `usage: sessiond user COMMAND
   role ID|NAME user|admin                    change its role
   password ID|NAME                           set its password from stdin (ends every session)
   delete ID|NAME                             delete it (ends every session, frees the name)
+  mfa-reset ID|NAME                          remove its second factors (TOTP, recovery codes, passkeys)
 ID|NAME is an account's id or username; write id:ID or name:NAME when one
 account's username is another account's id (the command refuses otherwise).
 Each needs REDIS_URL and the same configuration as the service (JWT_SECRET or
@@ -53,7 +54,7 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if sub == "add" {
 		return userAdd(args, stdin, stdout, stderr)
 	}
-	wantArgs := map[string]int{"list": 0, "find": 1, "show": 1, "logout": 1, "disable": 1, "enable": 1, "role": 2, "password": 1, "delete": 1}
+	wantArgs := map[string]int{"list": 0, "find": 1, "show": 1, "logout": 1, "disable": 1, "enable": 1, "role": 2, "password": 1, "delete": 1, "mfa-reset": 1}
 	n, known := wantArgs[sub]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -155,6 +156,11 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fail(stderr, "user "+sub, err)
 		}
 		fmt.Fprintf(out, "%s %q: role %s, disabled %v; %d sessions ended\n", u.ID, u.Username, u.Role, u.Disabled, n)
+	case "mfa-reset":
+		if err := a.ResetMFA(ctx, u.ID, by); err != nil {
+			return fail(stderr, "user mfa-reset", err)
+		}
+		fmt.Fprintf(out, "removed every second factor of %q; it signs in with its password alone until it enrolls again\n", u.Username)
 	case "delete":
 		n, err := a.Delete(ctx, u.ID, by)
 		if err != nil {

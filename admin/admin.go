@@ -23,6 +23,9 @@ import (
 type Admin struct {
 	Users    *users.Store
 	Sessions *sessions.Store
+	// Passkeys removes every passkey of an account (nil: passkeys are not
+	// configured).
+	Passkeys func(ctx context.Context, uid string, by audit.Actor) error
 }
 
 // Change applies an admin's change to an account (role, disabled, password)
@@ -112,6 +115,20 @@ func (a Admin) Delete(ctx context.Context, id string, by audit.Actor) (int, erro
 		return 0, err
 	}
 	return n, a.Users.Forget(ctx, u)
+}
+
+// ResetMFA removes every second factor of an account (a user who lost the
+// device): its TOTP secret and recovery codes, then its passkeys when
+// Passkeys is set. The account's sessions stay: they were signed in with
+// the factors the user had. errcode.ErrUserNotFound for no such account.
+func (a Admin) ResetMFA(ctx context.Context, id string, by audit.Actor) error {
+	if err := a.Users.RemoveMFA(ctx, id, by); err != nil {
+		return err
+	}
+	if a.Passkeys != nil {
+		return a.Passkeys(ctx, id, by)
+	}
+	return nil
 }
 
 // ForceLogout ends every session of an account and returns how many.

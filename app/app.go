@@ -52,6 +52,12 @@ type Deps struct {
 	// PublicURL is the service's public base URL, without a trailing slash
 	// ("": the request's own), that DPoP proofs name in htu.
 	PublicURL string
+	// StepUpMaxAge is how recent a session's auth_time must be to add or
+	// remove a factor (STEP_UP_MAX_AGE); 0 means its default, 10m.
+	StepUpMaxAge time.Duration
+	// AdminRequiresAAL2 makes every admin route answer 403 step_up_required
+	// to an admin whose session is at aal 1 (ADMIN_REQUIRES_AAL2).
+	AdminRequiresAAL2 bool
 	// ReadTimeout bounds reading a request, headers and body, so a slow
 	// client cannot hold a connection; KeepAliveTimeout bounds a keep-alive
 	// connection between requests. Both are required.
@@ -102,6 +108,9 @@ func (d Deps) withDefaults() Deps {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
+	if d.StepUpMaxAge <= 0 {
+		d.StepUpMaxAge = stepUpMaxAge
+	}
 	return d
 }
 
@@ -123,6 +132,7 @@ func New(d Deps) *fiber.App {
 
 	r.add(fiber.MethodPost, "/v1/auth/login", h.login)
 	r.add(fiber.MethodPost, "/v1/auth/refresh", h.refresh)
+	r.add(fiber.MethodPost, "/v1/auth/login/mfa", h.loginMFA)
 	r.add(fiber.MethodPost, "/v1/oauth/introspect", h.introspect)
 	// The token is checked by each route, not by a middleware over /v1: a
 	// refusal is then counted under its route's pattern, and a method the
@@ -134,6 +144,15 @@ func New(d Deps) *fiber.App {
 	authed(fiber.MethodGet, "/v1/me", h.me)
 	authed(fiber.MethodPut, "/v1/me/password", h.changePassword)
 	authed(fiber.MethodGet, "/v1/me/events", h.myEvents)
+	authed(fiber.MethodPost, "/v1/auth/reauthenticate", h.reauthenticate)
+	authed(fiber.MethodGet, "/v1/me/mfa", h.mfaStatus)
+	fresh := func(method, path string, handler fiber.Handler) {
+		r.add(method, path, h.authenticate, h.requireFresh, handler)
+	}
+	fresh(fiber.MethodPost, "/v1/me/mfa/totp", h.beginTOTP)
+	fresh(fiber.MethodPost, "/v1/me/mfa/totp/confirm", h.confirmTOTP)
+	fresh(fiber.MethodDelete, "/v1/me/mfa/totp", h.removeTOTP)
+	fresh(fiber.MethodPost, "/v1/me/mfa/recovery-codes", h.regenerateRecoveryCodes)
 	authed(fiber.MethodGet, "/v1/sessions", h.listSessions)
 	authed(fiber.MethodDelete, "/v1/sessions", h.revokeOtherSessions)
 	authed(fiber.MethodDelete, "/v1/sessions/:id", h.revokeSession)
@@ -150,6 +169,7 @@ func New(d Deps) *fiber.App {
 	admin(fiber.MethodGet, "/users/:id/sessions", h.userSessions)
 	admin(fiber.MethodDelete, "/users/:id/sessions", h.forceLogout)
 	admin(fiber.MethodDelete, "/users/:id/sessions/:sid", h.forceLogoutOne)
+	admin(fiber.MethodDelete, "/users/:id/mfa", h.adminRemoveMFA)
 
 	h.console(f)
 

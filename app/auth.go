@@ -26,6 +26,9 @@ type caller struct {
 	Username         string
 	AccountCreatedAt time.Time
 	Role             string
+	// Assurance is the session's, as it is now (a step-up raises it in
+	// place, so it is never read from the token).
+	sessions.Assurance
 }
 
 type callerKey struct{}
@@ -87,7 +90,7 @@ func (h *handlers) checkSession(c *fiber.Ctx, token string) error {
 	if err != nil {
 		return err
 	}
-	role, err := h.Sessions.Use(c.UserContext(), claims.UserID, claims.SessionID, h.clientIP(c))
+	acc, err := h.Sessions.Use(c.UserContext(), claims.UserID, claims.SessionID, h.clientIP(c))
 	if errors.Is(err, sessions.ErrNotFound) {
 		return errSessionEnded
 	}
@@ -95,7 +98,7 @@ func (h *handlers) checkSession(c *fiber.Ctx, token string) error {
 		return err
 	}
 	c.Locals(callerKey{}, caller{UserID: claims.UserID, SessionID: claims.SessionID,
-		Username: claims.Username, AccountCreatedAt: claims.AccountCreatedAt, Role: role})
+		Username: claims.Username, AccountCreatedAt: claims.AccountCreatedAt, Role: acc.Role, Assurance: acc.Assurance})
 	return nil
 }
 
@@ -108,6 +111,9 @@ func (h *handlers) requireAdmin(c *fiber.Ctx) error {
 	}
 	if !ok {
 		return errForbidden
+	}
+	if h.AdminRequiresAAL2 && callerOf(c).AAL < 2 {
+		return errStepUp
 	}
 	return c.Next()
 }

@@ -34,16 +34,19 @@ const (
 
 // Wire shapes, as app/openapi.json describes them.
 type sessionJSON struct {
-	ID         string `json:"id"`
-	DeviceName string `json:"device_name"`
-	Platform   string `json:"platform"`
-	UserAgent  string `json:"user_agent"`
-	IP         string `json:"ip"`
-	CreatedAt  string `json:"created_at"`
-	LastSeenAt string `json:"last_seen_at"`
-	ExpiresAt  string `json:"expires_at"`
-	Current    bool   `json:"current"`
-	DPoPBound  bool   `json:"dpop_bound,omitempty"`
+	ID         string   `json:"id"`
+	DeviceName string   `json:"device_name"`
+	Platform   string   `json:"platform"`
+	UserAgent  string   `json:"user_agent"`
+	IP         string   `json:"ip"`
+	CreatedAt  string   `json:"created_at"`
+	LastSeenAt string   `json:"last_seen_at"`
+	ExpiresAt  string   `json:"expires_at"`
+	Current    bool     `json:"current"`
+	DPoPBound  bool     `json:"dpop_bound,omitempty"`
+	AAL        int      `json:"aal"`
+	AMR        []string `json:"amr"`
+	AuthTime   string   `json:"auth_time"`
 }
 
 type userJSON struct {
@@ -59,7 +62,8 @@ func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 func toSessionJSON(s sessions.Session, currentID string) sessionJSON {
 	return sessionJSON{ID: s.ID, DeviceName: s.DeviceName, Platform: s.Platform, UserAgent: s.UserAgent,
 		IP: s.IP, CreatedAt: rfc3339(s.CreatedAt), LastSeenAt: rfc3339(s.LastSeenAt),
-		ExpiresAt: rfc3339(s.ExpiresAt), Current: currentID != "" && s.ID == currentID, DPoPBound: s.DPoPBound}
+		ExpiresAt: rfc3339(s.ExpiresAt), Current: currentID != "" && s.ID == currentID, DPoPBound: s.DPoPBound,
+		AAL: s.AAL, AMR: s.AMR, AuthTime: rfc3339(s.AuthTime)}
 }
 
 func toSessionsJSON(list []sessions.Session, currentID string) fiber.Map {
@@ -153,6 +157,7 @@ const maxStaleRetries = 3
 var outcomes = map[string]string{
 	errcode.InvalidCredentials: "failed", errcode.TooManyAttempts: "throttled",
 	errcode.AccountDisabled: "disabled", errcode.Unavailable: "unavailable",
+	errcode.MFARequired: "mfa_required",
 }
 
 // outcomeOf is the outcome of a credential check that ended with err: ""
@@ -207,7 +212,9 @@ func (h *handlers) login(c *fiber.Ctx) error {
 
 // openSession checks a username and password and starts a session with its
 // token: the core of a sign-in, through the API or the console, and the one
-// place its outcome is counted.
+// place its outcome is counted. For an account with a second factor it
+// starts no session: it answers *mfaRequiredError with the mfa_token that
+// finishSignIn takes with the factor.
 func (h *handlers) openSession(c *fiber.Ctx, username, password string, meta sessions.Meta) (_ sessions.Session, _ string, err error) {
 	defer func() { h.Metrics.Login(outcomeOf(err)) }()
 	ctx := c.UserContext()
@@ -216,7 +223,15 @@ func (h *handlers) openSession(c *fiber.Ctx, username, password string, meta ses
 		if err != nil {
 			return sessions.Session{}, "", err
 		}
-		sess, err := h.Sessions.Create(ctx, u.ID, u.CredentialVersion, meta)
+		if u.HasTOTP() {
+			token, err := h.Users.StartMFA(ctx, users.MFAPending{UserID: u.ID, CredentialVersion: u.CredentialVersion,
+				DeviceName: meta.DeviceName, Platform: meta.Platform})
+			if err != nil {
+				return sessions.Session{}, "", err
+			}
+			return sessions.Session{}, "", &mfaRequiredError{token: token, methods: mfaMethods}
+		}
+		sess, token, err := h.issue(c, u, u.CredentialVersion, meta)
 		switch {
 		case errors.Is(err, sessions.ErrStale), errors.Is(err, errcode.ErrUserNotFound):
 			// A password change, disable, force-logout or deletion landed
@@ -227,14 +242,24 @@ func (h *handlers) openSession(c *fiber.Ctx, username, password string, meta ses
 		case err != nil:
 			return sessions.Session{}, "", err
 		}
-		token, err := h.Tokens.Sign(tokens.Claims{UserID: sess.UserID, SessionID: sess.ID,
-			IssuedAt: sess.CreatedAt, ExpiresAt: h.accessExpiry(sess, sess.CreatedAt), Username: u.Username, AccountCreatedAt: u.CreatedAt})
-		if err != nil {
-			return sessions.Session{}, "", err
-		}
 		return sess, token, nil
 	}
 	return sessions.Session{}, "", errLoginRaced
+}
+
+// issue starts a session of account u, whose credentials were checked at
+// version cv, and signs its token.
+func (h *handlers) issue(c *fiber.Ctx, u users.User, cv string, meta sessions.Meta) (sessions.Session, string, error) {
+	sess, err := h.Sessions.Create(c.UserContext(), u.ID, cv, meta)
+	if err != nil {
+		return sessions.Session{}, "", err
+	}
+	token, err := h.Tokens.Sign(tokens.Claims{UserID: sess.UserID, SessionID: sess.ID,
+		IssuedAt: sess.CreatedAt, ExpiresAt: h.accessExpiry(sess, sess.CreatedAt), Username: u.Username, AccountCreatedAt: u.CreatedAt})
+	if err != nil {
+		return sessions.Session{}, "", err
+	}
+	return sess, token, nil
 }
 
 func (h *handlers) logout(c *fiber.Ctx) error {

@@ -289,7 +289,7 @@ func TestOpenAPIValidatorCatchesDrift(t *testing.T) {
 		when = "2025-01-02T03:04:05Z"
 	)
 	session := `{"id":"` + sid + `","device_name":"Alice's iPhone","platform":"ios","user_agent":"MyApp/3.2",` +
-		`"ip":"203.0.113.7","created_at":"` + when + `","last_seen_at":"` + when + `","expires_at":"` + when + `","current":true}`
+		`"ip":"203.0.113.7","created_at":"` + when + `","last_seen_at":"` + when + `","expires_at":"` + when + `","current":true,"aal":1,"amr":["pwd"],"auth_time":"` + when + `"}`
 	noCurrent := strings.Replace(session, `,"current":true`, "", 1)
 	user := `{"id":"` + uid + `","username":"alice","role":"user","disabled":false,"created_at":"` + when + `"}`
 	prob := func(status int, code string) string {
@@ -305,7 +305,8 @@ func TestOpenAPIValidatorCatchesDrift(t *testing.T) {
 		}
 		return h
 	}
-	verified := http.Header{"X-User-Id": {uid}, "X-Username": {"alice"}, "X-User-Role": {"user"}, "X-Session-Id": {sid}}
+	verified := http.Header{"X-User-Id": {uid}, "X-Username": {"alice"}, "X-User-Role": {"user"}, "X-Session-Id": {sid},
+		"X-Session-Aal": {"1"}, "X-Auth-Time": {"1700000000"}}
 
 	for _, c := range []struct {
 		name         string
@@ -350,15 +351,21 @@ func TestOpenAPIValidatorCatchesDrift(t *testing.T) {
 		{"verify", "GET", "/v1/auth/verify", 200, verified, "", true},
 		{"verify with a body", "GET", "/v1/auth/verify", 200, verified, "OK", false},
 		{"verify without X-Session-Id", "GET", "/v1/auth/verify", 200, with(verified, "X-Session-Id", ""), "", false},
+		{"verify with an aal of 3", "GET", "/v1/auth/verify", 200, with(verified, "X-Session-AAL", "3"), "", false},
+		{"a session without aal", "GET", "/v1/sessions", 200, jsonCT, `{"sessions":[` + strings.Replace(session, `"aal":1,`, "", 1) + `]}`, false},
+		{"mfa_required with its token", "POST", "/v1/auth/login", 401, with(problemCT, "WWW-Authenticate", "Bearer"),
+			strings.Replace(prob(401, "mfa_required"), "}", `,"mfa_token":"T","methods":["totp","recovery_code"]}`, 1), true},
 		{"introspection, inactive", "POST", "/v1/oauth/introspect", 200, jsonCT, `{"active":false}`, true},
 		{"introspection, inactive with more", "POST", "/v1/oauth/introspect", 200, jsonCT,
 			`{"active":false,"sub":"` + uid + `"}`, false},
 		{"introspection, active", "POST", "/v1/oauth/introspect", 200, jsonCT,
 			`{"active":true,"sub":"` + uid + `","username":"alice","role":"admin","sid":"` + sid +
-				`","iss":"sessiond","aud":"sessiond","iat":1700000000,"exp":1707776000,"token_type":"Bearer"}`, true},
+				`","iss":"sessiond","aud":"sessiond","iat":1700000000,"exp":1707776000,"token_type":"Bearer",` +
+				`"acr":"2","amr":["pwd","otp","mfa"],"auth_time":1700000000}`, true},
 		{"introspection, active without sid", "POST", "/v1/oauth/introspect", 200, jsonCT,
 			`{"active":true,"sub":"` + uid + `","username":"alice","role":"admin",` +
-				`"iss":"sessiond","aud":"sessiond","iat":1700000000,"exp":1707776000,"token_type":"Bearer"}`, false},
+				`"iss":"sessiond","aud":"sessiond","iat":1700000000,"exp":1707776000,"token_type":"Bearer",` +
+				`"acr":"1","amr":["pwd"],"auth_time":1700000000}`, false},
 		{"jwks, HMAC only", "GET", "/.well-known/jwks.json", 200, jsonCT, `{"keys":[]}`, true},
 		{"a 431 on any route", "GET", "/v1/me", 431, problemCT, prob(431, "headers_too_large"), true},
 		{"an unknown route", "GET", "/v2/everything", 404, problemCT, prob(404, "not_found"), true},

@@ -20,6 +20,10 @@ type Problem struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
+	// MFAToken and Methods answer a sign-in that needs its second factor
+	// (mfa_required).
+	MFAToken string   `json:"mfa_token,omitempty"`
+	Methods  []string `json:"methods,omitempty"`
 }
 
 // Codes only HTTP has: the request itself was too big or too slow.
@@ -37,22 +41,25 @@ var statusOf = map[string]struct {
 	status int
 	detail string
 }{
-	errcode.Invalid:            {400, "the request is malformed"},
-	errcode.Unauthorized:       {401, "this needs a valid Authorization: Bearer token"},
-	errcode.InvalidCredentials: {401, "the username or password is wrong"},
-	errcode.InvalidDPoPProof:   {401, "this needs a valid DPoP proof by the session's key"},
-	errcode.AccountDisabled:    {403, "this account is disabled"},
-	errcode.Forbidden:          {403, "this needs the admin role"},
-	errcode.NotFound:           {404, "no such resource"},
-	codeMethodNotAllowed:       {405, "this path does not take that method"},
-	codeRequestTimeout:         {408, "the request took too long to arrive"},
-	errcode.UsernameTaken:      {409, "that username is taken"},
-	errcode.LastAdmin:          {409, "this is the last enabled admin"},
-	codePayloadTooLarge:        {413, "the request body is over 64 KiB"},
-	errcode.TooManyAttempts:    {429, "too many failed attempts; try again later"},
-	codeHeadersTooLarge:        {431, "the request headers are too large"},
-	errcode.Internal:           {500, "something went wrong on our side"},
-	errcode.Unavailable:        {503, "the session store is unreachable; try again shortly"},
+	errcode.Invalid:                  {400, "the request is malformed"},
+	errcode.Unauthorized:             {401, "this needs a valid Authorization: Bearer token"},
+	errcode.InvalidCredentials:       {401, "the username or password is wrong"},
+	errcode.InvalidDPoPProof:         {401, "this needs a valid DPoP proof by the session's key"},
+	errcode.AccountDisabled:          {403, "this account is disabled"},
+	errcode.MFARequired:              {401, "the password is right; now send the second factor to /v1/auth/login/mfa with the mfa_token"},
+	errcode.ReauthenticationRequired: {403, "this needs a recent sign-in: re-authenticate with POST /v1/auth/reauthenticate"},
+	errcode.StepUpRequired:           {403, "this needs a two-factor session: step up with POST /v1/auth/reauthenticate and a code"},
+	errcode.Forbidden:                {403, "this needs the admin role"},
+	errcode.NotFound:                 {404, "no such resource"},
+	codeMethodNotAllowed:             {405, "this path does not take that method"},
+	codeRequestTimeout:               {408, "the request took too long to arrive"},
+	errcode.UsernameTaken:            {409, "that username is taken"},
+	errcode.LastAdmin:                {409, "this is the last enabled admin"},
+	codePayloadTooLarge:              {413, "the request body is over 64 KiB"},
+	errcode.TooManyAttempts:          {429, "too many failed attempts; try again later"},
+	codeHeadersTooLarge:              {431, "the request headers are too large"},
+	errcode.Internal:                 {500, "something went wrong on our side"},
+	errcode.Unavailable:              {503, "the session store is unreachable; try again shortly"},
 }
 
 // The app's own errors: what it finds wrong with a request before any store
@@ -113,8 +120,13 @@ func toProblem(err error) (Problem, time.Duration) {
 	} else if code == errcode.Unavailable || code == errcode.TooManyAttempts {
 		wait = time.Second
 	}
-	return Problem{Type: "urn:sessiond:problem:" + code, Title: http.StatusText(entry.status),
-		Status: entry.status, Detail: detail, Code: code}, wait
+	p := Problem{Type: "urn:sessiond:problem:" + code, Title: http.StatusText(entry.status),
+		Status: entry.status, Detail: detail, Code: code}
+	var mfa *mfaRequiredError
+	if errors.As(err, &mfa) {
+		p.MFAToken, p.Methods = mfa.token, mfa.methods
+	}
+	return p, wait
 }
 
 // answerError is the one path every error is answered by, whether the API

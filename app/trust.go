@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"mime"
+	"strconv"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -37,6 +38,8 @@ func (h *handlers) verify(c *fiber.Ctx) error {
 	c.Set("X-Username", cl.Username)
 	c.Set("X-User-Role", cmp.Or(cl.Role, users.RoleUser))
 	c.Set("X-Session-Id", cl.SessionID)
+	c.Set("X-Session-AAL", strconv.Itoa(cl.AAL))
+	c.Set("X-Auth-Time", strconv.FormatInt(cl.AuthTime.Unix(), 10))
 	c.Status(fiber.StatusOK) // and no body: SendStatus would write "OK"
 	return nil
 }
@@ -102,7 +105,7 @@ func (h *handlers) introspect(c *fiber.Ctx) error {
 	}
 	// Asked on a client's behalf by a gateway: the session's use is not
 	// recorded (the address would be the gateway's).
-	role, err := h.Sessions.Check(c.UserContext(), claims.UserID, claims.SessionID)
+	acc, err := h.Sessions.Check(c.UserContext(), claims.UserID, claims.SessionID)
 	if errors.Is(err, sessions.ErrNotFound) {
 		return c.Send(inactive)
 	}
@@ -110,9 +113,9 @@ func (h *handlers) introspect(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(fiber.Map{"active": true, "sub": claims.UserID, "username": claims.Username,
-		"role": cmp.Or(role, users.RoleUser), "sid": claims.SessionID, "iss": h.Tokens.Issuer(),
+		"role": cmp.Or(acc.Role, users.RoleUser), "sid": claims.SessionID, "iss": h.Tokens.Issuer(),
 		"aud": h.Tokens.Audience(), "iat": claims.IssuedAt.Unix(), "exp": claims.ExpiresAt.Unix(),
-		"token_type": "Bearer"})
+		"token_type": "Bearer", "acr": strconv.Itoa(acc.AAL), "amr": acc.AMR, "auth_time": acc.AuthTime.Unix()})
 }
 
 // basicAuth reads HTTP Basic credentials (RFC 7617).

@@ -85,6 +85,16 @@ type Config struct {
 	AccessTokenTTL    time.Duration
 	RefreshReuseGrace time.Duration
 	PublicURL         string
+	// MFAKeys seal TOTP secrets (MFA_ENCRYPTION_KEY first, then
+	// MFA_PREVIOUS_ENCRYPTION_KEYS); none: no account can enroll.
+	MFAKeys [][]byte
+	// TOTPIssuer names the service in authenticator apps (TOTP_ISSUER,
+	// default JWT_ISSUER).
+	TOTPIssuer string
+	// StepUpMaxAge is how recent auth_time must be to add or remove a
+	// factor; AdminRequiresAAL2 makes admin routes need an aal 2 session.
+	StepUpMaxAge      time.Duration
+	AdminRequiresAAL2 bool
 	// ReadTimeout bounds reading a request, so a slow client cannot hold a
 	// connection; KeepAliveTimeout bounds an idle keep-alive connection.
 	// Not environment variables: tests shorten them.
@@ -181,6 +191,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if err := c.loadRefresh(getenv); err != nil {
+		return Config{}, err
+	}
+	if err := c.loadMFA(getenv); err != nil {
 		return Config{}, err
 	}
 	if v := getenv("INTROSPECTION_CLIENTS"); v != "" {

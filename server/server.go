@@ -30,6 +30,7 @@ import (
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/metrics"
 	"github.com/sessiond/sessiond/internal/redisx"
+	"github.com/sessiond/sessiond/internal/seal"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/tokens"
 	"github.com/sessiond/sessiond/users"
@@ -279,8 +280,12 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	if cfg.MetricsAddr != "" {
 		s.Metrics = metrics.New(s.Audit.Missed)
 	}
-	var err error
+	ring, err := seal.New(cfg.MFAKeys...)
+	if err != nil {
+		return &ConfigError{"MFA_ENCRYPTION_KEY", err.Error()}
+	}
 	s.Users, err = users.New(s.Client, users.Options{
+		Seal: ring, TOTPIssuer: cfg.TOTPIssuer,
 		Keys: layout, BcryptCost: cfg.BcryptCost, Timeout: cfg.RedisTimeout,
 		MaxFailures: cfg.LoginMaxFailures, FailureWindow: cfg.LoginFailureWindow,
 		MaxFailuresPerIP: cfg.LoginMaxFailuresPerIP, MaxFailuresPerAccount: cfg.LoginMaxFailuresPerAccount,
@@ -315,6 +320,17 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 			s.Log.Warn("could not read Redis maxmemory-policy (CONFIG not allowed?); make sure it is noeviction, or evictions may silently undo revocations", "err", err)
 		}
 	}
+	if len(cfg.MFAKeys) == 0 {
+		// Accounts with TOTP could not sign in: their secrets cannot be
+		// opened. Refuse to start rather than lock them out silently.
+		inUse, err := s.Users.MFAInUse(ctx)
+		if err != nil {
+			return fmt.Errorf("check for second factors: %w", err)
+		}
+		if inUse {
+			return &ConfigError{"MFA_ENCRYPTION_KEY", "accounts have enrolled second factors, whose secrets only this key opens: set it (or MFA_ENCRYPTION_KEY_FILE) to the key they were enrolled with"}
+		}
+	}
 	if err := s.Users.Prepare(ctx); err != nil {
 		return fmt.Errorf("prepare accounts: %w", err)
 	}
@@ -325,7 +341,8 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		TrustedProxies: cfg.TrustedProxies, IntrospectionClients: cfg.IntrospectionClients,
 		Ping: func(ctx context.Context) error { return redisx.Ping(ctx, s.Client, cfg.RedisTimeout) }, Log: s.Log,
 		ReadTimeout: cfg.ReadTimeout, KeepAliveTimeout: cfg.KeepAliveTimeout,
-		AccessTokenTTL: cfg.AccessTokenTTL, PublicURL: cfg.PublicURL})
+		AccessTokenTTL: cfg.AccessTokenTTL, PublicURL: cfg.PublicURL,
+		StepUpMaxAge: cfg.StepUpMaxAge, AdminRequiresAAL2: cfg.AdminRequiresAAL2})
 	return nil
 }
 

@@ -13,14 +13,20 @@ const (
 	Unauthorized       = "unauthorized"
 	InvalidCredentials = "invalid_credentials"
 	InvalidDPoPProof   = "invalid_dpop_proof"
-	AccountDisabled    = "account_disabled"
-	Forbidden          = "forbidden"
-	NotFound           = "not_found"
-	UsernameTaken      = "username_taken"
-	LastAdmin          = "last_admin"
-	TooManyAttempts    = "too_many_attempts"
-	Unavailable        = "unavailable"
-	Internal           = "internal"
+	// MFARequired: the password was right; a second factor is needed.
+	MFARequired = "mfa_required"
+	// ReauthenticationRequired: the action needs a recent authentication.
+	ReauthenticationRequired = "reauthentication_required"
+	// StepUpRequired: the route needs a two-factor (aal 2) session.
+	StepUpRequired  = "step_up_required"
+	AccountDisabled = "account_disabled"
+	Forbidden       = "forbidden"
+	NotFound        = "not_found"
+	UsernameTaken   = "username_taken"
+	LastAdmin       = "last_admin"
+	TooManyAttempts = "too_many_attempts"
+	Unavailable     = "unavailable"
+	Internal        = "internal"
 )
 
 // Errors more than one store raises, defined once so a caller tests for one

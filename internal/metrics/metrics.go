@@ -22,20 +22,24 @@ import (
 
 // Metrics are sessiond's collectors.
 type Metrics struct {
-	reg         *prometheus.Registry
-	requests    *prometheus.CounterVec
-	latency     *prometheus.HistogramVec
-	logins      *prometheus.CounterVec
-	clientAuth  *prometheus.CounterVec
-	refreshes   *prometheus.CounterVec
-	revocations *prometheus.CounterVec
-	redisErrors *prometheus.CounterVec
-	cache       *prometheus.CounterVec
-	cacheHit    prometheus.Counter
-	cacheMiss   prometheus.Counter
-	touchOOM    prometheus.Counter
-	cacheUnprov prometheus.Counter
-	missedFeed  prometheus.CounterFunc
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	logins   *prometheus.CounterVec
+	// secondFactors counts second-factor checks by method and outcome;
+	// mfaChanges counts factors enrolled, removed and reset.
+	secondFactors *prometheus.CounterVec
+	mfaChanges    *prometheus.CounterVec
+	clientAuth    *prometheus.CounterVec
+	refreshes     *prometheus.CounterVec
+	revocations   *prometheus.CounterVec
+	redisErrors   *prometheus.CounterVec
+	cache         *prometheus.CounterVec
+	cacheHit      prometheus.Counter
+	cacheMiss     prometheus.Counter
+	touchOOM      prometheus.Counter
+	cacheUnprov   prometheus.Counter
+	missedFeed    prometheus.CounterFunc
 
 	// byRoute caches each (route, method, status)'s counter and each
 	// (route, method)'s histogram: looking a label set up hashes its values,
@@ -75,6 +79,14 @@ func New(missedEvents func() int64) *Metrics {
 		Name: "sessiond_logins_total",
 		Help: "Sign-in attempts by outcome: succeeded, failed, throttled, disabled, unavailable.",
 	}, []string{"outcome"})
+	m.secondFactors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiond_second_factors_total",
+		Help: "Second-factor checks (sign-in and step-up) by method (totp, recovery_code) and outcome (succeeded, failed, throttled, unavailable).",
+	}, []string{"method", "outcome"})
+	m.mfaChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiond_mfa_changes_total",
+		Help: "Second factors enrolled, removed by their owner, and reset by an admin.",
+	}, []string{"change"})
 	m.clientAuth = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessiond_client_auth_total",
 		Help: "Client authentications (introspection clients, HTTP Basic) by outcome: succeeded, failed, throttled, unavailable.",
@@ -101,7 +113,7 @@ func New(missedEvents func() int64) *Metrics {
 		Name: "sessiond_session_touches_refused_total",
 		Help: "Writes of a live session's use (last seen, idle expiry) that Redis refused for want of memory (maxmemory): the request was served, the use not recorded.",
 	})
-	m.reg.MustRegister(m.requests, m.latency, m.logins, m.clientAuth, m.refreshes, m.revocations, m.redisErrors, m.cache, m.touchOOM,
+	m.reg.MustRegister(m.requests, m.latency, m.logins, m.secondFactors, m.mfaChanges, m.clientAuth, m.refreshes, m.revocations, m.redisErrors, m.cache, m.touchOOM,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if missedEvents != nil {
 		m.missedFeed = prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -159,6 +171,20 @@ func (m *Metrics) addRoute(k routeKey) *routeMetrics {
 func (m *Metrics) Login(outcome string) {
 	if m != nil && outcome != "" {
 		m.logins.WithLabelValues(outcome).Inc()
+	}
+}
+
+// SecondFactor records a second-factor check's outcome; "" records nothing.
+func (m *Metrics) SecondFactor(method, outcome string) {
+	if m != nil && outcome != "" && method != "" {
+		m.secondFactors.WithLabelValues(method, outcome).Inc()
+	}
+}
+
+// MFAChange records a factor enrolled, removed or reset.
+func (m *Metrics) MFAChange(change string) {
+	if m != nil {
+		m.mfaChanges.WithLabelValues(change).Inc()
 	}
 }
 
