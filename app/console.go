@@ -131,6 +131,7 @@ func (h *handlers) console(f *fiber.App) {
 	})
 	con.Get("/login", h.consoleLoginPage)
 	con.Post("/login", h.consoleLogin)
+	con.Post("/login/code", h.consoleLoginCode)
 
 	in := con.Group("", h.consoleAuth)
 	in.Post("/logout", h.consoleLogout)
@@ -141,6 +142,7 @@ func (h *handlers) console(f *fiber.App) {
 	in.Post("/sessions/revoke-all", h.consoleRevokeAll)
 	in.Get("/sessions/:id/revoke", h.consoleConfirmMine("one"))
 	in.Post("/sessions/:id/revoke", h.consoleRevokeOne)
+	h.consoleMFA(in)
 
 	adm := in.Group("/admin", h.consoleRequireAdmin)
 	adm.Get("/users", h.consoleUsers)
@@ -312,6 +314,7 @@ var doneMessages = map[string]string{
 	"made-user":      "The account is now a regular user.",
 	"password-reset": "The password was reset and all the account's sessions ended.",
 	"deleted":        "The account was deleted.",
+	"totp-removed":   "The authenticator app was removed: signing in needs only your password now.",
 }
 
 func doneMessage(c *fiber.Ctx) string {
@@ -397,6 +400,10 @@ func (h *handlers) consoleLogin(c *fiber.Ctx) error {
 	meta := sessions.Meta{DeviceName: consoleDevice, Platform: consolePlatform,
 		UserAgent: truncateUTF8(c.Get(fiber.HeaderUserAgent), maxUserAgent), IP: h.clientIP(c)}
 	sess, token, err := h.openSession(c, username, password, meta)
+	var mfa *mfaRequiredError
+	if errors.As(err, &mfa) {
+		return h.consoleMFAStep(c, mfa.token, consolePath+"/", "", fiber.StatusOK)
+	}
 	if err != nil {
 		msg, ok := loginRefusals[errcode.Of(err)]
 		if !ok {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -24,6 +25,12 @@ func (h *handlers) consoleRequireAdmin(c *fiber.Ctx) error {
 	}
 	if !ok {
 		return errConsoleNotAdmin
+	}
+	if h.AdminRequiresAAL2 && callerOf(c).AAL < 2 {
+		if c.Method() != fiber.MethodGet {
+			return errStepUp
+		}
+		return c.Redirect(consolePath+"/reauth?next="+url.QueryEscape(c.OriginalURL()), fiber.StatusSeeOther)
 	}
 	return c.Next()
 }

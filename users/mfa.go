@@ -70,6 +70,10 @@ var (
 // sealContext binds a sealed TOTP secret to its account.
 func sealContext(uid string) string { return "sessiond totp\x00" + uid }
 
+// MFAEnabled reports whether second factors can be enrolled: an encryption
+// key for their secrets is configured.
+func (s *Store) MFAEnabled() bool { return s.o.Seal.Sealing() }
+
 // HasTOTP reports whether the account has an active TOTP factor.
 func (u User) HasTOTP() bool { return u.totp != "" }
 
@@ -456,4 +460,31 @@ func (s *Store) RegenerateRecoveryCodes(ctx context.Context, uid string, by audi
 	}
 	s.o.Audit.Feed(ctx, ev)
 	return codes, nil
+}
+
+// PendingTOTPURL is the otpauth:// URL of an account's enrollment that waits
+// for its confirmation (for the console's QR code, drawn from it on the
+// server); ErrNoPendingTOTP when there is none.
+func (s *Store) PendingTOTPURL(ctx context.Context, uid string) (string, error) {
+	u, err := s.getWithHash(ctx, uid)
+	if err != nil {
+		return "", err
+	}
+	if u.totpPending == "" {
+		return "", ErrNoPendingTOTP
+	}
+	secret, err := s.o.Seal.Open(u.totpPending, sealContext(uid))
+	if err != nil {
+		return "", fmt.Errorf("open pending TOTP secret of %s: %w", uid, err)
+	}
+	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(string(secret))
+	if err != nil {
+		return "", fmt.Errorf("pending TOTP secret of %s: %w", uid, err)
+	}
+	key, err := totp.Generate(totp.GenerateOpts{Issuer: s.o.TOTPIssuer, AccountName: u.Username,
+		Period: totpPeriod, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1, Secret: raw})
+	if err != nil {
+		return "", err
+	}
+	return key.URL(), nil
 }
