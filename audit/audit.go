@@ -50,12 +50,19 @@ const (
 	MFAFailed              = "mfa.failed"
 	RecoveryCodeUsed       = "recovery_code.used"
 	SessionReauthenticated = "session.reauthenticated"
+	// Passkeys (WebAuthn). PasskeyCloned: an assertion that verified but
+	// whose signature counter did not move forward (the authenticator may
+	// have been copied); the sign-in was refused.
+	PasskeyAdded   = "passkey.added"
+	PasskeyRemoved = "passkey.removed"
+	PasskeyCloned  = "passkey.cloned"
 )
 
 // Types are every event type, for filters.
 var Types = []string{LoginSucceeded, LoginFailed, LoginThrottled, SessionRevoked, SessionsRevokedAll,
 	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted,
-	ClientAuthFailed, SessionReuseDetected, MFAEnrolled, MFARemoved, MFAFailed, RecoveryCodeUsed, SessionReauthenticated}
+	ClientAuthFailed, SessionReuseDetected, MFAEnrolled, MFARemoved, MFAFailed, RecoveryCodeUsed, SessionReauthenticated,
+	PasskeyAdded, PasskeyRemoved, PasskeyCloned}
 
 // Retention: a user's history keeps its newest PerUserMax events, the feed
 // its newest FeedMax, and neither anything older than MaxAge (refusals: see
