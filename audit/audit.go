@@ -53,13 +53,19 @@ const (
 	// RecoveryCodesRegenerated: an account's recovery codes were replaced
 	// by new ones (the old ones stop working).
 	RecoveryCodesRegenerated = "recovery_codes.regenerated"
+	// Passkeys (WebAuthn). PasskeyCloned: an assertion that verified but
+	// whose signature counter did not move forward (the authenticator may
+	// have been copied); the sign-in was refused.
+	PasskeyAdded   = "passkey.added"
+	PasskeyRemoved = "passkey.removed"
+	PasskeyCloned  = "passkey.cloned"
 )
 
 // Types are every event type, for filters.
 var Types = []string{LoginSucceeded, LoginFailed, LoginThrottled, SessionRevoked, SessionsRevokedAll,
 	PasswordChanged, AccountCreated, AccountDisabled, AccountEnabled, AccountRoleChanged, AccountDeleted,
 	ClientAuthFailed, SessionReuseDetected, MFAEnrolled, MFARemoved, MFAFailed, RecoveryCodeUsed, SessionReauthenticated,
-	RecoveryCodesRegenerated}
+	RecoveryCodesRegenerated, PasskeyAdded, PasskeyRemoved, PasskeyCloned}
 
 // Retention: a user's history keeps its newest PerUserMax events, the feed
 // its newest FeedMax, and neither anything older than MaxAge (refusals: see

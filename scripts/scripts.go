@@ -13,7 +13,8 @@
 // a new role into them). A user's history (a stream) is
 // in the user's slot too and passed in KEYS: the scripts that change an
 // account or its sessions record the change's events there in the same step.
-// A DPoP proof's jti record is in the user's slot too, passed in KEYS.
+// A DPoP proof's jti record is in the user's slot too, passed in KEYS, as
+// are a user's passkeys and the spent mark of a passkey challenge.
 // The failed-login limiter's hashes, a user's (or the unknown names')
 // refusal records, the admin set and the bcrypt cost are single keys, each
 // script touching exactly the one in KEYS[1].
@@ -142,4 +143,11 @@ var (
 	RecoveryUse = load("recovery_use.lua")
 	// RecoveryRegen replaces an account's recovery codes.
 	RecoveryRegen = load("recovery_regen.lua")
+	// PasskeyAdd registers a passkey, spending the challenge it answered.
+	PasskeyAdd = load("passkey_add.lua")
+	// PasskeyUse accepts a verified passkey assertion once, if its signature
+	// counter moved forward, or records passkey.cloned.
+	PasskeyUse = load("passkey_use.lua")
+	// PasskeyRemove removes one passkey of an account, or every one.
+	PasskeyRemove = load("passkey_remove.lua")
 )

@@ -95,6 +95,15 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 		{"refusal with no type", scripts.Refusal, []string{k.Refusals("u1")},
 			[]string{now, "60000", "", "sign-in", "192.0.2.1", "ua", "10", "0", "1000"}},
 		{"max_cost with no cost", scripts.MaxCost, []string{p + "maxcost"}, []string{"high"}},
+		{"passkey_add with no mark lifetime", scripts.PasskeyAdd, []string{user, k.Passkeys("u1"), k.PasskeyChallengeUsed("u1", "c"), events},
+			[]string{"cred", "0 0 {}", "0", "20", spec}},
+		{"passkey_add without events", scripts.PasskeyAdd, []string{user, k.Passkeys("u1"), k.PasskeyChallengeUsed("u1", "c"), events},
+			[]string{"cred", "0 0 {}", "60000", "20", "{}"}},
+		{"passkey_use with a bad counter", scripts.PasskeyUse, []string{user, k.Passkeys("u1"), k.PasskeyChallengeUsed("u1", "c"), events},
+			[]string{"cred", "many", now, "60000", spec}},
+		{"passkey_use without events", scripts.PasskeyUse, []string{user, k.Passkeys("u1"), k.PasskeyChallengeUsed("u1", "c"), events},
+			[]string{"cred", "1", now, "60000", "not json"}},
+		{"passkey_remove without events", scripts.PasskeyRemove, []string{user, k.Passkeys("u1"), events}, []string{"", "{}"}},
 	} {
 		t.Run(call.name, func(t *testing.T) {
 			before := keysUnder(t, p)

@@ -93,16 +93,20 @@ func (s *Store) ChangeAccount(ctx context.Context, uid, keep string, u keys.Acco
 	return int(n), nil
 }
 
-// DeleteAccount deletes an account, by an actor: its record and every
-// session, in one step that records account.deleted in its history, which
-// stays. It returns how many sessions it ended; errcode.ErrUserNotFound when there is
-// no such account. The username and the listings are the users store's to
-// free afterwards.
+// DeleteAccount deletes an account, by an actor: its record, every
+// session and its second factors (passkeys, recovery codes), in one step
+// that records account.deleted in its history, which stays. It returns how
+// many sessions it ended; errcode.ErrUserNotFound when there is no such
+// account. The username and the listings are the users store's to free
+// afterwards.
 func (s *Store) DeleteAccount(ctx context.Context, uid string, by audit.Actor) (int, error) {
 	ev := by.Counted(audit.AccountDeleted, uid, "", SessionsEnded)
 	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	res, err := s.revocation(rctx, scripts.DeleteAccount, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid)},
+	// Its second factors kept apart from the record go with it: they have no
+	// expiry, and nothing else would ever delete them.
+	res, err := s.revocation(rctx, scripts.DeleteAccount, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid),
+		s.k.Passkeys(uid), s.k.Recovery(uid)},
 		[]string{s.k.SessionPrefix(uid), audit.Spec(s.o.Now(), ev)}).ToArray()
 	if err != nil {
 		return 0, redisx.Unavailable("delete account", err)

@@ -89,6 +89,24 @@ func (l Layout) MFAPending(digest string) string { return l.prefix + "mfa:" + di
 // then on the encryption key of the secrets is required at start-up.
 func (l Layout) MFAEnrolled() string { return l.prefix + "mfa:enrolled" }
 
+// Passkeys is a user's WebAuthn credentials: a hash, in the user's slot,
+// from each credential's id (base64url) to its record (passkeys/).
+func (l Layout) Passkeys(uid string) string { return l.prefix + "passkeys:{" + uid + "}" }
+
+// PasskeyChallengeUsed marks a passkey challenge as spent, so an assertion
+// or attestation over it is accepted once across replicas. It is in the
+// slot of the account whose credential verified (only that account's holder
+// can make one) and expires with the challenge; digest is a digest of the
+// challenge.
+func (l Layout) PasskeyChallengeUsed(uid, digest string) string {
+	return l.prefix + "passkey:used:{" + uid + "}:" + digest
+}
+
+// PasskeySalt is the random key of the decoy credential ids a passkey
+// sign-in shows for a name that is no account (or one without passkeys),
+// one per deployment, so they stay the same across replicas and restarts.
+func (l Layout) PasskeySalt() string { return l.prefix + "passkeys:salt" }
+
 // Refusals are a user's refused sign-ins (and refused password checks),
 // coalesced per type and failure window into records that are updated in
 // place (a hash: record id → record, plus which record is current), apart
