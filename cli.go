@@ -20,7 +20,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/sessiond/sessiond/admin"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/users"
@@ -85,7 +84,7 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer srv.Close()
 	ctx := context.Background()
-	a := admin.Admin{Users: srv.Users, Sessions: srv.Sessions}
+	a := srv.Admin()
 	by := operator()
 	out := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	defer out.Flush()

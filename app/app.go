@@ -20,6 +20,7 @@ import (
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/metrics"
+	"github.com/sessiond/sessiond/passkeys"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/tokens"
 	"github.com/sessiond/sessiond/users"
@@ -58,6 +59,9 @@ type Deps struct {
 	// AdminRequiresAAL2 makes every admin route answer 403 step_up_required
 	// to an admin whose session is at aal 1 (ADMIN_REQUIRES_AAL2).
 	AdminRequiresAAL2 bool
+	// Passkeys serves WebAuthn sign-in and registration; nil (WEBAUTHN_RP_ID
+	// unset): their routes are not there (404).
+	Passkeys *passkeys.Store
 	// ReadTimeout bounds reading a request, headers and body, so a slow
 	// client cannot hold a connection; KeepAliveTimeout bounds a keep-alive
 	// connection between requests. Both are required.
@@ -153,6 +157,15 @@ func New(d Deps) *fiber.App {
 	fresh(fiber.MethodPost, "/v1/me/mfa/totp/confirm", h.confirmTOTP)
 	fresh(fiber.MethodDelete, "/v1/me/mfa/totp", h.removeTOTP)
 	fresh(fiber.MethodPost, "/v1/me/mfa/recovery-codes", h.regenerateRecoveryCodes)
+	if h.Passkeys != nil {
+		r.add(fiber.MethodPost, "/v1/auth/passkey/begin", h.passkeyBegin)
+		r.add(fiber.MethodPost, "/v1/auth/passkey/finish", h.passkeyFinish)
+		authed(fiber.MethodPost, "/v1/auth/reauthenticate/passkey", h.passkeyReauthBegin)
+		authed(fiber.MethodGet, "/v1/me/passkeys", h.listPasskeys)
+		fresh(fiber.MethodPost, "/v1/me/passkeys/register/begin", h.passkeyRegisterBegin)
+		fresh(fiber.MethodPost, "/v1/me/passkeys/register/finish", h.passkeyRegisterFinish)
+		fresh(fiber.MethodDelete, "/v1/me/passkeys/:id", h.removePasskey)
+	}
 	authed(fiber.MethodGet, "/v1/sessions", h.listSessions)
 	authed(fiber.MethodDelete, "/v1/sessions", h.revokeOtherSessions)
 	authed(fiber.MethodDelete, "/v1/sessions/:id", h.revokeSession)

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -516,7 +517,16 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 	return c.JSON(toUserJSON(u))
 }
 
-func (h *handlers) admin() admin.Admin { return admin.Admin{Users: h.Users, Sessions: h.Sessions} }
+func (h *handlers) admin() admin.Admin {
+	a := admin.Admin{Users: h.Users, Sessions: h.Sessions}
+	if h.Passkeys != nil {
+		a.Passkeys = func(ctx context.Context, uid string, by audit.Actor) error {
+			_, err := h.Passkeys.RemoveAll(ctx, uid, by)
+			return err
+		}
+	}
+	return a
+}
 
 // adminTarget is the account named in the path (API or console), which must
 // exist: errcode.ErrUserNotFound otherwise.

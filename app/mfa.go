@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -162,12 +163,33 @@ func (h *handlers) finishSignIn(c *fiber.Ctx, mfaToken, code, recovery string, m
 // and aal 2 when a second factor was given. No new session, no new token.
 func (h *handlers) reauthenticate(c *fiber.Ctx) error {
 	var req struct {
-		Password     *string `json:"password"`
-		Code         *string `json:"code"`
-		RecoveryCode *string `json:"recovery_code"`
+		Password     *string         `json:"password"`
+		Code         *string         `json:"code"`
+		RecoveryCode *string         `json:"recovery_code"`
+		ChallengeID  *string         `json:"challenge_id"`
+		Credential   json.RawMessage `json:"credential"`
 	}
 	if err := decodeBody(c, &req); err != nil {
 		return err
+	}
+	if req.ChallengeID != nil || len(req.Credential) > 0 {
+		// A passkey assertion (begun by POST /v1/auth/reauthenticate/passkey):
+		// two factors in one.
+		if err := required("challenge_id", req.ChallengeID); err != nil {
+			return err
+		}
+		cred, err := credentialField(req.Credential)
+		if err != nil {
+			return err
+		}
+		if err := h.passkeyStepUp(c, *req.ChallengeID, cred); err != nil {
+			return err
+		}
+		sess, err := h.raise(c, 2, amrPasskey)
+		if err != nil {
+			return err
+		}
+		return c.JSON(toSessionJSON(sess, sess.ID))
 	}
 	password := ""
 	if req.Password != nil {
@@ -209,7 +231,14 @@ func (h *handlers) stepUp(c *fiber.Ctx, password, code, recovery string) (sessio
 		}
 		aal, amr = 2, amrOf(method)
 	}
-	if _, err := h.Sessions.Reauthenticate(ctx, cl.UserID, cl.SessionID, aal, amr, h.actor(c)); err != nil {
+	return h.raise(c, aal, amr)
+}
+
+// raise records a step-up that passed on the caller's session and returns
+// the session as it is then.
+func (h *handlers) raise(c *fiber.Ctx, aal int, amr []string) (sessions.Session, error) {
+	cl := callerOf(c)
+	if _, err := h.Sessions.Reauthenticate(c.UserContext(), cl.UserID, cl.SessionID, aal, amr, h.actor(c)); err != nil {
 		if errors.Is(err, sessions.ErrNotFound) {
 			return sessions.Session{}, errSessionEnded
 		}
@@ -354,9 +383,3 @@ func emptyBody(c *fiber.Ctx) error {
 
 // stepUpMaxAge is STEP_UP_MAX_AGE's default.
 const stepUpMaxAge = 10 * time.Minute
-
-// passkeyCount is how many passkeys an account has (none while passkeys
-// are not configured).
-func (h *handlers) passkeyCount(c *fiber.Ctx, uid string) (int, error) {
-	return 0, nil
-}

@@ -95,6 +95,10 @@ type Config struct {
 	// factor; AdminRequiresAAL2 makes admin routes need an aal 2 session.
 	StepUpMaxAge      time.Duration
 	AdminRequiresAAL2 bool
+	// WebAuthnRPID and WebAuthnOrigins configure passkeys (WEBAUTHN_RP_ID,
+	// WEBAUTHN_ORIGINS); an empty RP id leaves them off.
+	WebAuthnRPID    string
+	WebAuthnOrigins []string
 	// ReadTimeout bounds reading a request, so a slow client cannot hold a
 	// connection; KeepAliveTimeout bounds an idle keep-alive connection.
 	// Not environment variables: tests shorten them.
@@ -194,6 +198,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if err := c.loadMFA(getenv); err != nil {
+		return Config{}, err
+	}
+	if err := c.loadWebAuthn(getenv); err != nil {
 		return Config{}, err
 	}
 	if v := getenv("INTROSPECTION_CLIENTS"); v != "" {

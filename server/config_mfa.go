@@ -1,11 +1,14 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/sessiond/sessiond/internal/seal"
+	"github.com/sessiond/sessiond/passkeys"
 )
 
 // loadMFA reads the second-factor settings: MFA_ENCRYPTION_KEY (or _FILE),
@@ -50,4 +53,39 @@ func (c *Config) loadMFA(getenv func(string) string) error {
 		}
 	}
 	return p.err
+}
+
+// loadWebAuthn reads WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS: both set (or the
+// RP id with PUBLIC_URL, whose origin is then the one allowed) enable
+// passkeys; neither leaves them off (their routes answer 404). Origins not
+// under the RP id stop start-up, naming the variable.
+func (c *Config) loadWebAuthn(getenv func(string) string) error {
+	rpID, origins := strings.TrimSpace(getenv("WEBAUTHN_RP_ID")), strings.TrimSpace(getenv("WEBAUTHN_ORIGINS"))
+	switch {
+	case rpID == "" && origins == "":
+		return nil
+	case rpID == "":
+		return &ConfigError{"WEBAUTHN_RP_ID", "WEBAUTHN_ORIGINS is set: set WEBAUTHN_RP_ID too, the domain the passkeys belong to (e.g. example.com)"}
+	case origins == "" && c.PublicURL == "":
+		return &ConfigError{"WEBAUTHN_ORIGINS", "WEBAUTHN_RP_ID is set: set WEBAUTHN_ORIGINS (or PUBLIC_URL) to the origins the console and apps run on, e.g. https://auth.example.com"}
+	}
+	var list []string
+	if origins == "" {
+		u, _ := url.Parse(c.PublicURL)
+		list = []string{u.Scheme + "://" + u.Host}
+	}
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			list = append(list, o)
+		}
+	}
+	if err := passkeys.ValidateConfig(rpID, list); err != nil {
+		name := "WEBAUTHN_ORIGINS"
+		if errors.Is(err, passkeys.ErrBadRPID) {
+			name = "WEBAUTHN_RP_ID"
+		}
+		return &ConfigError{name, err.Error()}
+	}
+	c.WebAuthnRPID, c.WebAuthnOrigins = rpID, list
+	return nil
 }

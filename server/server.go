@@ -24,6 +24,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
 
+	"github.com/sessiond/sessiond/admin"
 	"github.com/sessiond/sessiond/app"
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
@@ -31,6 +32,7 @@ import (
 	"github.com/sessiond/sessiond/internal/metrics"
 	"github.com/sessiond/sessiond/internal/redisx"
 	"github.com/sessiond/sessiond/internal/seal"
+	"github.com/sessiond/sessiond/passkeys"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/tokens"
 	"github.com/sessiond/sessiond/users"
@@ -44,6 +46,8 @@ type Server struct {
 	// or the embedded store).
 	Liveness *redisx.Liveness
 	Users    *users.Store
+	// Passkeys is nil unless WEBAUTHN_RP_ID is set.
+	Passkeys *passkeys.Store
 	Sessions *sessions.Store
 	Tokens   *tokens.Tokens
 	Audit    *audit.Log
@@ -248,6 +252,24 @@ func openEmbedded(log *slog.Logger) (rueidis.Client, func(), error) {
 	return c, func() { close(stop); c.Close(); m.Close() }, nil
 }
 
+// passkeyChallengePurpose derives the keys that seal passkey ceremonies in
+// their challenge ids: from the JWT keys, so every replica has them and a
+// key rotation keeps ceremonies under way working.
+const passkeyChallengePurpose = "passkey challenges"
+
+// Admin is what an operator or an admin does to accounts, over this
+// server's stores.
+func (s *Server) Admin() admin.Admin {
+	a := admin.Admin{Users: s.Users, Sessions: s.Sessions}
+	if s.Passkeys != nil {
+		a.Passkeys = func(ctx context.Context, uid string, by audit.Actor) error {
+			_, err := s.Passkeys.RemoveAll(ctx, uid, by)
+			return err
+		}
+	}
+	return a
+}
+
 // Open wires a Server from cfg: Redis, the stores, the admin bootstrap and
 // the HTTP app. It is the one constructor: serve, the tests and the bench
 // all build the service through it.
@@ -320,6 +342,14 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 			s.Log.Warn("could not read Redis maxmemory-policy (CONFIG not allowed?); make sure it is noeviction, or evictions may silently undo revocations", "err", err)
 		}
 	}
+	if cfg.WebAuthnRPID != "" {
+		s.Passkeys, err = passkeys.New(s.Client, s.Users, passkeys.Options{RPID: cfg.WebAuthnRPID, Origins: cfg.WebAuthnOrigins,
+			RPDisplayName: cfg.TOTPIssuer, Keys: layout, Timeout: cfg.RedisTimeout, Audit: s.Audit, Now: now,
+			ChallengeKeys: s.Tokens.DeriveKeys(passkeyChallengePurpose)})
+		if err != nil {
+			return &ConfigError{"WEBAUTHN_RP_ID", err.Error()}
+		}
+	}
 	if len(cfg.MFAKeys) == 0 {
 		// Accounts with TOTP could not sign in: their secrets cannot be
 		// opened. Refuse to start rather than lock them out silently.
@@ -342,7 +372,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		Ping: func(ctx context.Context) error { return redisx.Ping(ctx, s.Client, cfg.RedisTimeout) }, Log: s.Log,
 		ReadTimeout: cfg.ReadTimeout, KeepAliveTimeout: cfg.KeepAliveTimeout,
 		AccessTokenTTL: cfg.AccessTokenTTL, PublicURL: cfg.PublicURL,
-		StepUpMaxAge: cfg.StepUpMaxAge, AdminRequiresAAL2: cfg.AdminRequiresAAL2})
+		StepUpMaxAge: cfg.StepUpMaxAge, AdminRequiresAAL2: cfg.AdminRequiresAAL2, Passkeys: s.Passkeys})
 	return nil
 }
 
