@@ -144,6 +144,7 @@ func (h *handlers) console(f *fiber.App) {
 	in.Post("/sessions/:id/revoke", h.consoleRevokeOne)
 	in.Get("/sessions/:id/unrecognised", h.consoleConfirmMine("unrecognised"))
 	in.Post("/sessions/:id/unrecognised", h.consoleRevokeOne)
+	in.Get("/activity", h.consoleActivity)
 	in.Get("/password", h.consolePasswordPage)
 	in.Post("/password", h.consoleChangePassword)
 

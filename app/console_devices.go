@@ -1,6 +1,7 @@
 package app
 
 import (
+	"net/url"
 	"strings"
 	"time"
 
@@ -52,6 +53,10 @@ type eventItem struct {
 type eventsData struct {
 	ID    string
 	Items []eventItem
+	// Older is the next page's URL ("" on the last, or where there are no
+	// pages); Paged is set past the first.
+	Older string
+	Paged bool
 }
 
 type devicesData struct {
@@ -138,16 +143,39 @@ func (h *handlers) consoleDevices(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	evs, _, err := h.Audit.List(ctx, audit.Filter{UserID: cl.UserID, Limit: consolePageSize})
+	evs, more, err := h.Audit.List(ctx, audit.Filter{UserID: cl.UserID, Limit: devicesEvents})
 	if err != nil {
 		return err
 	}
 	now := c.Context().Time()
+	older := ""
+	if more != "" {
+		older = consolePath + "/activity"
+	}
 	return h.renderConsole(c, fiber.StatusOK, "devices", consolePage{Title: "My devices", Nav: "devices",
 		Data: devicesData{
 			Devices: cardsData{ID: "devices-heading", Base: consolePath, Mine: true, Cards: deviceCards(list, cl.SessionID, now)},
-			Events:  eventsData{ID: "activity-heading", Items: eventItems(evs, now)},
+			Events:  eventsData{ID: "activity-heading", Items: eventItems(evs, now), Older: older},
 		}})
+}
+
+// devicesEvents is how many of the newest events the devices page shows;
+// the activity page has them all.
+const devicesEvents = 10
+
+// consoleActivity is my security history, page by page, newest first.
+func (h *handlers) consoleActivity(c *fiber.Ctx) error {
+	cl := callerOf(c)
+	cursor := c.Query("cursor")
+	evs, next, err := h.Audit.List(c.UserContext(), audit.Filter{UserID: cl.UserID, Limit: consolePageSize, Cursor: cursor})
+	if err != nil {
+		return err
+	}
+	d := eventsData{ID: "events-heading", Items: eventItems(evs, c.Context().Time()), Paged: cursor != ""}
+	if next != "" {
+		d.Older = consolePath + "/activity?cursor=" + url.QueryEscape(next)
+	}
+	return h.renderConsole(c, fiber.StatusOK, "activity", consolePage{Title: "Security activity", Nav: "activity", Data: d})
 }
 
 // confirmData is a confirmation page: a question and the POST form that
