@@ -93,10 +93,10 @@ func (h *handlers) whyEnded(c *fiber.Ctx, token string) string {
 	}
 	uid, sid := claims.UserID, claims.SessionID
 	why := "ended-expired"
-	// Newest first: the last match is the oldest change since the session
-	// began, the one that ended it.
+	// Newest first, back to the session's own sign-in: the last match is
+	// the oldest change since the session began, the one that ended it.
 	for _, e := range evs {
-		if e.At.Before(claims.IssuedAt) {
+		if (e.Type == audit.LoginSucceeded && e.SessionID == sid) || e.At.Before(claims.IssuedAt) {
 			break
 		}
 		byUser := e.ActorID == uid
