@@ -37,9 +37,9 @@ import (
 // machine running the package's tests in parallel under -race.
 const browserTimeout = 60 * time.Second
 
-// screenshotsEnv, when "1", makes the test write its screenshots to
-// docs/screenshots/ (the committed ones); otherwise it only checks the
-// layouts it would have taken.
+// screenshotsEnv, when "1", makes TestConsoleLayoutInBrowser write its
+// screenshots to docs/screenshots/ (the committed ones); otherwise it only
+// checks the layouts it would have taken.
 const screenshotsEnv = "SESSIOND_SCREENSHOTS"
 
 // chromiumPath finds Debian's Chromium, or skips saying why (fails in CI).

@@ -76,7 +76,7 @@ var consolePartials = []string{"layout", "cards", "icons"}
 // parseConsolePages parses each page with the layout and the partials.
 func parseConsolePages() map[string]*template.Template {
 	funcs := template.FuncMap{
-		"when":      func(t time.Time) string { return relTimeOrDash(t) },
+		"when":      exactOrDash,
 		"iso":       rfc3339,
 		"eventText": eventText,
 		"orDash": func(s string) string {
@@ -106,7 +106,7 @@ func parseConsolePages() map[string]*template.Template {
 	return pages
 }
 
-func relTimeOrDash(t time.Time) string {
+func exactOrDash(t time.Time) string {
 	if t.IsZero() {
 		return "—"
 	}
