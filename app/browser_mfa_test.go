@@ -62,7 +62,7 @@ func TestConsoleSecondFactorInBrowser(t *testing.T) {
 			t.Fatalf("secret shown as %q", secret)
 		}
 		app = &authenticator{secret: secret, clk: clk}
-		b.screenshots(t, "security-setup")
+		b.checkLayout(t, "security-setup", axeSource(t))
 		b.do(t, chromedp.SendKeys("#code", app.next(t)))
 		b.wantPage(t, b.load(t, chromedp.Click(`form[action="/console/security/totp/confirm"] button`)), 200)
 		codes := eval[[]string](t, b, `Array.from(document.querySelectorAll("ul.codes code")).map(c => c.textContent)`)
@@ -70,6 +70,7 @@ func TestConsoleSecondFactorInBrowser(t *testing.T) {
 			t.Fatalf("%d recovery codes shown, want 10", len(codes))
 		}
 		b.open(t, "/console/security")
+		b.checkLayout(t, "security", axeSource(t))
 		if got := b.text(t, "#totp-heading + p"); !strings.Contains(got, "On.") || !strings.Contains(got, "10 recovery codes left") {
 			t.Fatalf("security page after enrolling: %q", got)
 		}
@@ -85,7 +86,11 @@ func TestConsoleSecondFactorInBrowser(t *testing.T) {
 		if got := b.text(t, "main h1"); got != "Enter your code" {
 			t.Fatalf("after the password: h1 %q, want the code step", got)
 		}
-		b.screenshots(t, "sign-in-code")
+		// A POST's answer: checked where it is, not reloaded (which would
+		// post the password again).
+		if vs := b.axeRun(t, axeSource(t)); len(vs) > 0 {
+			t.Errorf("the code step: axe-core found %v", vs)
+		}
 		b.do(t, chromedp.SendKeys("#code", app.next(t)))
 		b.wantPage(t, b.load(t, chromedp.Click(`form button[type="submit"]`)), 200)
 		if got := b.text(t, "main h1"); got != "My devices" {

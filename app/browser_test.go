@@ -9,15 +9,15 @@ package app_test
 // desktop widths.
 //
 // CI needs Chromium (.ci/run installs Debian's): without it the test skips,
-// except with SESSIOND_TEST_REQUIRE_REDIS=1, where it fails.
-// SESSIOND_SCREENSHOTS=1 writes the pages' screenshots to docs/screenshots/.
+// except with SESSIOND_TEST_REQUIRE_REDIS=1, where it fails. How every page
+// lays out at phone and desktop widths, and what axe-core finds, is
+// browser_layout_test.go's.
 
 import (
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +26,6 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -38,9 +37,9 @@ import (
 // machine running the package's tests in parallel under -race.
 const browserTimeout = 60 * time.Second
 
-// screenshotsEnv, when "1", makes the test write its screenshots to
-// docs/screenshots/ (the committed ones); otherwise it only checks the
-// layouts it would have taken.
+// screenshotsEnv, when "1", makes TestConsoleLayoutInBrowser write its
+// screenshots to docs/screenshots/ (the committed ones); otherwise it only
+// checks the layouts it would have taken.
 const screenshotsEnv = "SESSIOND_SCREENSHOTS"
 
 // chromiumPath finds Debian's Chromium, or skips saying why (fails in CI).
@@ -362,69 +361,27 @@ func (b *tab) tabTo(t *testing.T) focus {
 	return f
 }
 
-// sessionRow is a row of a sessions table as a person reads it.
-type sessionRow struct {
-	Current bool     `json:"current"`
-	Cells   []string `json:"cells"` // device, platform, browser or app, IP, last seen, signed in, action
+// deviceCard is a device card as a person reads it.
+type deviceCard struct {
+	Name    string `json:"name"`
+	Agent   string `json:"agent"`
+	Current bool   `json:"current"`
+	Active  string `json:"active"` // "Active now", "Active 2 hours ago"
+	IP      string `json:"ip"`
+	Raw     string `json:"raw"`     // the user agent, behind Details
+	SignOut string `json:"signOut"` // the Sign-out link's path
 }
 
-func (b *tab) sessionRows(t *testing.T) []sessionRow {
+func (b *tab) deviceCards(t *testing.T) []deviceCard {
 	t.Helper()
-	return eval[[]sessionRow](t, b, `Array.from(document.querySelector("main table").tBodies[0].rows).map(r => ({
-  current: r.classList.contains("current"),
-  cells: Array.from(r.cells).map(c => c.innerText.trim()),
-}))`)
-}
-
-// screenshots lays the page out at phone width (390×844, as a phone) and at
-// desktop width (1280×800), checks that it fits each width at 100% (nothing
-// widens it, so a phone does not zoom it out), and with SESSIOND_SCREENSHOTS=1
-// writes each to
-// docs/screenshots/<name>-<phone|desktop>.png. The tab is left at desktop
-// width.
-func (b *tab) screenshots(t *testing.T, name string) {
-	t.Helper()
-	for _, v := range []struct {
-		suffix string
-		w, h   int64
-		opts   []chromedp.EmulateViewportOption
-	}{
-		{"phone", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateMobile, chromedp.EmulatePortrait}},
-		{"desktop", 1280, 800, nil},
-	} {
-		// Each layout from a fresh load of the page, as a phone loads it.
-		b.do(t, chromedp.EmulateViewport(v.w, v.h, v.opts...), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("main h1")))
-		// The page fits the screen: as wide as the viewport, shown at 100%.
-		// (Content that sticks out, even 1px visually hidden, makes a phone
-		// zoom the whole page out to fit it.)
-		fit := eval[struct {
-			Width, ScrollWidth int64
-			Scale              float64
-		}](t, b, `({Width: innerWidth, ScrollWidth: document.documentElement.scrollWidth, Scale: visualViewport.scale})`)
-		if fit.Width != v.w || fit.ScrollWidth > v.w || fit.Scale < 0.99 {
-			t.Errorf("%s at %dpx: the page lays out %dpx wide (%dpx of content) shown at %.0f%%; want it to fit at 100%%",
-				name, v.w, fit.Width, fit.ScrollWidth, 100*fit.Scale)
-		}
-		if os.Getenv(screenshotsEnv) != "1" {
-			continue
-		}
-		// The whole page when it is short, else its top two screens.
-		height := min(eval[float64](t, b, "document.documentElement.scrollHeight"), float64(2*v.h))
-		png := run(t, b, func(ctx context.Context, tg *chromedp.Target) ([]byte, error) {
-			r, err := cdp.Call(ctx, tg, page.CaptureScreenshot, page.CaptureScreenshotParams{
-				Format: page.CaptureScreenshotFormatPng, CaptureBeyondViewport: new(true), FromSurface: new(true),
-				Clip: &page.Viewport{Width: float64(v.w), Height: height, Scale: 1}})
-			return r.Data, err
-		})
-		file := filepath.Join("..", "docs", "screenshots", name+"-"+v.suffix+".png")
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s (%d bytes)", file, len(png))
-	}
+	return eval[[]deviceCard](t, b, `Array.from(document.querySelectorAll("main .devices > li.device")).map(li => {
+  const text = sel => { const e = li.querySelector(sel); return e ? e.textContent.trim() : ""; };
+  return {
+    name: text(".device-name"), agent: text(".agent"), current: li.classList.contains("current"),
+    active: text(".facts-inline div:first-child dd"), ip: text(".ip"), raw: text(".raw code"),
+    signOut: li.querySelector(".device-actions a.button").getAttribute("href"),
+  };
+})`)
 }
 
 // checkDocs fails unless every document the tab received had the console's
@@ -536,7 +493,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		if got := b.text(t, "main h1"); got != "My devices" {
 			t.Fatalf("h1 %q after signing in", got)
 		}
-		if got := b.text(t, "tr.current .badge"); got != "This device" {
+		if got := b.text(t, "li.device.current .badge"); got != "This device" {
 			t.Fatalf("the current session's marker reads %q", got)
 		}
 		if got := b.text(t, ".signout strong"); got != "alice" {
@@ -553,36 +510,38 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	if !t.Run("my devices", func(t *testing.T) {
 		b := aliceTab
-		rows := b.sessionRows(t)
-		if len(rows) != 3 {
-			t.Fatalf("%d sessions listed, want 3: %+v", len(rows), rows)
+		cards := b.deviceCards(t)
+		if len(cards) != 3 {
+			t.Fatalf("%d devices listed, want 3: %+v", len(cards), cards)
 		}
-		byDevice := map[string]sessionRow{}
-		for _, r := range rows {
-			if len(r.Cells) != 7 {
-				t.Fatalf("row %+v: want 7 cells", r)
-			}
-			byDevice[r.Cells[0]] = r
+		byName := map[string]deviceCard{}
+		for _, c := range cards {
+			byName[c.Name] = c
 		}
-		for _, w := range []struct{ device, platform, ua, ip string }{
-			{"Alice's iPhone", "ios", phoneUA, "203.0.113.7"},
-			{"Alice's laptop", "macos", laptopUA, "198.51.100.23"},
+		for _, w := range []struct{ device, agent, ua, ip string }{
+			{"Alice's iPhone", "App on iPhone", phoneUA, "203.0.113.7"},
+			{"Alice's laptop", "Firefox on macOS", laptopUA, "198.51.100.23"},
 		} {
-			r, ok := byDevice[w.device]
+			c, ok := byName[w.device]
 			if !ok {
-				t.Fatalf("%s is not listed: %+v", w.device, rows)
+				t.Fatalf("%s is not listed: %+v", w.device, cards)
 			}
-			if r.Current || r.Cells[1] != w.platform || r.Cells[2] != w.ua || r.Cells[3] != w.ip {
-				t.Fatalf("%s listed as %+v, want platform %s, %s, ip %s, not this device", w.device, r, w.platform, w.ua, w.ip)
+			if c.Current || c.Agent != w.agent || c.Raw != w.ua || c.IP != w.ip || !strings.HasPrefix(c.Active, "Active ") {
+				t.Fatalf("%s listed as %+v, want %s (%s), ip %s, not this device", w.device, c, w.agent, w.ua, w.ip)
 			}
 		}
 		// The console's own session: marked, seen from the browser.
-		me, ok := byDevice["Web console This device"]
-		if !ok || !me.Current || me.Cells[1] != "web" || !strings.Contains(me.Cells[2], "Chrome/") || me.Cells[3] != "127.0.0.1" {
-			t.Fatalf("the console's own session: %+v (all: %+v)", me, rows)
+		me, ok := byName["Web console"]
+		if !ok || !me.Current || me.Agent != "Headless Chrome on Linux" || !strings.Contains(me.Raw, "Chrome/") ||
+			me.IP != "127.0.0.1" || me.Active != "Active now" {
+			t.Fatalf("the console's own session: %+v (all: %+v)", me, cards)
 		}
-		if n := eval[int](t, b, `document.querySelectorAll("tr.current").length`); n != 1 {
-			t.Fatalf("%d rows marked current, want 1", n)
+		if n := eval[int](t, b, `document.querySelectorAll("li.device.current").length`); n != 1 {
+			t.Fatalf("%d devices marked current, want 1", n)
+		}
+		// The raw user agent is behind Details, closed until opened.
+		if eval[bool](t, b, `document.querySelector("li.device details").open`) {
+			t.Fatal("a device's details are open before they are asked for")
 		}
 		// Each sign-out link names its device for screen readers.
 		link := fmt.Sprintf(`a[href="/console/sessions/%s/revoke"]`, phoneSID)
@@ -593,7 +552,6 @@ func TestConsoleInBrowser(t *testing.T) {
 		if pos := eval[string](t, b, `getComputedStyle(document.querySelector("a.skip")).position`); pos != "absolute" {
 			t.Fatalf("the console's stylesheet is not applied (skip link position %q)", pos)
 		}
-		b.screenshots(t, "devices")
 	}) {
 		t.FailNow()
 	}
@@ -660,16 +618,22 @@ func TestConsoleInBrowser(t *testing.T) {
 		if got := b.text(t, "main .question"); got != "Sign out Alice's iPhone?" {
 			t.Fatalf("the confirmation asks %q", got)
 		}
+		// The header's button signs out of the console, the form's the device.
+		if got := b.text(t, "header .signout button"); got != "Sign out of console" {
+			t.Fatalf("the header's button reads %q", got)
+		}
+		if got := b.text(t, `main form button[type="submit"]`); got != "Sign out Alice's iPhone" {
+			t.Fatalf("the confirmation's button reads %q", got)
+		}
 		if e.meStatus(phone) != 200 {
 			t.Fatal("the confirmation page revoked the session")
 		}
-		b.screenshots(t, "confirm")
 		r := b.load(t, chromedp.Click(chromedp.CSS(`main form button[type="submit"]`)))
 		b.wantPage(t, r, 200)
-		if loc := b.location(t); loc != base+"/console/?done=revoked" {
+		if loc := b.location(t); !strings.HasPrefix(loc, base+"/console/?done=revoked&") {
 			t.Fatalf("after signing the phone out: %s", loc)
 		}
-		if got := b.text(t, `[role="status"] p`); got != "The device was signed out." {
+		if got := b.text(t, `[role="status"] p`); got != "Signed out Alice's iPhone." {
 			t.Fatalf("status %q", got)
 		}
 		// The revocation bites on the phone's next request.
@@ -679,8 +643,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		if e.meStatus(laptop) != 200 {
 			t.Fatal("revoking the phone ended the laptop's session")
 		}
-		for _, r := range b.sessionRows(t) {
-			if r.Cells[0] == "Alice's iPhone" {
+		for _, c := range b.deviceCards(t) {
+			if c.Name == "Alice's iPhone" {
 				t.Fatal("the revoked phone is still listed")
 			}
 		}
@@ -695,7 +659,6 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatal("a new browser context has alice's cookie")
 		}
 		wantBrowserCSP(t, r)
-		b.screenshots(t, "sign-in")
 		b.do(t, chromedp.SendKeys(chromedp.ID("username"), "root"), chromedp.SendKeys(chromedp.ID("password"), "root-password"))
 		b.wantPage(t, b.load(t, chromedp.Click(chromedp.CSS(`main form button[type="submit"]`))), 200)
 		if got := b.text(t, ".signout strong"); got != "root" {
@@ -707,14 +670,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		if got := b.text(t, "main h1"); got != "Accounts" {
 			t.Fatalf("the administration page is %q", got)
 		}
-		b.screenshots(t, "admin-users")
 		b.do(t, chromedp.SendKeys(chromedp.ID("username"), "alice"))
 		b.wantPage(t, b.load(t, chromedp.Click(chromedp.CSS(`form[role="search"] button[type="submit"]`))), 200)
 		if loc := b.location(t); loc != base+"/console/admin/users?username=alice" {
 			t.Fatalf("the search went to %s", loc)
 		}
 		userPage := "/console/admin/users/" + alice.ID
-		found := chromedp.CSS(`main table a[href="` + userPage + `"]`)
+		found := chromedp.CSS(`main .accounts a[href="` + userPage + `"]`)
 		if got := b.text(t, string(found)); got != "alice" {
 			t.Fatalf("the search found %q", got)
 		}
@@ -723,13 +685,12 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("the account page is %q", got)
 		}
 		var devices []string
-		for _, r := range b.sessionRows(t) {
-			devices = append(devices, r.Cells[0])
+		for _, c := range b.deviceCards(t) {
+			devices = append(devices, c.Name)
 		}
 		if strings.Join(devices, ",") != "Alice's laptop,Web console" && strings.Join(devices, ",") != "Web console,Alice's laptop" {
 			t.Fatalf("alice's sessions as the admin sees them: %q", devices)
 		}
-		b.screenshots(t, "admin-user")
 
 		// Sign her out everywhere: a confirmation first.
 		b.wantPage(t, b.load(t, chromedp.Click(chromedp.CSS(`main a[href="`+userPage+`/force-logout"]`))), 200)
@@ -756,10 +717,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		// Her browser is sent to sign in again, its cookie cleared.
 		a := aliceTab
 		a.wantPage(t, a.load(t, chromedp.Navigate(base+"/console/")), 200)
-		if loc := a.location(t); loc != base+"/console/login?done=ended" {
+		if loc := a.location(t); loc != base+"/console/login?done=ended-admin-all" {
 			t.Fatalf("alice's browser after the force-logout: %s", loc)
 		}
-		if got := a.text(t, `[role="status"] p`); got != "Your session has ended. Sign in again." {
+		if got := a.text(t, `[role="status"] p`); got != "An administrator signed you out of every device. Sign in again." {
 			t.Fatalf("alice's browser says %q", got)
 		}
 		if c := a.consoleCookie(t); c != nil {

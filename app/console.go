@@ -26,11 +26,8 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -71,15 +68,15 @@ func mustRead(name string) []byte {
 	return b
 }
 
-// parseConsolePages parses each page with the layout it fills in.
+// consolePartials are the templates every page may use, beside the page's
+// own file: the layout, and the pieces pages share (device cards, activity,
+// icons). A new page is a new file in console/ and needs nothing here.
+var consolePartials = []string{"layout", "cards", "icons"}
+
+// parseConsolePages parses each page with the layout and the partials.
 func parseConsolePages() map[string]*template.Template {
 	funcs := template.FuncMap{
-		"when": func(t time.Time) string {
-			if t.IsZero() {
-				return "—"
-			}
-			return t.UTC().Format("2 Jan 2006, 15:04 UTC")
-		},
+		"when":      exactOrDash,
 		"iso":       rfc3339,
 		"eventText": eventText,
 		"orDash": func(s string) string {
@@ -88,15 +85,12 @@ func parseConsolePages() map[string]*template.Template {
 			}
 			return s
 		},
-		"sessionTable": func(id, caption, base string, rows []sessionRow) tableData[sessionRow] {
-			return tableData[sessionRow]{ID: id, Caption: caption, Base: base, Rows: rows}
-		},
-		"eventTable": func(id, caption string, rows []eventRow) tableData[eventRow] {
-			return tableData[eventRow]{ID: id, Caption: caption, Rows: rows}
-		},
 	}
-	layout := template.Must(template.New("layout.html").Funcs(funcs).
-		ParseFS(consoleFiles, "console/layout.html", "console/partials.html"))
+	var files []string
+	for _, p := range consolePartials {
+		files = append(files, "console/"+p+".html")
+	}
+	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(consoleFiles, files...))
 	names, err := fs.Glob(consoleFiles, "console/*.html")
 	if err != nil {
 		panic(err)
@@ -104,12 +98,19 @@ func parseConsolePages() map[string]*template.Template {
 	pages := map[string]*template.Template{}
 	for _, name := range names {
 		base := strings.TrimSuffix(strings.TrimPrefix(name, "console/"), ".html")
-		if base == "layout" || base == "partials" {
+		if slices.Contains(consolePartials, base) {
 			continue
 		}
 		pages[base] = template.Must(template.Must(layout.Clone()).ParseFS(consoleFiles, name))
 	}
 	return pages
+}
+
+func exactOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return exactTime(t)
 }
 
 // Errors the console answers with its own pages.
@@ -143,6 +144,11 @@ func (h *handlers) console(f *fiber.App) {
 	in.Get("/sessions/:id/revoke", h.consoleConfirmMine("one"))
 	in.Post("/sessions/:id/revoke", h.consoleRevokeOne)
 	h.consoleMFA(in)
+	in.Get("/sessions/:id/unrecognised", h.consoleConfirmMine("unrecognised"))
+	in.Post("/sessions/:id/unrecognised", h.consoleRevokeOne)
+	in.Get("/activity", h.consoleActivity)
+	in.Get("/password", h.consolePasswordPage)
+	in.Post("/password", h.consoleChangePassword)
 
 	adm := in.Group("/admin", h.consoleRequireAdmin)
 	adm.Get("/users", h.consoleUsers)
@@ -213,17 +219,17 @@ func consoleToken(c *fiber.Ctx) string {
 
 // consoleAuth requires the console's cookie, checked as a bearer token is
 // (checkSession). Without one, or with one whose session is over, the
-// browser goes to the sign-in page. A POST must also carry the session's
+// browser goes to the sign-in page, and comes back after it. A POST must also carry the session's
 // CSRF token.
 func (h *handlers) consoleAuth(c *fiber.Ctx) error {
 	token := c.Cookies(consoleCookie)
 	if token == "" {
-		return c.Redirect(consolePath+"/login", fiber.StatusSeeOther)
+		return c.Redirect(loginURL("", nextOf(c)), fiber.StatusSeeOther)
 	}
 	err := h.checkSession(c, token)
 	switch {
 	case errcode.Of(err) == errcode.Unauthorized:
-		return h.consoleEnded(c)
+		return h.consoleEnded(c, token)
 	case err != nil:
 		return err
 	}
@@ -235,13 +241,6 @@ func (h *handlers) consoleAuth(c *fiber.Ctx) error {
 		}
 	}
 	return c.Next()
-}
-
-// consoleEnded clears a cookie whose session is over and sends the browser
-// to sign in again.
-func (h *handlers) consoleEnded(c *fiber.Ctx) error {
-	clearConsoleCookie(c)
-	return c.Redirect(consolePath+"/login?done=ended", fiber.StatusSeeOther)
 }
 
 func setConsoleCookie(c *fiber.Ctx, token string, expires time.Time) {
@@ -297,74 +296,51 @@ func (h *handlers) renderConsole(c *fiber.Ctx, status int, name string, p consol
 	return c.Send(buf.Bytes())
 }
 
-// doneMessages say what the action a browser was redirected from did
-// (?done=, with ?n= for how many). Only these texts are shown: nothing of
-// the query string is echoed.
-var doneMessages = map[string]string{
-	"signed-out":     "You have signed out.",
-	"everywhere":     "You have been signed out everywhere.",
-	"ended":          "Your session has ended. Sign in again.",
-	"revoked":        "The device was signed out.",
-	"others":         "Signed out of your other devices: %n ended.",
-	"forced":         "Signed out everywhere: %n ended.",
-	"session-ended":  "The session was ended.",
-	"disabled":       "The account is disabled and all its sessions ended.",
-	"enabled":        "The account is enabled.",
-	"made-admin":     "The account is now an admin.",
-	"made-user":      "The account is now a regular user.",
-	"password-reset": "The password was reset and all the account's sessions ended.",
-	"deleted":        "The account was deleted.",
-	"totp-removed":   "The authenticator app was removed: signing in needs only your password now.",
-}
-
-func doneMessage(c *fiber.Ctx) string {
-	msg := doneMessages[c.Query("done")]
-	if strings.Contains(msg, "%n") {
-		n, err := strconv.Atoi(c.Query("n"))
-		if err != nil || n < 0 {
-			n = 0
-		}
-		msg = strings.Replace(msg, "%n", plural(n, "session"), 1)
-	}
-	return msg
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return strconv.Itoa(n) + " " + what + "s"
-}
-
-// sentence makes an error's message a sentence: capitalized, with a stop.
-func sentence(s string) string {
-	if s == "" {
-		return s
-	}
-	r, n := utf8.DecodeRuneInString(s)
-	s = string(unicode.ToUpper(r)) + s[n:]
-	if !strings.HasSuffix(s, ".") {
-		s += "."
-	}
-	return s
+// errorHeadings head the console's error pages, by status: what a person
+// reads first, not the HTTP status's name.
+var errorHeadings = map[int]string{
+	400: "Something in the form is not right",
+	403: "You cannot do that here",
+	404: "Page not found",
+	405: "Page not found",
+	408: "That took too long",
+	409: "That cannot be done now",
+	413: "That is too much to send",
+	429: "Too many attempts",
+	431: "That is too much to send",
+	500: "Something went wrong",
+	503: "The service is unavailable",
 }
 
 // consoleError renders an error (answered by answerError, as the API's
 // are) as an HTML page with its status.
 func (h *handlers) consoleError(c *fiber.Ctx, err error) error {
-	p, _ := h.answerError(c, err)
+	p, retry := h.answerError(c, err)
 	setConsoleHeaders(c)
-	msg := sentence(p.Detail)
+	heading, msg := errorHeadings[p.Status], sentence(p.Detail)
+	if heading == "" {
+		heading = "That did not work"
+	}
 	switch {
-	case errors.Is(err, errNotFound):
+	case errors.Is(err, errConsoleCSRF):
+		heading = "This form has expired"
+	case errors.Is(err, errConsoleCrossSite):
+		heading = "This form came from another site"
+	case errors.Is(err, errConsoleNotAdmin):
+		heading = "For administrators only"
+	case errors.Is(err, sessions.ErrNotFound):
+		msg = "That device is not signed in: it may have been signed out already."
+	case p.Code == errcode.NotFound:
 		msg = "There is no such page."
+	case p.Code == errcode.TooManyAttempts:
+		msg = "Too many attempts. Try again in " + waitWords(retry) + "."
 	case p.Code == errcode.Unavailable:
-		msg = "The service is unavailable, try again."
+		msg = "The service is unavailable. Try again in a moment."
 	case p.Code == errcode.Internal:
 		msg = "Something went wrong on our side."
 	}
-	if rerr := h.renderConsole(c, p.Status, "error", consolePage{Title: p.Title, Error: msg,
-		Data: struct{ Title string }{p.Title}}); rerr != nil {
+	if rerr := h.renderConsole(c, p.Status, "error", consolePage{Title: heading, Error: msg,
+		Data: struct{ Title string }{heading}}); rerr != nil {
 		c.Status(p.Status)
 		c.Set(fiber.HeaderContentType, fiber.MIMETextPlainCharsetUTF8)
 		return c.SendString(msg)
@@ -374,35 +350,40 @@ func (h *handlers) consoleError(c *fiber.Ctx, err error) error {
 
 // Signing in and out.
 
-type loginData struct{ Username string }
+type loginData struct {
+	Username string
+	Next     string // the page to go to once signed in
+}
 
 // loginRefusals are what the sign-in form says about the refusals it shows
 // itself, by code (%s: how long to wait); any other error is an error page.
 var loginRefusals = map[string]string{
 	errcode.InvalidCredentials: "The username or password is wrong.",
 	errcode.AccountDisabled:    "This account is disabled.",
-	errcode.TooManyAttempts:    "Too many attempts, try again in %s.",
-	errcode.Unavailable:        "The service is unavailable, try again.",
+	errcode.TooManyAttempts:    "Too many attempts. Try again in %s.",
+	errcode.Unavailable:        "The service is unavailable. Try again in a moment.",
 }
 
 func (h *handlers) consoleLoginPage(c *fiber.Ctx) error {
-	return h.renderConsole(c, fiber.StatusOK, "login", consolePage{Title: "Sign in", Data: loginData{}})
+	return h.renderConsole(c, fiber.StatusOK, "login", consolePage{Title: "Sign in",
+		Data: loginData{Next: safeNext(c.Query("next"))}})
 }
 
 // consoleLogin signs in as POST /v1/auth/login does, and keeps the token in
 // the console's cookie.
 func (h *handlers) consoleLogin(c *fiber.Ctx) error {
 	username, password := formValue(c, "username"), formValue(c, "password")
+	form := loginData{Username: username, Next: safeNext(formValue(c, "next"))}
 	if username == "" || password == "" {
 		return h.renderConsole(c, fiber.StatusUnprocessableEntity, "login", consolePage{Title: "Sign in",
-			Error: "Enter your username and password.", Data: loginData{username}})
+			Error: "Enter your username and password.", Data: form})
 	}
 	meta := sessions.Meta{DeviceName: consoleDevice, Platform: consolePlatform,
 		UserAgent: truncateUTF8(c.Get(fiber.HeaderUserAgent), maxUserAgent), IP: h.clientIP(c)}
 	sess, token, err := h.openSession(c, username, password, meta)
 	var mfa *mfaRequiredError
 	if errors.As(err, &mfa) {
-		return h.consoleMFAStep(c, mfa.token, consolePath+"/", "", fiber.StatusOK)
+		return h.consoleMFAStep(c, mfa.token, returnTo(form.Next), "", fiber.StatusOK)
 	}
 	if err != nil {
 		msg, ok := loginRefusals[errcode.Of(err)]
@@ -418,10 +399,13 @@ func (h *handlers) consoleLogin(c *fiber.Ctx) error {
 			// only a form to correct.
 			status = fiber.StatusUnprocessableEntity
 		}
-		msg = strings.Replace(msg, "%s", plural(retry, "second"), 1)
-		return h.renderConsole(c, status, "login", consolePage{Title: "Sign in", Error: msg, Data: loginData{username}})
+		msg = strings.Replace(msg, "%s", waitWords(retry), 1)
+		return h.renderConsole(c, status, "login", consolePage{Title: "Sign in", Error: msg, Data: form})
 	}
 	setConsoleCookie(c, token, sess.ExpiresAt)
+	if form.Next != "" {
+		return c.Redirect(form.Next, fiber.StatusSeeOther)
+	}
 	return c.Redirect(consolePath+"/", fiber.StatusSeeOther)
 }
 

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"errors"
 	"net/url"
 	"strconv"
 	"strings"
@@ -37,44 +36,47 @@ func (h *handlers) consoleRequireAdmin(c *fiber.Ctx) error {
 
 type usersData struct {
 	Users    []users.User
-	Searched bool
-	Username string
-	Next     string // the next page's URL, "" on the last
-	Paged    bool   // this is not the first page
+	Username string // the prefix searched for, "" for all accounts
+	// Prev and Next are the neighbouring pages' URLs, "" when there is none.
+	Prev, Next string
+	Paged      bool // this is not the first page
 }
 
-// consoleUsers finds an account by username, or lists them page by page.
+// consoleUsers lists the accounts whose names start with what was typed
+// (all of them when nothing was), page by page.
 func (h *handlers) consoleUsers(c *fiber.Ctx) error {
-	ctx := c.UserContext()
-	d := usersData{Username: strings.TrimSpace(c.Query("username"))}
-	if d.Username != "" {
-		d.Searched = true
-		u, err := h.Users.FindByUsername(ctx, d.Username)
-		switch {
-		case err == nil:
-			d.Users = []users.User{u}
-		case !errors.Is(err, errcode.ErrUserNotFound):
-			return err
+	q := users.Query{Prefix: strings.TrimSpace(c.Query("username")), After: c.Query("after"),
+		Before: c.Query("before"), Limit: consolePageSize}
+	if q.After == "" {
+		// The cursor of the listing's first pages (?cursor=) is an "after" one.
+		q.After = c.Query("cursor")
+	}
+	page, err := h.Users.Search(c.UserContext(), q)
+	if err != nil {
+		return err
+	}
+	d := usersData{Users: page.Users, Username: q.Prefix, Paged: q.After != "" || q.Before != ""}
+	link := func(dir, cursor string) string {
+		v := url.Values{dir: {cursor}}
+		if q.Prefix != "" {
+			v.Set("username", q.Prefix)
 		}
-	} else {
-		cursor := c.Query("cursor")
-		list, next, err := h.Users.List(ctx, cursor, consolePageSize)
-		if err != nil {
-			return err
-		}
-		d.Users, d.Paged = list, cursor != ""
-		if next != "" {
-			d.Next = consolePath + "/admin/users?cursor=" + next
-		}
+		return consolePath + "/admin/users?" + v.Encode()
+	}
+	if page.Prev != "" {
+		d.Prev = link("before", page.Prev)
+	}
+	if page.Next != "" {
+		d.Next = link("after", page.Next)
 	}
 	return h.renderConsole(c, fiber.StatusOK, "users", consolePage{Title: "Accounts", Nav: "admin", Data: d})
 }
 
 type userData struct {
-	User     users.User
-	Sessions []sessionRow
-	Events   []eventRow
-	Self     bool
+	User    users.User
+	Devices cardsData
+	Events  eventsData
+	Self    bool
 }
 
 func (h *handlers) consoleUser(c *fiber.Ctx) error {
@@ -102,8 +104,12 @@ func (h *handlers) renderUser(c *fiber.Ctx, status int, errMsg string) error {
 	if u.ID == cl.UserID {
 		current = cl.SessionID
 	}
+	now := c.Context().Time()
 	return h.renderConsole(c, status, "user", consolePage{Title: u.Username, Nav: "admin", Error: errMsg,
-		Data: userData{User: u, Sessions: sessionRows(list, current), Events: eventRows(evs), Self: u.ID == cl.UserID}})
+		Data: userData{User: u, Self: u.ID == cl.UserID,
+			Devices: cardsData{ID: "sessions-heading", Base: userPath(u), Cards: deviceCards(list, current, now)},
+			Events:  eventsData{ID: "events-heading", Items: eventItems(evs, now)},
+		}})
 }
 
 func userPath(u users.User) string { return consolePath + "/admin/users/" + u.ID }
@@ -251,15 +257,6 @@ func (h *handlers) consoleAdminDo(name string) fiber.Handler {
 	}
 }
 
-// passwordMessage says which password rule a new password broke.
-func passwordMessage(err error) string {
-	msg := errcode.Message(err)
-	if rule, ok := strings.CutPrefix(msg, "password: "); ok {
-		return "The new password " + rule + "."
-	}
-	return sentence(msg)
-}
-
 func (h *handlers) consoleConfirmAdminRevoke(c *fiber.Ctx) error {
 	u, err := h.adminTarget(c)
 	if err != nil {
@@ -269,9 +266,10 @@ func (h *handlers) consoleConfirmAdminRevoke(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return h.renderConfirm(c, fiber.StatusOK, confirmData{Heading: "End a session",
-		Question: "Sign " + u.Username + " out of " + deviceLabel(s) + "?",
-		Explain:  "That device will need to sign in again.", Button: "Sign out", Danger: true,
+	name := deviceLabel(s)
+	return h.renderConfirm(c, fiber.StatusOK, confirmData{Heading: "End a session", Device: name,
+		Question: "Sign " + u.Username + " out of " + name + "?",
+		Explain:  "That device will need to sign in again.", Button: "Sign out " + name, Danger: true,
 		Action: userPath(u) + "/sessions/" + s.ID + "/revoke", Cancel: userPath(u)}, "")
 }
 
@@ -284,9 +282,18 @@ func (h *handlers) consoleAdminRevoke(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s, err := h.findSession(c, u.ID, sid)
+	if err != nil {
+		return err
+	}
 	if err := h.Sessions.Revoke(c.UserContext(), u.ID, sid, h.actor(c)); err != nil {
 		return err
 	}
 	h.Metrics.Revoked("force_logout_one", 1)
-	return c.Redirect(userPath(u)+"?done=session-ended", fiber.StatusSeeOther)
+	if sid == callerOf(c).SessionID {
+		// An admin ending their own console session from their account page.
+		clearConsoleCookie(c)
+		return c.Redirect(loginURL("signed-out", ""), fiber.StatusSeeOther)
+	}
+	return c.Redirect(doneURL(c, userPath(u), "session-ended", 0, deviceLabel(s)), fiber.StatusSeeOther)
 }

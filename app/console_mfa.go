@@ -53,7 +53,7 @@ func (h *handlers) consoleMFAStep(c *fiber.Ctx, mfaToken, next, errMsg string, s
 // consoleLoginCode finishes a sign-in with a TOTP or recovery code, as POST
 // /v1/auth/login/mfa does.
 func (h *handlers) consoleLoginCode(c *fiber.Ctx) error {
-	mfaToken, next := formValue(c, "mfa_token"), safeNext(formValue(c, "next"))
+	mfaToken, next := formValue(c, "mfa_token"), returnTo(formValue(c, "next"))
 	code, recovery := strings.TrimSpace(formValue(c, "code")), strings.TrimSpace(formValue(c, "recovery_code"))
 	if code != "" && recovery != "" {
 		recovery = ""
@@ -72,7 +72,7 @@ func (h *handlers) consoleLoginCode(c *fiber.Ctx) error {
 			return h.renderConsole(c, fiber.StatusUnauthorized, "login", consolePage{Title: "Sign in",
 				Error: "This sign-in has expired or had too many wrong codes. Sign in again.", Data: loginData{}})
 		case errcode.TooManyAttempts:
-			return h.consoleMFAStep(c, mfaToken, next, "Too many attempts, try again in "+plural(retry, "second")+".", p.Status)
+			return h.consoleMFAStep(c, mfaToken, next, "Too many attempts, try again in "+waitWords(retry)+".", p.Status)
 		}
 		return err
 	}
@@ -80,14 +80,13 @@ func (h *handlers) consoleLoginCode(c *fiber.Ctx) error {
 	return c.Redirect(next, fiber.StatusSeeOther)
 }
 
-// safeNext is where to go after signing in or stepping up: a path of the
-// console only (never another site, a scheme, or a protocol-relative URL).
-func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, consolePath+"/") || strings.HasPrefix(next, "//") ||
-		strings.ContainsAny(next, "\\\r\n\t") || strings.Contains(next, "/../") {
-		return consolePath + "/"
+// returnTo is where to go after signing in or stepping up: next when it is
+// a console page (safeNext), else the front page.
+func returnTo(next string) string {
+	if next = safeNext(next); next != "" {
+		return next
 	}
-	return next
+	return consolePath + "/"
 }
 
 // securityData is the security page.
@@ -251,7 +250,7 @@ type reauthData struct {
 }
 
 func (h *handlers) consoleReauthPage(c *fiber.Ctx) error {
-	return h.renderReauth(c, fiber.StatusOK, safeNext(c.Query("next")), "")
+	return h.renderReauth(c, fiber.StatusOK, returnTo(c.Query("next")), "")
 }
 
 func (h *handlers) renderReauth(c *fiber.Ctx, status int, next, errMsg string) error {
@@ -270,7 +269,7 @@ func (h *handlers) renderReauth(c *fiber.Ctx, status int, next, errMsg string) e
 // consoleReauth steps the console's session up in place, as POST
 // /v1/auth/reauthenticate does, and goes back to the page that asked.
 func (h *handlers) consoleReauth(c *fiber.Ctx) error {
-	next := safeNext(formValue(c, "next"))
+	next := returnTo(formValue(c, "next"))
 	password, code := formValue(c, "password"), strings.TrimSpace(formValue(c, "code"))
 	if password == "" && code == "" {
 		return h.renderReauth(c, fiber.StatusUnprocessableEntity, next, "Enter your password or a code from your authenticator app.")
@@ -282,7 +281,7 @@ func (h *handlers) consoleReauth(c *fiber.Ctx) error {
 		case errcode.InvalidCredentials:
 			return h.renderReauth(c, fiber.StatusUnprocessableEntity, next, "That password or code is not right.")
 		case errcode.TooManyAttempts:
-			return h.renderReauth(c, p.Status, next, "Too many attempts, try again in "+plural(retry, "second")+".")
+			return h.renderReauth(c, p.Status, next, "Too many attempts, try again in "+waitWords(retry)+".")
 		}
 		return err
 	}

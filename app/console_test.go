@@ -179,6 +179,16 @@ func (e *env) consolePost(t *testing.T, cookie, path string, form url.Values) re
 	return e.console("POST", path, cookie, form, "Origin", sameOrigin)
 }
 
+// mustQuery is the query of a URL.
+func mustQuery(t *testing.T, u string) url.Values {
+	t.Helper()
+	p, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Query()
+}
+
 // meStatus is the status of GET /v1/me with a bearer token.
 func (e *env) meStatus(tok string) int {
 	e.t.Helper()
@@ -245,8 +255,9 @@ func TestConsoleSignIn(t *testing.T) {
 			break
 		}
 	}
-	wantPage(t, r, 429, "Too many attempts, try again in ")
-	if r.Header.Get("Retry-After") == "" || !regexp.MustCompile(`try again in \d+ seconds?\.`).MatchString(r.text()) {
+	// In words, rounded up: the 15-minute window's wait is not "897 seconds".
+	wantPage(t, r, 429, "Too many attempts. Try again in 15 minutes.")
+	if r.Header.Get("Retry-After") == "" {
 		t.Fatalf("429 without how long to wait: Retry-After %q\n%s", r.Header.Get("Retry-After"), r.Body)
 	}
 
@@ -346,14 +357,19 @@ func TestConsoleDevices(t *testing.T) {
 
 	// The page lists every session and marks this one.
 	r := e.console("GET", "/console/", cookie, nil)
-	wantPage(t, r, 200, "<h1>My devices</h1>", "test device", "MyApp/3.2 (iPhone)", "Web console", "Firefox/140",
-		"This device", `<th scope="col">`, "Recent security activity", "Signed in", "Signed in as <strong>alice</strong>",
+	wantPage(t, r, 200, "<h1>My devices</h1>", "test device", "App on iPhone", "<code>MyApp/3.2 (iPhone)</code>",
+		"Web console", "<code>Firefox/140</code>", "This device", "Active now", "Recent security activity", "Signed in",
+		"Signed in as <strong><bdi>alice</bdi></strong>", "Sign out of console",
 		`href="/console/sessions/revoke-others"`, `href="/console/sessions/revoke-all"`)
 	if strings.Count(r.text(), "This device") != 1 {
 		t.Fatalf("want exactly one session marked as this device:\n%s", r.Body)
 	}
-	if !regexp.MustCompile(`(?s)<tr class="current">\s*<th scope="row">Web console`).MatchString(r.text()) {
-		t.Fatalf("the current row is not the console's session:\n%s", r.Body)
+	if !regexp.MustCompile(`(?s)<li class="device current">.*?<h3 class="device-name"><bdi>Web console`).MatchString(r.text()) {
+		t.Fatalf("the current card is not the console's session:\n%s", r.Body)
+	}
+	// Times read "2 hours ago", with the exact time for machines and a tooltip.
+	if !regexp.MustCompile(`<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ" title="\d+ \w+ \d{4}, \d\d:\d\d UTC">Active now</time>`).MatchString(r.text()) {
+		t.Fatalf("no relative time with its exact time:\n%s", r.Body)
 	}
 	if strings.Contains(r.text(), "Administration") {
 		t.Fatal("a user is shown the administration link")
@@ -367,8 +383,8 @@ func TestConsoleDevices(t *testing.T) {
 	// Revoking the phone: a confirmation page first, then the POST.
 	path := "/console/sessions/" + phoneSID + "/revoke"
 	confirm := e.console("GET", path, cookie, nil)
-	wantPage(t, confirm, 200, "Sign out test device?", `action="`+path+`"`, `<button type="submit" class="danger">Sign out</button>`,
-		`href="/console/">Cancel</a>`)
+	wantPage(t, confirm, 200, "Sign out test device?", `action="`+path+`"`,
+		`<button type="submit" class="danger"><bdi>Sign out test device</bdi></button>`, `href="/console/">Cancel</a>`)
 	if e.meStatus(phone) != 200 {
 		t.Fatal("the confirmation page revoked the session")
 	}
@@ -399,12 +415,29 @@ func TestConsoleDevices(t *testing.T) {
 	}
 
 	r = e.console("POST", path, cookie, url.Values{"csrf": {csrfOf(t, confirm)}}, "Origin", sameOrigin)
-	wantRedirect(t, r, "/console/?done=revoked")
+	done := r.Header.Get("Location")
+	if r.Status != 303 || !strings.HasPrefix(done, "/console/?done=revoked&") {
+		t.Fatalf("revoking: %d to %q", r.Status, done)
+	}
 	if e.meStatus(phone) != 401 {
 		t.Fatal("the revoked device's token still works")
 	}
-	r = e.console("GET", "/console/?done=revoked", cookie, nil)
-	wantPage(t, r, 200, `<div class="status" role="status"><p>The device was signed out.</p>`)
+	// The message names the device.
+	r = e.console("GET", done, cookie, nil)
+	wantPage(t, r, 200, `<div class="status" role="status" aria-live="polite"><p>Signed out test device.</p>`)
+	// A name the console did not sign for this session is not shown.
+	for _, q := range []string{"?done=revoked&what=Call+555-0100", "?done=revoked&what=Call+555-0100&sig=" + mustQuery(t, done).Get("sig")} {
+		r := e.console("GET", "/console/"+q, cookie, nil)
+		wantPage(t, r, 200, "<p>The device was signed out.</p>")
+		if strings.Contains(r.text(), "555") {
+			t.Fatalf("the page shows a name from a link: %s", r.Body)
+		}
+	}
+	if other := e.consoleSignIn("alice", "password123"); true {
+		r := e.console("GET", done, other, nil)
+		wantPage(t, r, 200, "<p>The device was signed out.</p>")
+		e.console("POST", "/console/logout", other, url.Values{"csrf": {csrfOf(t, r)}}, "Origin", sameOrigin)
+	}
 	if strings.Contains(r.text(), path) {
 		t.Fatalf("the revoked device is still listed:\n%s", r.Body)
 	}
@@ -441,12 +474,13 @@ func TestConsoleDevices(t *testing.T) {
 			t.Fatal("a console session outlived signing out everywhere")
 		}
 	}
-	// The dead cookie sends the browser to sign in, and is cleared.
+	// The dead cookie sends the browser to sign in, saying why, and is cleared.
 	r = e.console("GET", "/console/", cookie, nil)
-	wantRedirect(t, r, "/console/login?done=ended")
+	wantRedirect(t, r, "/console/login?done=ended-everywhere")
 	if c := r.setCookie(); c == nil || c.Value != "" {
 		t.Fatal("a dead session's cookie is not cleared")
 	}
+	wantPage(t, e.console("GET", "/console/login?done=ended-everywhere", "", nil), 200, "You signed out everywhere from another device.")
 	wantPage(t, e.console("GET", "/console/login?done=ended", "", nil), 200, "Your session has ended.")
 	if _, err := e.Sessions.Use(context.Background(), alice.ID, claims.SessionID, ""); err == nil {
 		t.Fatal("the console session is live")
@@ -473,7 +507,9 @@ func TestConsoleSignOut(t *testing.T) {
 	if e.meStatus(cookie) != 401 {
 		t.Fatal("the signed-out session's token still works")
 	}
-	wantRedirect(t, e.console("GET", "/console/", cookie, nil), "/console/login?done=ended")
+	// (The token is replayed here; a browser's cookie was cleared. The
+	// session was signed out by its own account, so "from another device".)
+	wantRedirect(t, e.console("GET", "/console/", cookie, nil), "/console/login?done=ended-elsewhere")
 
 	// No cookie, or one that is not a token: to the sign-in page.
 	wantRedirect(t, e.console("GET", "/console/", "", nil), "/console/login")
@@ -506,8 +542,8 @@ func TestConsoleAdminNeedsTheAdminRole(t *testing.T) {
 	if u, _ := e.Users.Get(context.Background(), root.ID); u.Role != users.RoleAdmin {
 		t.Fatal("a user changed an admin")
 	}
-	// Signed out: to sign in, not a 403.
-	wantRedirect(t, e.console("GET", "/console/admin/users", "", nil), "/console/login")
+	// Signed out: to sign in, and back, not a 403.
+	wantRedirect(t, e.console("GET", "/console/admin/users", "", nil), "/console/login?next=%2Fconsole%2Fadmin%2Fusers")
 }
 
 func TestConsoleAdmin(t *testing.T) {
@@ -520,15 +556,18 @@ func TestConsoleAdmin(t *testing.T) {
 
 	wantPage(t, e.console("GET", "/console/", cookie, nil), 200, `href="/console/admin/users"`, "Administration")
 
-	// Find by username, case-insensitively.
-	r := e.console("GET", "/console/admin/users?username=ALICE", cookie, nil)
-	wantPage(t, r, 200, "Search results", `<a href="`+userPage+`">alice</a>`, `<label for="username">`)
-	wantPage(t, e.console("GET", "/console/admin/users?username=nobody", cookie, nil), 200, "No account is named “nobody”.")
+	// Find by the start of the name, case-insensitively.
+	var r resp
+	for _, q := range []string{"ALICE", "al", "A"} {
+		r := e.console("GET", "/console/admin/users?username="+q, cookie, nil)
+		wantPage(t, r, 200, "Names starting with “"+q+"”", `<a href="`+userPage+`"><bdi>alice</bdi></a>`, `<label for="username">`)
+	}
+	wantPage(t, e.console("GET", "/console/admin/users?username=nobody", cookie, nil), 200, "No account’s name starts with “nobody”.")
 
 	// The account's page: the account, its sessions, its events, its actions.
 	tok, sid := e.login("alice", "password123")
 	r = e.console("GET", userPage, cookie, nil)
-	wantPage(t, r, 200, "<h1>alice</h1>", "test device", "Account created", "Signed in",
+	wantPage(t, r, 200, "<h1><bdi>alice</bdi></h1>", "test device", "Account created", "Signed in",
 		`href="`+userPage+`/force-logout"`, `href="`+userPage+`/password"`, `href="`+userPage+`/disable"`,
 		`href="`+userPage+`/make-admin"`, `href="`+userPage+`/delete"`, `href="`+userPage+`/sessions/`+sid+`/revoke"`)
 	wantPage(t, e.console("GET", "/console/admin/users/"+"0d9b7a4c-5e6f-4a1b-8c2d-3e4f5a6b7c8d", cookie, nil), 404)
@@ -536,7 +575,11 @@ func TestConsoleAdmin(t *testing.T) {
 
 	// End one session.
 	r = e.consolePost(t, cookie, userPage+"/sessions/"+sid+"/revoke", nil)
-	wantRedirect(t, r, userPage+"?done=session-ended")
+	if loc := r.Header.Get("Location"); r.Status != 303 || !strings.HasPrefix(loc, userPage+"?done=session-ended&") {
+		t.Fatalf("ending a session: %d to %q", r.Status, loc)
+	} else {
+		wantPage(t, e.console("GET", loc, cookie, nil), 200, "Ended the session on test device.")
+	}
 	if e.meStatus(tok) != 401 {
 		t.Fatal("the session the admin ended still works")
 	}
@@ -604,7 +647,7 @@ func TestConsoleAdmin(t *testing.T) {
 	rootPage := "/console/admin/users/" + root.ID
 	for _, action := range []string{"make-user", "disable", "delete"} {
 		r := e.consolePost(t, cookie, rootPage+"/"+action, nil)
-		wantPage(t, r, 409, "This is the last enabled admin: make another admin first.", "<h1>root</h1>", `role="alert"`)
+		wantPage(t, r, 409, "This is the last enabled admin: make another admin first.", "<h1><bdi>root</bdi></h1>", `role="alert"`)
 	}
 	if u, _ := e.Users.Get(context.Background(), root.ID); u.Role != users.RoleAdmin || u.Disabled {
 		t.Fatalf("the last admin was changed: %+v", u)
@@ -625,7 +668,7 @@ func TestConsoleAdmin(t *testing.T) {
 	}
 	r = e.console("GET", "/console/admin/users?done=deleted", cookie, nil)
 	wantPage(t, r, 200, "The account was deleted.", "All accounts")
-	if strings.Contains(r.text(), ">alice<") {
+	if strings.Contains(r.text(), "<bdi>alice</bdi>") {
 		t.Fatal("the deleted account is still listed")
 	}
 	wantPage(t, e.console("GET", userPage, cookie, nil), 404)
@@ -648,8 +691,8 @@ func TestConsoleAdminPages(t *testing.T) {
 		e.createUser(fmt.Sprintf("user%02d", i), "password123", users.RoleUser)
 	}
 	cookie := e.consoleSignIn("root", "root-password")
-	link := regexp.MustCompile(`<a href="(/console/admin/users\?cursor=[^"]+)" rel="next">Next page</a>`)
-	row := regexp.MustCompile(`<a href="/console/admin/users/[0-9a-f-]{36}">([^<]+)</a>`)
+	link := regexp.MustCompile(`<a href="(/console/admin/users\?after=[^"]+)" rel="next">Next page</a>`)
+	row := regexp.MustCompile(`<a href="/console/admin/users/[0-9a-f-]{36}"><bdi>([^<]+)</bdi></a>`)
 	var names []string
 	path := "/console/admin/users"
 	for pages := 0; path != ""; pages++ {
@@ -693,11 +736,11 @@ func TestConsoleStaticAndErrors(t *testing.T) {
 	// path that only shares the prefix is the API's 404.
 	e.createUser("alice", "password123", users.RoleUser)
 	cookie := e.consoleSignIn("alice", "password123")
-	wantPage(t, e.console("GET", "/console/nothing-here", cookie, nil), 404, "There is no such page.", "My devices")
+	wantPage(t, e.console("GET", "/console/nothing-here", cookie, nil), 404, "<h1>Page not found</h1>", "There is no such page.", "My devices")
 	wantPage(t, e.console("GET", "/console/admin/nothing-here", cookie, nil), 403)
 	// Signed out, every console path but the sign-in page and the stylesheet
 	// asks to sign in first.
-	wantRedirect(t, e.console("GET", "/console/nothing-here", "", nil), "/console/login")
+	wantRedirect(t, e.console("GET", "/console/nothing-here", "", nil), "/console/login?next=%2Fconsole%2Fnothing-here")
 	r = e.console("GET", "/consolex", "", nil)
 	if r.Status != 404 || r.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("GET /consolex: %d %q", r.Status, r.Header.Get("Content-Type"))

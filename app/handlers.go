@@ -351,21 +351,33 @@ func (h *handlers) changePassword(c *fiber.Ctx) error {
 	if err := required("new_password", req.New); err != nil {
 		return err
 	}
+	if _, err := h.changeOwnPassword(c, *req.Current, *req.New); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+// changeOwnPassword changes the caller's password, checking the current
+// one, and ends every other session of the account: PUT /v1/me/password and
+// the console's form. It returns how many sessions ended. A new password
+// that breaks a rule is errcode.Invalid naming new_password; a wrong current
+// password counts against the failed-login limits.
+func (h *handlers) changeOwnPassword(c *fiber.Ctx, current, next string) (int, error) {
 	// A new password that breaks a rule is refused before the current one is
 	// checked, so it costs no attempt.
-	if err := users.ValidPassword(*req.New); err != nil {
-		return inField("new_password", err)
+	if err := users.ValidPassword(next); err != nil {
+		return 0, inField("new_password", err)
 	}
 	cl := callerOf(c)
 	ctx := c.UserContext()
 	by := h.actor(c)
-	u, err := h.Users.CheckPassword(ctx, cl.UserID, *req.Current, by)
+	u, err := h.Users.CheckPassword(ctx, cl.UserID, current, by)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	update, err := h.Users.CheckChange(users.Change{Password: req.New})
+	update, err := h.Users.CheckChange(users.Change{Password: &next})
 	if err != nil {
-		return inField("new_password", err)
+		return 0, inField("new_password", err)
 	}
 	// The new hash and the revocation of every other session land together,
 	// and only if no other change (another password change, an admin's
@@ -373,10 +385,10 @@ func (h *handlers) changePassword(c *fiber.Ctx) error {
 	n, err := h.Sessions.ChangeAccount(ctx, cl.UserID, cl.SessionID, update, u.CredentialVersion,
 		by.Counted(audit.PasswordChanged, cl.UserID, cl.SessionID, "{count} other sessions ended"))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	h.Metrics.Revoked("password_change", n)
-	return c.SendStatus(fiber.StatusNoContent)
+	return n, nil
 }
 
 func (h *handlers) listSessions(c *fiber.Ctx) error {

@@ -441,22 +441,9 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) ([]User, str
 		members = members[:limit]
 		next = base64.RawURLEncoding.EncodeToString([]byte(members[limit-1]))
 	}
-	out := make([]User, 0, len(members))
-	if len(members) == 0 {
-		return out, next, nil
-	}
-	cmds := make(rueidis.Commands, len(members))
-	for i, m := range members {
-		cmds[i] = s.c.B().Hgetall().Key(s.k.User(m[strings.IndexByte(m, 0)+1:])).Build()
-	}
-	for _, r := range s.c.DoMulti(ctx, cmds...) {
-		h, err := r.AsStrMap()
-		if err != nil {
-			return nil, "", redisx.Unavailable("list users", err)
-		}
-		if u, err := decode(h); err == nil {
-			out = append(out, u)
-		}
+	out, err := s.loadMembers(ctx, members, "list users")
+	if err != nil {
+		return nil, "", err
 	}
 	return out, next, nil
 }
