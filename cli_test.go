@@ -259,3 +259,63 @@ func idOf(t *testing.T, table, name string) string {
 	t.Fatalf("no account %q in:\n%s", name, table)
 	return ""
 }
+
+// `sessiond user mfa-reset` is for a user who lost their authenticator: the
+// account signs in with its password alone afterwards, its sessions stay,
+// and the operator is the actor of the mfa.removed event.
+func TestUserMFAResetCLI(t *testing.T) {
+	t.Parallel()
+	// The CLI opens the stores as the service does: once an account has
+	// enrolled, it needs the service's MFA_ENCRYPTION_KEY too.
+	env := map[string]string{"REDIS_KEY_PREFIX": redistest.Prefix(t), "USER": "opsperson", "MFA_ENCRYPTION_KEY": mfaKeyA}
+	base, _ := startBinary(t, env)
+	mustCLI(t, env, "alice-password\n", "user", "add", "--username", "alice")
+	tok := mustLogin(t, base, "alice", "alice-password").Token
+	enrollTOTP(t, base, tok)
+	if r, _ := login(t, base, "alice", "alice-password"); r.status != 401 || problemCode(r) != "mfa_required" {
+		t.Fatalf("the password of an enrolled account: %d %s, want 401 mfa_required", r.status, r.body)
+	}
+
+	out := mustCLI(t, env, "", "user", "mfa-reset", "alice")
+	if !strings.Contains(out, `"alice"`) {
+		t.Fatalf("user mfa-reset: %q, want the account named", out)
+	}
+	r, lr := login(t, base, "alice", "alice-password")
+	if r.status != 201 || lr.Token == "" || strings.Contains(string(r.body), "mfa_required") {
+		t.Fatalf("the password after user mfa-reset: %d %s, want 201 without mfa_required", r.status, r.body)
+	}
+	var st struct {
+		TOTP bool `json:"totp"`
+		Left int  `json:"recovery_codes_left"`
+	}
+	decode(t, call(t, "GET", base+"/v1/me/mfa", lr.Token, nil), &st)
+	if st.TOTP || st.Left != 0 {
+		t.Fatalf("GET /v1/me/mfa after user mfa-reset: %+v, want no TOTP and no recovery codes", st)
+	}
+	if s := call(t, "GET", base+"/v1/me", tok, nil).status; s != 200 {
+		t.Fatalf("the session from before the reset: %d, want 200 (it stays)", s)
+	}
+	var evs struct {
+		Events []struct {
+			Type    string `json:"type"`
+			ActorID string `json:"actor_id"`
+		} `json:"events"`
+	}
+	decode(t, call(t, "GET", base+"/v1/me/events?limit=100", tok, nil), &evs)
+	removed := false
+	for _, e := range evs.Events {
+		if e.Type == "mfa.removed" {
+			removed = e.ActorID == "cli:opsperson"
+			break
+		}
+	}
+	if !removed {
+		t.Fatalf("no mfa.removed event by cli:opsperson: %+v", evs.Events)
+	}
+
+	// An account that does not exist: a failure that says so, and no output.
+	code, out, errOut := cli(t, env, "", "user", "mfa-reset", "nobody")
+	if code == 0 || out != "" || !strings.Contains(errOut, "no such user") {
+		t.Fatalf("user mfa-reset of an unknown account: exit %d, stdout %q, stderr %q; want a failure saying no such user", code, out, errOut)
+	}
+}

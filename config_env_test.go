@@ -254,6 +254,34 @@ var envCases = []envCase{
 		{Value: "https://auth.example.com/#top", Name: "a_fragment"}, {Value: "https:///v1", Name: "no_host"},
 		{Value: "https://u:hunter2@auth.example.com", Name: "userinfo"},
 	}},
+	// Second factors and step-up (config_mfa_env_test.go).
+	{Var: "MFA_ENCRYPTION_KEY", Effect: effectMFAKey, Bad: []badValue{
+		{Value: "mfa-key-too-short"}, {Value: strings.Repeat("m", 31), Name: "31_bytes"},
+	}},
+	{Var: "MFA_ENCRYPTION_KEY_FILE", Effect: effectMFAKeyFile, Bad: []badValue{
+		{Value: "/nonexistent/mfa-key", Name: "missing_file"},
+		{Name: "and_MFA_ENCRYPTION_KEY", Make: func(t *testing.T) (string, map[string]string) {
+			return writeFile(t, "mfa-key", mfaKeyA+"\n"), map[string]string{"MFA_ENCRYPTION_KEY": mfaKeyB}
+		}},
+		{Name: "short", Names: "MFA_ENCRYPTION_KEY", Make: func(t *testing.T) (string, map[string]string) {
+			return writeFile(t, "mfa-key", "mfa-key-too-short\n"), nil
+		}},
+	}},
+	{Var: "MFA_PREVIOUS_ENCRYPTION_KEYS", Effect: effectMFAPreviousKeys, Bad: []badValue{
+		{Value: mfaKeyA + ",mfa-key-too-short", Name: "second_short", Env: map[string]string{"MFA_ENCRYPTION_KEY": mfaKeyB}},
+		{Value: mfaKeyA + ", ,", Name: "blank_entries", Env: map[string]string{"MFA_ENCRYPTION_KEY": mfaKeyB}},
+		{Value: mfaKeyA, Name: "without_MFA_ENCRYPTION_KEY"},
+	}},
+	{Var: "TOTP_ISSUER", Effect: effectTOTPIssuer,
+		NoBad: "any string is an issuer; empty means JWT_ISSUER"},
+	{Var: "STEP_UP_MAX_AGE", Effect: effectStepUpMaxAge, Bad: []badValue{
+		{Value: "soon"}, {Value: "0"}, {Value: "-10m"},
+		// Under 10s a re-authentication is stale before the action it allows.
+		{Value: "1s"}, {Value: "9s"},
+	}},
+	{Var: "ADMIN_REQUIRES_AAL2", Effect: effectAdminRequiresAAL2, Bad: []badValue{
+		{Value: "maybe"}, {Value: "enabled"},
+	}},
 }
 
 // The README's configuration table and envCases name the same variables, and
@@ -389,12 +417,22 @@ func TestBadValuesStopStartUp(t *testing.T) {
 }
 
 // secretsIn are the values of env that must never be printed: the JWT
-// secret, the admin password and a password in REDIS_URL.
+// secret, the admin password, the second-factor keys and a password in
+// REDIS_URL.
 func secretsIn(env map[string]string) []string {
 	var out []string
 	for _, k := range []string{"JWT_SECRET", "ADMIN_PASSWORD"} {
 		if v := env[k]; len(v) >= 4 {
 			out = append(out, v)
+		}
+	}
+	// The second-factor keys, each of a list too: a key too short to be
+	// accepted is still a secret someone meant to set.
+	for _, k := range []string{"MFA_ENCRYPTION_KEY", "MFA_PREVIOUS_ENCRYPTION_KEYS"} {
+		for _, v := range strings.Split(env[k], ",") {
+			if v = strings.TrimSpace(v); len(v) >= 4 {
+				out = append(out, v)
+			}
 		}
 	}
 	if m := regexp.MustCompile(`://[^/@]*?:([^@/]+)@`).FindStringSubmatch(env["REDIS_URL"]); m != nil {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -185,6 +186,8 @@ type seen struct {
 	Username     string `json:"x_username"`
 	UserRole     string `json:"x_user_role"`
 	SessionID    string `json:"x_session_id"`
+	SessionAAL   string `json:"x_session_aal"`
+	AuthTime     string `json:"x_auth_time"`
 	ForwardedFor string `json:"x_forwarded_for"`
 	RequestID    string `json:"x_request_id"`
 	// UserHeaders are the names of every header the app got that starts
@@ -218,6 +221,7 @@ func newProtectedApp(t *testing.T) *protectedApp {
 		_ = json.NewEncoder(w).Encode(seen{Method: r.Method, Path: r.URL.RequestURI(), Body: string(body),
 			UserID: r.Header.Get("X-User-Id"), Username: r.Header.Get("X-Username"),
 			UserRole: r.Header.Get("X-User-Role"), SessionID: r.Header.Get("X-Session-Id"),
+			SessionAAL: r.Header.Get("X-Session-AAL"), AuthTime: r.Header.Get("X-Auth-Time"),
 			ForwardedFor: r.Header.Get("X-Forwarded-For"), RequestID: r.Header.Get("X-Request-Id"),
 			UserHeaders: names})
 	}))
@@ -344,10 +348,13 @@ func TestNginxForwardAuth(t *testing.T) {
 	t.Run("client-sent identity headers are overwritten", func(t *testing.T) {
 		r := call(t, "GET", nginx+"/", tok, "", "X-User-Id", "someone-else", "X-User-Id", "another",
 			"X-Username", "mallory", "X-User-Role", "admin", "X-Session-Id", "forged",
-			"X_User_Id", "someone-else")
+			"X_User_Id", "someone-else", "X-Session-AAL", "2", "X-Auth-Time", "9999999999")
 		s := reached(t, r, "GET with a live token and forged X-User-*")
 		if identity(s) != want {
 			t.Fatalf("the app saw %+v, want %+v", identity(s), want)
+		}
+		if s.SessionAAL != "1" || s.AuthTime != authTime(t, e, tok) {
+			t.Fatalf("the app saw X-Session-AAL %q, X-Auth-Time %q; want sessiond's 1 and %s", s.SessionAAL, s.AuthTime, authTime(t, e, tok))
 		}
 		// One of each, nginx's: neither the second X-User-Id line nor the
 		// underscored spelling got through.
@@ -479,6 +486,7 @@ func TestNginxForwardAuthUnavailable(t *testing.T) {
 		r = call(t, "POST", nginx+"/orders", tok, `{"item":"book"}`)
 		assertUnavailable(t, r, "POST through nginx")
 	}
+	assertUnavailable(t, call(t, "GET", nginx+"/admin/", tok, ""), "GET of the two-factor location through nginx")
 	if app.Hits() != before {
 		t.Fatal("a request reached the app while sessiond could not verify it")
 	}
@@ -495,4 +503,77 @@ func TestNginxForwardAuthUnavailable(t *testing.T) {
 			t.Fatal("a request reached the app with sessiond down")
 		}
 	})
+}
+
+// authTime is the auth_time of the session of token, in unix seconds as
+// X-Auth-Time carries it.
+func authTime(t *testing.T, e *env, token string) string {
+	t.Helper()
+	at, err := time.Parse(time.RFC3339, str(e.session(t, token)["auth_time"]))
+	if err != nil {
+		t.Fatalf("auth_time: %v", err)
+	}
+	return strconv.FormatInt(at.Unix(), 10)
+}
+
+// The example's two-factor location: a session at aal 1 reaches the app
+// everywhere else and is refused there with 403 step_up_required (whatever
+// X-Session-AAL the client sends); after a step-up with a TOTP code, the
+// same token reaches it, and the app sees the raised assurance.
+func TestNginxTwoFactorLocation(t *testing.T) {
+	t.Parallel()
+	e, clk := mfaEnv(t, envOpts{TrustedProxies: "127.0.0.1/32"})
+	app := newProtectedApp(t)
+	nginx := startNginx(t, e.listen(), strings.TrimPrefix(app.URL, "http://"))
+	u := e.createUser("alice", "password123", "")
+	tok, sid := e.login("alice", "password123")
+	authenticator, _ := e.enroll(t, clk, tok)
+
+	// At aal 1: the other locations let it through, with the assurance.
+	for _, path := range []string{"/", "/orders/42", "/administrator"} {
+		s := reached(t, call(t, "GET", nginx+path, tok, ""), "GET "+path+" at aal 1")
+		if s.UserID != u.ID || s.SessionID != sid || s.SessionAAL != "1" || s.AuthTime != authTime(t, e, tok) {
+			t.Fatalf("GET %s at aal 1: the app saw %+v", path, s)
+		}
+	}
+	// ... and the two-factor location refuses it before the app.
+	before := app.Hits()
+	for _, r := range []resp{
+		call(t, "GET", nginx+"/admin/", tok, ""),
+		call(t, "POST", nginx+"/admin/users", tok, `{"username":"bob"}`, "Content-Type", "application/json"),
+		call(t, "GET", nginx+"/admin/users", tok, "", "X-Session-AAL", "2"),
+	} {
+		refused(t, r, 403, "step_up_required", "the two-factor location at aal 1")
+		if ct, cc := r.Header.Get("Content-Type"), r.Header.Get("Cache-Control"); ct != "application/problem+json" || cc != "no-store" {
+			t.Fatalf("403 with Content-Type %q, Cache-Control %q", ct, cc)
+		}
+	}
+	refused(t, call(t, "GET", nginx+"/admin/", "", ""), 401, "unauthorized", "the two-factor location without a token")
+	refused(t, call(t, "GET", nginx+"/admin/", "not-a-token", "", "X-Session-AAL", "2"), 401, "unauthorized", "the two-factor location with a bad token")
+	if app.Hits() != before {
+		t.Fatal("a request below aal 2 reached the app through the two-factor location")
+	}
+
+	// Step up the same session at sessiond, then the same token passes.
+	r := call(t, "POST", "http://"+e.listen()+"/v1/auth/reauthenticate", tok, `{"code":"`+authenticator.next(t)+`"}`, "Content-Type", "application/json")
+	if r.Status != 200 {
+		t.Fatalf("POST /v1/auth/reauthenticate with a code: %d %s", r.Status, r.Body)
+	}
+	for _, path := range []string{"/admin/", "/admin/users?page=2", "/orders/42"} {
+		s := reached(t, call(t, "GET", nginx+path, tok, "", "X-Session-AAL", "1", "X-User-Id", "forged"), "GET "+path+" at aal 2")
+		if s.Path != path || s.UserID != u.ID || s.Username != "alice" || s.UserRole != "user" || s.SessionID != sid ||
+			s.SessionAAL != "2" || s.AuthTime != authTime(t, e, tok) || s.ForwardedFor != "127.0.0.1" || len(s.RequestID) != 32 {
+			t.Fatalf("GET %s at aal 2: the app saw %+v", path, s)
+		}
+	}
+	body := `{"username":"bob"}`
+	if s := reached(t, call(t, "POST", nginx+"/admin/users", tok, body, "Content-Type", "application/json"), "POST at aal 2"); s.Method != "POST" || s.Body != body {
+		t.Fatalf("the app got %s %q", s.Method, s.Body)
+	}
+
+	// A logout bites there too, on the very next request.
+	if r := call(t, "POST", "http://"+e.listen()+"/v1/auth/logout", tok, ""); r.Status != 204 {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	}
+	refused(t, call(t, "GET", nginx+"/admin/", tok, ""), 401, "unauthorized", "the two-factor location after the logout")
 }
