@@ -282,6 +282,16 @@ var envCases = []envCase{
 	{Var: "ADMIN_REQUIRES_AAL2", Effect: effectAdminRequiresAAL2, Bad: []badValue{
 		{Value: "maybe"}, {Value: "enabled"},
 	}},
+	// Passkeys (config_mfa_env_test.go).
+	{Var: "WEBAUTHN_RP_ID", Effect: effectWebAuthn, Bad: []badValue{
+		{Value: "https://example.com", Name: "a_URL", Env: map[string]string{"WEBAUTHN_ORIGINS": "https://example.com"}},
+		{Value: "example.com", Name: "without_origins", Names: "WEBAUTHN_ORIGINS"},
+	}},
+	{Var: "WEBAUTHN_ORIGINS", Effect: effectWebAuthn, Bad: []badValue{
+		{Value: "https://evil.example.net", Name: "not_under_the_RP_id", Env: map[string]string{"WEBAUTHN_RP_ID": "example.com"}},
+		{Value: "http://login.example.com", Name: "plain_http", Env: map[string]string{"WEBAUTHN_RP_ID": "example.com"}},
+		{Value: "https://example.com", Name: "without_RP_id", Names: "WEBAUTHN_RP_ID"},
+	}},
 }
 
 // The README's configuration table and envCases name the same variables, and

@@ -276,3 +276,24 @@ func effectAdminRequiresAAL2(t *testing.T) {
 		t.Errorf("ADMIN_REQUIRES_AAL2 unset, an admin at aal 1: %d %s, want 200", r.status, r.body)
 	}
 }
+
+// effectWebAuthn: with WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS the passkey
+// routes answer, naming the RP id in their options; without, they are 404.
+func effectWebAuthn(t *testing.T) {
+	base, _ := startBinary(t, withAdmin(map[string]string{"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "https://login.example.com"}))
+	r := call(t, "POST", base+"/v1/auth/passkey/begin", "", map[string]string{})
+	var m struct {
+		ChallengeID string `json:"challenge_id"`
+		Options     struct {
+			RPID string `json:"rpId"`
+		} `json:"options"`
+	}
+	decode(t, r, &m)
+	if r.status != 200 || m.ChallengeID == "" || m.Options.RPID != "example.com" {
+		t.Fatalf("passkey begin with WEBAUTHN_RP_ID=example.com: %d %s", r.status, r.body)
+	}
+	plain, _ := startBinary(t, withAdmin(nil))
+	if r := call(t, "POST", plain+"/v1/auth/passkey/begin", "", map[string]string{}); r.status != 404 {
+		t.Fatalf("passkey begin without WEBAUTHN_RP_ID: %d %s, want 404", r.status, r.body)
+	}
+}
