@@ -184,7 +184,7 @@ func openForCLI(stderr io.Writer) (*server.Server, int) {
 	cfg.LogLevel = slog.LevelWarn
 	// Warnings and errors only: the logger writes those at once.
 	log, _ := server.NewLogger(cfg, stderr)
-	srv, err := server.Open(context.Background(), cfg, server.Options{Log: log})
+	srv, err := server.Open(context.Background(), cfg, server.Options{Log: log, Operator: true})
 	if err != nil {
 		fmt.Fprintln(stderr, "sessiond:", err)
 		return nil, 1

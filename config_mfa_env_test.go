@@ -205,9 +205,9 @@ func effectTOTPIssuer(t *testing.T) {
 	if got := otpauthIssuer(t, base, mustLogin(t, base, adminName, adminPass).Token); got != "Example Corp" {
 		t.Errorf("TOTP_ISSUER=Example Corp: the otpauth_url's issuer is %q", got)
 	}
-	// Unset: JWT_ISSUER's value.
+	// Unset: JWT_ISSUER's host when it is a URL (the label holds no other colon).
 	dflt, _ := startBinary(t, withAdmin(map[string]string{"MFA_ENCRYPTION_KEY": mfaKeyA, "JWT_ISSUER": "https://issuer.envtest"}))
-	if got := otpauthIssuer(t, dflt, mustLogin(t, dflt, adminName, adminPass).Token); got != "https://issuer.envtest" {
+	if got := otpauthIssuer(t, dflt, mustLogin(t, dflt, adminName, adminPass).Token); got != "issuer.envtest" {
 		t.Errorf("TOTP_ISSUER unset, JWT_ISSUER=https://issuer.envtest: the otpauth_url's issuer is %q", got)
 	}
 }

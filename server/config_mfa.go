@@ -41,7 +41,7 @@ func (c *Config) loadMFA(getenv func(string) string) error {
 			c.MFAKeys = append(c.MFAKeys, []byte(key))
 		}
 	}
-	c.TOTPIssuer = p.str("TOTP_ISSUER", c.JWTIssuer)
+	c.TOTPIssuer = p.str("TOTP_ISSUER", issuerName(c.JWTIssuer))
 	c.StepUpMaxAge = p.durationAtLeast("STEP_UP_MAX_AGE", 10*time.Minute, 10*time.Second)
 	if v := getenv("ADMIN_REQUIRES_AAL2"); v != "" {
 		switch strings.ToLower(v) {
@@ -88,4 +88,14 @@ func (c *Config) loadWebAuthn(getenv func(string) string) error {
 	}
 	c.WebAuthnRPID, c.WebAuthnOrigins = rpID, list
 	return nil
+}
+
+// issuerName is what authenticator apps call the service when TOTP_ISSUER
+// is unset: JWT_ISSUER, or its host when it is a URL (the otpauth label
+// "issuer:account" must hold no other colon).
+func issuerName(iss string) string {
+	if u, err := url.Parse(iss); err == nil && u.Host != "" {
+		return u.Hostname()
+	}
+	return strings.ReplaceAll(iss, ":", " ")
 }

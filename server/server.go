@@ -48,6 +48,8 @@ type Server struct {
 	Users    *users.Store
 	// Passkeys is nil unless WEBAUTHN_RP_ID is set.
 	Passkeys *passkeys.Store
+	// operator: opened by the command line (Options.Operator).
+	operator bool
 	Sessions *sessions.Store
 	Tokens   *tokens.Tokens
 	Audit    *audit.Log
@@ -167,6 +169,10 @@ type Options struct {
 	// is not applied. Tests route each node through a proxy they can freeze
 	// or slow. Nothing but tests sets it.
 	TestOnlyDialRedis func(ctx context.Context, addr string) (net.Conn, error)
+	// Operator is set by the command line: it opens no TOTP secret, so it
+	// runs without MFA_ENCRYPTION_KEY even once accounts enrolled (an
+	// operator who lost the key can still reset their factors).
+	Operator bool
 }
 
 // The client-side cache answers only while every node has answered a
@@ -280,7 +286,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	if o.Console == nil {
 		o.Console = io.Discard
 	}
-	s := &Server{Config: cfg, Client: o.Client, Log: o.Log, Console: o.Console}
+	s := &Server{Config: cfg, Client: o.Client, Log: o.Log, Console: o.Console, operator: o.Operator}
 	if s.Client == nil {
 		client, live, closeRedis, err := openRedis(cfg, o)
 		if err != nil {
@@ -350,7 +356,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 			return &ConfigError{"WEBAUTHN_RP_ID", err.Error()}
 		}
 	}
-	if len(cfg.MFAKeys) == 0 {
+	if len(cfg.MFAKeys) == 0 && !s.operator {
 		// Accounts with TOTP could not sign in: their secrets cannot be
 		// opened. Refuse to start rather than lock them out silently.
 		inUse, err := s.Users.MFAInUse(ctx)
