@@ -49,6 +49,7 @@ func TestConsoleSecondFactorInBrowser(t *testing.T) {
 
 	// Set up the authenticator app from the QR code.
 	var app *authenticator
+	var codes []string
 	t.Run("enroll", func(t *testing.T) {
 		b.open(t, "/console/security")
 		if !strings.Contains(b.text(t, "#totp-heading + p"), "Off.") {
@@ -65,7 +66,7 @@ func TestConsoleSecondFactorInBrowser(t *testing.T) {
 		b.checkLayout(t, "security-setup", axeSource(t))
 		b.do(t, chromedp.SendKeys("#code", app.next(t)))
 		b.wantPage(t, b.load(t, chromedp.Click(`form[action="/console/security/totp/confirm"] button`)), 200)
-		codes := eval[[]string](t, b, `Array.from(document.querySelectorAll("ul.codes code")).map(c => c.textContent)`)
+		codes = eval[[]string](t, b, `Array.from(document.querySelectorAll("ul.codes code")).map(c => c.textContent)`)
 		if len(codes) != 10 {
 			t.Fatalf("%d recovery codes shown, want 10", len(codes))
 		}
@@ -99,6 +100,28 @@ func TestConsoleSecondFactorInBrowser(t *testing.T) {
 		b.open(t, "/console/admin/users")
 		if loc := b.location(t); loc != base+"/console/admin/users" {
 			t.Fatalf("administration at aal 2 went to %s", loc)
+		}
+	})
+
+	// New recovery codes replace the old ones; one of them signs in.
+	t.Run("recovery codes", func(t *testing.T) {
+		b.open(t, "/console/security")
+		b.wantPage(t, b.load(t, chromedp.Click(`form[action="/console/security/recovery-codes"] button`)), 200)
+		fresh := eval[[]string](t, b, `Array.from(document.querySelectorAll("ul.codes code")).map(c => c.textContent)`)
+		if len(fresh) != 10 || fresh[0] == codes[0] {
+			t.Fatalf("new recovery codes %v (old %v)", fresh, codes)
+		}
+		signOut(t)
+		signIn(t)
+		b.do(t, chromedp.Click("details summary"), chromedp.SendKeys("#recovery_code", codes[0]))
+		b.wantPage(t, b.load(t, chromedp.Click(`form button[type="submit"]`)), 422)
+		if got := b.text(t, ".alert p"); !strings.Contains(got, "not right") {
+			t.Fatalf("an old recovery code: %q", got)
+		}
+		b.do(t, chromedp.Click("details summary"), chromedp.SendKeys("#recovery_code", fresh[1]))
+		b.wantPage(t, b.load(t, chromedp.Click(`form button[type="submit"]`)), 200)
+		if got := b.text(t, "main h1"); got != "My devices" {
+			t.Fatalf("after a new recovery code: h1 %q", got)
 		}
 	})
 
