@@ -15,6 +15,7 @@ import (
 	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/internal/keys"
+	"github.com/sessiond/sessiond/passkeys"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -23,9 +24,8 @@ import (
 type Admin struct {
 	Users    *users.Store
 	Sessions *sessions.Store
-	// Passkeys removes every passkey of an account (nil: passkeys are not
-	// configured).
-	Passkeys func(ctx context.Context, uid string, by audit.Actor) error
+	// Passkeys is nil when passkeys are not configured.
+	Passkeys *passkeys.Store
 }
 
 // Change applies an admin's change to an account (role, disabled, password)
@@ -126,7 +126,8 @@ func (a Admin) ResetMFA(ctx context.Context, id string, by audit.Actor) error {
 		return err
 	}
 	if a.Passkeys != nil {
-		return a.Passkeys(ctx, id, by)
+		_, err := a.Passkeys.RemoveAll(ctx, id, by)
+		return err
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package app
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,14 +170,34 @@ func outcomeOf(err error) string {
 	return outcomes[errcode.Of(err)]
 }
 
+// device is what a sign-in's client says of its device.
+type device struct {
+	Name     string `json:"name"`
+	Platform string `json:"platform"`
+}
+
+// signInMeta is what a sign-in records of its client: the device it named
+// (checked), the user agent and address seen, and refresh tokens (with the
+// request's DPoP proof) when ACCESS_TOKEN_TTL is set.
+func (h *handlers) signInMeta(c *fiber.Ctx, d *device) (sessions.Meta, error) {
+	meta := sessions.Meta{UserAgent: truncateUTF8(c.Get(fiber.HeaderUserAgent), maxUserAgent), IP: h.clientIP(c)}
+	if d != nil {
+		meta.DeviceName, meta.Platform = d.Name, d.Platform
+	}
+	if utf8.RuneCountInString(meta.DeviceName) > maxDeviceName || !utf8.ValidString(meta.DeviceName) {
+		return meta, invalid(fmt.Sprintf("device.name: must be valid text of at most %d characters", maxDeviceName))
+	}
+	if utf8.RuneCountInString(meta.Platform) > maxPlatform || !utf8.ValidString(meta.Platform) {
+		return meta, invalid(fmt.Sprintf("device.platform: must be valid text of at most %d characters", maxPlatform))
+	}
+	return meta, h.withRefresh(c, &meta)
+}
+
 func (h *handlers) login(c *fiber.Ctx) error {
 	var req struct {
 		Username *string `json:"username"`
 		Password *string `json:"password"`
-		Device   *struct {
-			Name     string `json:"name"`
-			Platform string `json:"platform"`
-		} `json:"device"`
+		Device   *device `json:"device"`
 	}
 	if err := decodeBody(c, &req); err != nil {
 		return err
@@ -189,19 +208,8 @@ func (h *handlers) login(c *fiber.Ctx) error {
 	if err := required("password", req.Password); err != nil {
 		return err
 	}
-	ip := h.clientIP(c)
-	meta := sessions.Meta{UserAgent: truncateUTF8(c.Get(fiber.HeaderUserAgent), maxUserAgent), IP: ip}
-	if req.Device != nil {
-		meta.DeviceName, meta.Platform = req.Device.Name, req.Device.Platform
-	}
-	if utf8.RuneCountInString(meta.DeviceName) > maxDeviceName || !utf8.ValidString(meta.DeviceName) {
-		return invalid(fmt.Sprintf("device.name: must be valid text of at most %d characters", maxDeviceName))
-	}
-	if utf8.RuneCountInString(meta.Platform) > maxPlatform || !utf8.ValidString(meta.Platform) {
-		return invalid(fmt.Sprintf("device.platform: must be valid text of at most %d characters", maxPlatform))
-	}
-
-	if err := h.withRefresh(c, &meta); err != nil {
+	meta, err := h.signInMeta(c, req.Device)
+	if err != nil {
 		return err
 	}
 	sess, token, err := h.openSession(c, *req.Username, *req.Password, meta)
@@ -530,14 +538,7 @@ func (h *handlers) patchUser(c *fiber.Ctx) error {
 }
 
 func (h *handlers) admin() admin.Admin {
-	a := admin.Admin{Users: h.Users, Sessions: h.Sessions}
-	if h.Passkeys != nil {
-		a.Passkeys = func(ctx context.Context, uid string, by audit.Actor) error {
-			_, err := h.Passkeys.RemoveAll(ctx, uid, by)
-			return err
-		}
-	}
-	return a
+	return admin.Admin{Users: h.Users, Sessions: h.Sessions, Passkeys: h.Passkeys}
 }
 
 // adminTarget is the account named in the path (API or console), which must

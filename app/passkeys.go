@@ -9,8 +9,6 @@ package app
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -136,10 +134,7 @@ func (h *handlers) passkeyFinish(c *fiber.Ctx) (err error) {
 	var req struct {
 		ChallengeID *string         `json:"challenge_id"`
 		Credential  json.RawMessage `json:"credential"`
-		Device      *struct {
-			Name     string `json:"name"`
-			Platform string `json:"platform"`
-		} `json:"device"`
+		Device      *device         `json:"device"`
 	}
 	if err := decodeBody(c, &req); err != nil {
 		return err
@@ -151,21 +146,11 @@ func (h *handlers) passkeyFinish(c *fiber.Ctx) (err error) {
 	if err != nil {
 		return err
 	}
-	ip := h.clientIP(c)
-	meta := sessions.Meta{UserAgent: truncateUTF8(c.Get(fiber.HeaderUserAgent), maxUserAgent), IP: ip,
-		AAL: 2, AMR: amrPasskey}
-	if req.Device != nil {
-		meta.DeviceName, meta.Platform = req.Device.Name, req.Device.Platform
-	}
-	if utf8.RuneCountInString(meta.DeviceName) > maxDeviceName || !utf8.ValidString(meta.DeviceName) {
-		return invalid(fmt.Sprintf("device.name: must be valid text of at most %d characters", maxDeviceName))
-	}
-	if utf8.RuneCountInString(meta.Platform) > maxPlatform || !utf8.ValidString(meta.Platform) {
-		return invalid(fmt.Sprintf("device.platform: must be valid text of at most %d characters", maxPlatform))
-	}
-	if err := h.withRefresh(c, &meta); err != nil {
+	meta, err := h.signInMeta(c, req.Device)
+	if err != nil {
 		return err
 	}
+	meta.AAL, meta.AMR = 2, amrPasskey
 	sess, token, err := h.passkeySignIn(c, *req.ChallengeID, cred, meta)
 	if err != nil {
 		return err

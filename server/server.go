@@ -266,14 +266,7 @@ const passkeyChallengePurpose = "passkey challenges"
 // Admin is what an operator or an admin does to accounts, over this
 // server's stores.
 func (s *Server) Admin() admin.Admin {
-	a := admin.Admin{Users: s.Users, Sessions: s.Sessions}
-	if s.Passkeys != nil {
-		a.Passkeys = func(ctx context.Context, uid string, by audit.Actor) error {
-			_, err := s.Passkeys.RemoveAll(ctx, uid, by)
-			return err
-		}
-	}
-	return a
+	return admin.Admin{Users: s.Users, Sessions: s.Sessions, Passkeys: s.Passkeys}
 }
 
 // Open wires a Server from cfg: Redis, the stores, the admin bootstrap and
