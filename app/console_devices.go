@@ -127,6 +127,9 @@ var eventWords = map[string]string{
 	audit.AccountRoleChanged: "Role changed",
 	audit.AccountDeleted:     "Account deleted",
 	audit.ClientAuthFailed:   "Failed client authentication",
+	audit.PasskeyAdded:       "Passkey added",
+	audit.PasskeyRemoved:     "Passkey removed",
+	audit.PasskeyCloned:      "Passkey refused: its counter went backwards, so it may have been copied",
 }
 
 func eventText(typ string) string {
@@ -197,8 +200,11 @@ func (h *handlers) renderConfirm(c *fiber.Ctx, status int, d confirmData, errMsg
 }
 
 func navOf(path string) string {
-	if strings.HasPrefix(path, consolePath+"/admin/") {
+	switch {
+	case strings.HasPrefix(path, consolePath+"/admin/"):
 		return "admin"
+	case path == consolePath+"/security":
+		return "security"
 	}
 	return "devices"
 }
