@@ -62,6 +62,8 @@ type eventsData struct {
 type devicesData struct {
 	Devices cardsData
 	Events  eventsData
+	// AddPasskey suggests adding a passkey (configured, and none yet).
+	AddPasskey bool
 }
 
 // deviceLabel names a session's device for people: its name, else its user
@@ -155,10 +157,15 @@ func (h *handlers) consoleDevices(c *fiber.Ctx) error {
 	if more != "" {
 		older = consolePath + "/activity"
 	}
+	addPasskey, err := h.passkeysToAdd(c)
+	if err != nil {
+		return err
+	}
 	return h.renderConsole(c, fiber.StatusOK, "devices", consolePage{Title: "My devices", Nav: "devices",
 		Data: devicesData{
-			Devices: cardsData{ID: "devices-heading", Base: consolePath, Mine: true, Cards: deviceCards(list, cl.SessionID, now)},
-			Events:  eventsData{ID: "activity-heading", Items: eventItems(evs, now), Older: older},
+			Devices:    cardsData{ID: "devices-heading", Base: consolePath, Mine: true, Cards: deviceCards(list, cl.SessionID, now)},
+			Events:     eventsData{ID: "activity-heading", Items: eventItems(evs, now), Older: older},
+			AddPasskey: addPasskey,
 		}})
 }
 
