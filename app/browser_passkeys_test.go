@@ -6,7 +6,9 @@ package app_test
 // passkey, sign out, sign in with the passkey without typing a name (a
 // session at aal 2: administration under ADMIN_REQUIRES_AAL2 opens at
 // once), confirm it's you with the passkey when the sign-in has grown old,
-// remove it, and see it refused afterwards. What only a browser shows: that
+// remove it, and see it refused afterwards; and, in a browser whose
+// PublicKeyCredential lacks its JSON methods, add one and sign in with it
+// through the script's own base64url. What only a browser shows: that
 // passkeys.js loads under the page's policy and runs the WebAuthn calls,
 // that the passkey parts stay hidden until it does, and how the pages look.
 //
@@ -205,6 +207,52 @@ func TestConsolePasskeysInBrowser(t *testing.T) {
 		t.FailNow()
 	}
 
+	// A browser without PublicKeyCredential's JSON methods (older ones):
+	// the script's own base64url does their work, both ways.
+	t.Run("without the JSON methods", func(t *testing.T) {
+		// (Before the clock moves on: a sign-in after that would get a
+		// token from the future.)
+		o := newTab(t, browser, base) // another browser, its own authenticator
+		o.addAuthenticator(t)
+		withoutJSON := func(t *testing.T) {
+			t.Helper()
+			if !eval[bool](t, o, `typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function"`) {
+				t.Fatal("this Chromium has no parseCreationOptionsFromJSON: the fallback is all it tests")
+			}
+			run(t, o, chromedp.Evaluate[any](`delete PublicKeyCredential.parseCreationOptionsFromJSON;
+delete PublicKeyCredential.parseRequestOptionsFromJSON; delete PublicKeyCredential.prototype.toJSON; undefined`))
+			if eval[bool](t, o, `"toJSON" in PublicKeyCredential.prototype || "parseRequestOptionsFromJSON" in PublicKeyCredential`) {
+				t.Fatal("the JSON methods are still there")
+			}
+		}
+		o.open(t, "/console/login?next=%2Fconsole%2Fsecurity")
+		o.do(t, chromedp.SendKeys("#username", "root"), chromedp.SendKeys("#password", "root-password"))
+		o.wantPage(t, o.load(t, chromedp.Click(`form[action="/console/login"] button[type="submit"]`)), 200)
+		o.passkeyShown(t, "register")
+		withoutJSON(t)
+		o.do(t, chromedp.SendKeys("#passkey-name", "Old browser"))
+		o.wantPage(t, o.passkeyLoad(t, `form[data-passkey="register"] button[type="submit"]`), 200)
+		if got := o.text(t, "li.passkey:last-child .passkey-name"); got != "Old browser" {
+			t.Fatalf("listed as %q", got)
+		}
+		o.wantPage(t, o.load(t, chromedp.Click(".signout button")), 200)
+		o.passkeyShown(t, "login")
+		withoutJSON(t)
+		o.wantPage(t, o.passkeyLoad(t, `[data-passkey="login"] button`), 200)
+		if loc := o.location(t); loc != base+"/console/" {
+			t.Fatalf("after the passkey: %s", loc)
+		}
+		// At aal 2: administration opens.
+		o.open(t, "/console/admin/users")
+		if loc := o.location(t); loc != base+"/console/admin/users" {
+			t.Fatalf("administration after the passkey went to %s", loc)
+		}
+		o.checkDocs(t)
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
 	t.Run("remove it", func(t *testing.T) {
 		// Later, removing asks to confirm it's you: with the passkey.
 		clk.Advance(11 * time.Minute)
@@ -228,8 +276,8 @@ func TestConsolePasskeysInBrowser(t *testing.T) {
 		if got := b.text(t, ".status p"); got != "Removed the passkey “Work laptop”: it no longer signs you in." {
 			t.Fatalf("after removing: status %q", got)
 		}
-		if n := eval[int](t, b, `document.querySelectorAll("li.passkey").length`); n != 0 {
-			t.Fatalf("%d passkeys listed after removing", n)
+		if got := eval[[]string](t, b, `Array.from(document.querySelectorAll("li.passkey .passkey-name")).map(e => e.textContent)`); !slices.Equal(got, []string{"Old browser"}) {
+			t.Fatalf("passkeys listed after removing: %q, want the other browser's only", got)
 		}
 
 		// The authenticator still holds it, but it signs nobody in: the

@@ -69,7 +69,8 @@
       body: JSON.stringify(body),
     });
     if (res.redirected) {
-      go(new URL(res.url).pathname + new URL(res.url).search);
+      const to = new URL(res.url);
+      go(to.pathname + to.search);
       throw new Moved();
     }
     let data = null;
