@@ -117,7 +117,7 @@ func lastLines(s string, n int) string {
 // as a separate person's browser is.
 type tab struct {
 	ctx  context.Context
-	base string // the console's server, http://127.0.0.1:port
+	base string // the console's server, http://127.0.0.1:port (or http://localhost:port)
 
 	mu       sync.Mutex
 	docs     []*network.Response // every HTML document the tab received
@@ -275,25 +275,42 @@ func respHeader(r *network.Response, name string) string {
 }
 
 // wantPage fails unless the tab got a console page with that status and the
-// console's policy.
+// console's policy: the one without script, or, on a page whose only script
+// is passkeys.js, the one that allows script files of the console's origin.
 func (b *tab) wantPage(t *testing.T, r *network.Response, status int) {
 	t.Helper()
 	if r.Status != int64(status) {
 		t.Fatalf("%s: status %d, want %d; the page reads:\n%s", r.URL, r.Status, status,
 			eval[string](t, b, "document.body ? document.body.innerText : ''"))
 	}
-	wantBrowserCSP(t, r)
+	switch scripts := eval[[]string](t, b, `Array.from(document.scripts).map(s => s.getAttribute("src") || "(inline)")`); {
+	case len(scripts) == 0:
+		wantBrowserCSP(t, r)
+	case len(scripts) == 1 && scripts[0] == "/console/static/passkeys.js":
+		wantPolicy(t, r, wantScriptCSP)
+	default:
+		t.Fatalf("%s: the page has scripts %q; the console's only script is /console/static/passkeys.js", r.URL, scripts)
+	}
 }
 
 // wantBrowserCSP fails unless a response carried exactly the console's
-// policy: no script of any kind, no inline code.
+// policy without script: no script of any kind, no inline code.
 func wantBrowserCSP(t *testing.T, r *network.Response) {
 	t.Helper()
+	wantPolicy(t, r, wantConsoleCSP)
+}
+
+// wantPolicy fails unless a response carried exactly the policy want, which
+// allows no inline code and no eval (and, unless it is wantScriptCSP, no
+// script at all).
+func wantPolicy(t *testing.T, r *network.Response, want string) {
+	t.Helper()
 	csp := respHeader(r, "Content-Security-Policy")
-	if csp != wantConsoleCSP {
-		t.Fatalf("%s: Content-Security-Policy %q, want %q", r.URL, csp, wantConsoleCSP)
+	if csp != want {
+		t.Fatalf("%s: Content-Security-Policy %q, want %q", r.URL, csp, want)
 	}
-	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") || strings.Contains(csp, "script-src") {
+	if strings.Contains(csp, "unsafe-") || strings.Contains(csp, "*") || strings.Contains(csp, "data:") ||
+		(want != wantScriptCSP && strings.Contains(csp, "script-src")) {
 		t.Fatalf("%s: Content-Security-Policy %q allows script or inline code", r.URL, csp)
 	}
 }
@@ -384,15 +401,22 @@ func (b *tab) deviceCards(t *testing.T) []deviceCard {
 })`)
 }
 
-// checkDocs fails unless every document the tab received had the console's
-// policy, and the browser reported no policy violation.
+// checkDocs fails unless every document the tab received had one of the
+// console's two policies, exactly (which one each page must have is
+// wantPage's check, which sees the page's scripts), and the browser
+// reported no policy violation.
 func (b *tab) checkDocs(t *testing.T) int {
 	t.Helper()
 	b.mu.Lock()
 	docs, messages := append([]*network.Response(nil), b.docs...), append([]string(nil), b.messages...)
 	b.mu.Unlock()
 	for _, r := range docs {
-		if strings.HasPrefix(r.URL, b.base+"/console") {
+		if !strings.HasPrefix(r.URL, b.base+"/console") {
+			continue
+		}
+		if respHeader(r, "Content-Security-Policy") == wantScriptCSP {
+			wantPolicy(t, r, wantScriptCSP)
+		} else {
 			wantBrowserCSP(t, r)
 		}
 	}

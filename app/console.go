@@ -2,8 +2,10 @@ package app
 
 // The web console: pages for people (my devices, my security activity) and
 // admins (find an account, change it, end its sessions), served under
-// /console/ by sessiond itself. It is server-rendered HTML with no
-// JavaScript, so its Content-Security-Policy allows no script at all.
+// /console/ by sessiond itself. It is server-rendered HTML; its
+// Content-Security-Policy allows no script at all, except on the three pages
+// that can use a passkey (console_passkeys.go), which load the one script the
+// binary serves, and only when passkeys are configured.
 //
 // The console is its own small Fiber app, mounted under /console: it is not
 // part of the API (app/openapi.json), its errors are HTML pages, and it
@@ -32,6 +34,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/sessiond/sessiond/internal/errcode"
+	"github.com/sessiond/sessiond/passkeys"
 	"github.com/sessiond/sessiond/sessions"
 	"github.com/sessiond/sessiond/users"
 )
@@ -43,6 +46,13 @@ const (
 	// else: no script of any kind, no inline style, no framing.
 	consoleCSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; " +
 		"frame-ancestors 'none'; base-uri 'none'"
+	// consoleScriptCSP is consoleCSP for a page that carries passkeys.js:
+	// script files from the console's own origin (never inline, never eval)
+	// and fetch to it. 'self' admits no other script: no other response of
+	// the origin is JavaScript (pages, CSS, PNG, JSON, text), and nosniff,
+	// on every response, keeps a browser from running one as script.
+	consoleScriptCSP = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; " +
+		"img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 	consoleDevice   = "Web console"
 	consolePlatform = "web"
 	// csrfContext separates the console's CSRF tokens from any other use of
@@ -52,12 +62,13 @@ const (
 	consolePageSize = 20
 )
 
-//go:embed console/*.html console/console.css
+//go:embed console/*.html console/console.css console/passkeys.js
 var consoleFiles embed.FS
 
 var (
-	consoleCSS   = mustRead("console/console.css")
-	consolePages = parseConsolePages()
+	consoleCSS    = mustRead("console/console.css")
+	consoleScript = mustRead("console/passkeys.js")
+	consolePages  = parseConsolePages()
 )
 
 func mustRead(name string) []byte {
@@ -130,9 +141,14 @@ func (h *handlers) console(f *fiber.App) {
 		c.Set(fiber.HeaderContentType, "text/css; charset=utf-8")
 		return c.Send(consoleCSS)
 	})
+	con.Get("/static/passkeys.js", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, "text/javascript; charset=utf-8")
+		return c.Send(consoleScript)
+	})
 	con.Get("/login", h.consoleLoginPage)
 	con.Post("/login", h.consoleLogin)
 	con.Post("/login/code", h.consoleLoginCode)
+	h.consolePasskeyLogin(con)
 
 	in := con.Group("", h.consoleAuth)
 	in.Post("/logout", h.consoleLogout)
@@ -144,6 +160,7 @@ func (h *handlers) console(f *fiber.App) {
 	in.Get("/sessions/:id/revoke", h.consoleConfirmMine("one"))
 	in.Post("/sessions/:id/revoke", h.consoleRevokeOne)
 	h.consoleMFA(in)
+	h.consolePasskeys(in)
 	in.Get("/sessions/:id/unrecognised", h.consoleConfirmMine("unrecognised"))
 	in.Post("/sessions/:id/unrecognised", h.consoleRevokeOne)
 	in.Get("/activity", h.consoleActivity)
@@ -220,7 +237,8 @@ func consoleToken(c *fiber.Ctx) string {
 // consoleAuth requires the console's cookie, checked as a bearer token is
 // (checkSession). Without one, or with one whose session is over, the
 // browser goes to the sign-in page, and comes back after it. A POST must also carry the session's
-// CSRF token.
+// CSRF token: in the form's csrf field, or (the JSON requests of
+// passkeys.js) in the X-CSRF-Token header.
 func (h *handlers) consoleAuth(c *fiber.Ctx) error {
 	token := c.Cookies(consoleCookie)
 	if token == "" {
@@ -235,7 +253,10 @@ func (h *handlers) consoleAuth(c *fiber.Ctx) error {
 	}
 	c.Locals(consoleTokenKey{}, token)
 	if c.Method() == fiber.MethodPost {
-		got := formValue(c, "csrf")
+		got := c.Get(csrfHeader)
+		if got == "" {
+			got = formValue(c, "csrf")
+		}
 		if subtle.ConstantTimeCompare([]byte(got), []byte(csrfToken(token))) != 1 {
 			return errConsoleCSRF
 		}
@@ -264,13 +285,16 @@ type consoleUserInfo struct {
 
 // consolePage is what every console page is rendered with.
 type consolePage struct {
-	Title  string
-	Nav    string // which part of the navigation is the current page
-	Me     consoleUserInfo
-	CSRF   string
-	Status string // a message about what was just done (role="status")
-	Error  string // what went wrong (role="alert")
-	Data   any
+	// Passkeys is set by renderConsole: the page carries passkeys.js (see
+	// consoleScriptPages) and its policy allows it.
+	Passkeys bool
+	Title    string
+	Nav      string // which part of the navigation is the current page
+	Me       consoleUserInfo
+	CSRF     string
+	Status   string // a message about what was just done (role="status")
+	Error    string // what went wrong (role="alert")
+	Data     any
 }
 
 // renderConsole writes a page with the layout, as HTML with the given status.
@@ -286,6 +310,9 @@ func (h *handlers) renderConsole(c *fiber.Ctx, status int, name string, p consol
 	}
 	if p.Status == "" {
 		p.Status = doneMessage(c)
+	}
+	if p.Passkeys = h.Passkeys != nil && consoleScriptPages[name]; p.Passkeys {
+		c.Set("Content-Security-Policy", consoleScriptCSP)
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", p); err != nil {
@@ -330,6 +357,8 @@ func (h *handlers) consoleError(c *fiber.Ctx, err error) error {
 		heading = "For administrators only"
 	case errors.Is(err, sessions.ErrNotFound):
 		msg = "That device is not signed in: it may have been signed out already."
+	case errors.Is(err, passkeys.ErrNotFound):
+		msg = "That passkey is not registered: it may have been removed already."
 	case p.Code == errcode.NotFound:
 		msg = "There is no such page."
 	case p.Code == errcode.TooManyAttempts:
@@ -338,6 +367,11 @@ func (h *handlers) consoleError(c *fiber.Ctx, err error) error {
 		msg = "The service is unavailable. Try again in a moment."
 	case p.Code == errcode.Internal:
 		msg = "Something went wrong on our side."
+	}
+	if wantsJSON(c) {
+		// A request of passkeys.js: it shows the message where the
+		// person is, on the page it was sent from.
+		return consoleJSONError(c, p.Status, err, msg)
 	}
 	if rerr := h.renderConsole(c, p.Status, "error", consolePage{Title: heading, Error: msg,
 		Data: struct{ Title string }{heading}}); rerr != nil {

@@ -62,6 +62,8 @@ type eventsData struct {
 type devicesData struct {
 	Devices cardsData
 	Events  eventsData
+	// AddPasskey suggests adding a passkey (configured, and none yet).
+	AddPasskey bool
 }
 
 // deviceLabel names a session's device for people: its name, else its user
@@ -127,6 +129,9 @@ var eventWords = map[string]string{
 	audit.AccountRoleChanged: "Role changed",
 	audit.AccountDeleted:     "Account deleted",
 	audit.ClientAuthFailed:   "Failed client authentication",
+	audit.PasskeyAdded:       "Passkey added",
+	audit.PasskeyRemoved:     "Passkey removed",
+	audit.PasskeyCloned:      "Passkey refused: its counter went backwards, so it may have been copied",
 }
 
 func eventText(typ string) string {
@@ -152,10 +157,15 @@ func (h *handlers) consoleDevices(c *fiber.Ctx) error {
 	if more != "" {
 		older = consolePath + "/activity"
 	}
+	addPasskey, err := h.passkeysToAdd(c)
+	if err != nil {
+		return err
+	}
 	return h.renderConsole(c, fiber.StatusOK, "devices", consolePage{Title: "My devices", Nav: "devices",
 		Data: devicesData{
-			Devices: cardsData{ID: "devices-heading", Base: consolePath, Mine: true, Cards: deviceCards(list, cl.SessionID, now)},
-			Events:  eventsData{ID: "activity-heading", Items: eventItems(evs, now), Older: older},
+			Devices:    cardsData{ID: "devices-heading", Base: consolePath, Mine: true, Cards: deviceCards(list, cl.SessionID, now)},
+			Events:     eventsData{ID: "activity-heading", Items: eventItems(evs, now), Older: older},
+			AddPasskey: addPasskey,
 		}})
 }
 
@@ -197,8 +207,11 @@ func (h *handlers) renderConfirm(c *fiber.Ctx, status int, d confirmData, errMsg
 }
 
 func navOf(path string) string {
-	if strings.HasPrefix(path, consolePath+"/admin/") {
+	switch {
+	case strings.HasPrefix(path, consolePath+"/admin/"):
 		return "admin"
+	case path == consolePath+"/security":
+		return "security"
 	}
 	return "devices"
 }

@@ -34,6 +34,8 @@ var doneMessages = map[string]string{
 	"password-reset":   "The password was reset and all the account's sessions ended.",
 	"deleted":          "The account was deleted.",
 	"totp-removed":     "The authenticator app was removed: signing in needs only your password now.",
+	"passkey-added":    "Added the passkey “%s”: you can sign in with it now.",
+	"passkey-removed":  "Removed the passkey “%s”: it no longer signs you in.",
 	// Why a session ended, when sessiond knows (consoleEnded).
 	"ended":            "Your session has ended. Sign in again.",
 	"ended-expired":    "Your session expired. Sign in again.",
@@ -50,9 +52,11 @@ var doneMessages = map[string]string{
 
 // doneUnnamed is what a message with %s says without a good signature.
 var doneUnnamed = map[string]string{
-	"revoked":       "The device was signed out.",
-	"unrecognised":  "The device was signed out. If that was not you, choose a new password now: it signs out your other devices too.",
-	"session-ended": "The session was ended.",
+	"revoked":         "The device was signed out.",
+	"unrecognised":    "The device was signed out. If that was not you, choose a new password now: it signs out your other devices too.",
+	"session-ended":   "The session was ended.",
+	"passkey-added":   "The passkey was added: you can sign in with it now.",
+	"passkey-removed": "The passkey was removed: it no longer signs you in.",
 }
 
 // flashContext separates the signatures of names from any other use of a

@@ -98,6 +98,8 @@ type securityData struct {
 	Secret        string // the pending secret, as text, beside its QR code
 	RecoveryCodes []string
 	Enabled       bool // second factors are configured on this server
+	PasskeysOn    bool // passkeys are configured on this server
+	Passkeys      []passkeyItem
 }
 
 func (h *handlers) consoleSecurity(c *fiber.Ctx) error {
@@ -110,6 +112,11 @@ func (h *handlers) renderSecurity(c *fiber.Ctx, status int, d securityData, errM
 		return err
 	}
 	d.TOTP, d.CodesLeft, d.Fresh, d.Enabled = st.TOTP, st.RecoveryCodesLeft, h.fresh(c), h.Users.MFAEnabled()
+	if d.PasskeysOn = h.Passkeys != nil; d.PasskeysOn {
+		if d.Passkeys, err = h.myPasskeys(c); err != nil {
+			return err
+		}
+	}
 	return h.renderConsole(c, status, "security", consolePage{Title: "Security", Nav: "security", Error: errMsg, Data: d})
 }
 
@@ -244,9 +251,10 @@ func (h *handlers) consoleNewRecoveryCodes(c *fiber.Ctx) error {
 
 // reauthData is the step-up page.
 type reauthData struct {
-	Next    string
-	HasTOTP bool
-	Reason  string
+	Next        string
+	HasTOTP     bool
+	HasPasskeys bool
+	Reason      string
 }
 
 func (h *handlers) consoleReauthPage(c *fiber.Ctx) error {
@@ -258,12 +266,16 @@ func (h *handlers) renderReauth(c *fiber.Ctx, status int, next, errMsg string) e
 	if err != nil {
 		return err
 	}
+	n, err := h.passkeyCount(c, callerOf(c).UserID)
+	if err != nil {
+		return err
+	}
 	reason := "For your security, confirm it is you before you change how you sign in."
 	if strings.HasPrefix(next, consolePath+"/admin") {
 		reason = "Administration needs a sign-in with your second factor."
 	}
 	return h.renderConsole(c, status, "reauth", consolePage{Title: "Confirm it's you", Error: errMsg,
-		Data: reauthData{Next: next, HasTOTP: st.TOTP, Reason: reason}})
+		Data: reauthData{Next: next, HasTOTP: st.TOTP, HasPasskeys: n > 0, Reason: reason}})
 }
 
 // consoleReauth steps the console's session up in place, as POST

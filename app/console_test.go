@@ -31,6 +31,14 @@ const (
 	// wantConsoleCSP is the console's policy, exactly.
 	wantConsoleCSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; " +
 		"frame-ancestors 'none'; base-uri 'none'"
+	// wantScriptCSP is the policy of a page that carries passkeys.js: script
+	// files and fetch of the console's own origin, still nothing inline and
+	// no eval.
+	wantScriptCSP = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; " +
+		"img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	// scriptTag is how a page loads passkeys.js: the one script a page may
+	// have.
+	scriptTag = `<script src="/console/static/passkeys.js" defer></script>`
 	// sameOrigin is the Origin of a form the console itself served:
 	// httptest requests are for http://example.com.
 	sameOrigin = "http://example.com"
@@ -104,29 +112,41 @@ func wantPage(t *testing.T, r resp, status int, want ...string) {
 			t.Fatalf("the page lacks %q:\n%s", w, body)
 		}
 	}
-	// The policy allows no script and no inline style: the pages use none.
+	// The policy allows no inline script and no inline style: the pages use
+	// none, and no script but passkeys.js, loaded once.
+	page := string(r.Body)
+	if n := strings.Count(page, scriptTag); n > 1 {
+		t.Fatalf("the page loads passkeys.js %d times:\n%s", n, page)
+	}
+	page = strings.Replace(page, scriptTag, "", 1)
 	for _, banned := range []string{"<script", "<style", " style=", "javascript:", " on"} {
 		if banned == " on" {
-			if regexp.MustCompile(`\son[a-z]+=`).MatchString(string(r.Body)) {
+			if regexp.MustCompile(`\son[a-z]+=`).MatchString(page) {
 				t.Fatalf("the page has an inline event handler:\n%s", r.Body)
 			}
 			continue
 		}
-		if strings.Contains(strings.ToLower(string(r.Body)), banned) {
+		if strings.Contains(strings.ToLower(page), banned) {
 			t.Fatalf("the page has %q:\n%s", banned, r.Body)
 		}
 	}
 }
 
 // wantConsoleHeaders fails unless r carries the console's policy and the
-// headers every response carries.
+// headers every response carries. The policy is the one without script,
+// except on a page that loads passkeys.js: that one's allows script files of
+// the console's own origin, and nothing inline.
 func wantConsoleHeaders(t *testing.T, r resp) {
 	t.Helper()
-	csp := r.Header.Get("Content-Security-Policy")
-	if csp != wantConsoleCSP {
-		t.Fatalf("Content-Security-Policy %q, want %q", csp, wantConsoleCSP)
+	csp, want := r.Header.Get("Content-Security-Policy"), wantConsoleCSP
+	if strings.Contains(string(r.Body), scriptTag) {
+		want = wantScriptCSP
 	}
-	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") || strings.Contains(csp, "script-src") {
+	if csp != want {
+		t.Fatalf("Content-Security-Policy %q, want %q", csp, want)
+	}
+	if strings.Contains(csp, "unsafe-") || strings.Contains(csp, "'strict-dynamic'") || strings.Contains(csp, "data:") ||
+		strings.Contains(csp, "*") || (want == wantConsoleCSP && strings.Contains(csp, "script-src")) {
 		t.Fatalf("Content-Security-Policy %q allows script or inline code", csp)
 	}
 	if n := len(r.Header.Values("Content-Security-Policy")); n != 1 {

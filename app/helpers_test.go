@@ -258,6 +258,14 @@ func (e *env) listen() string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return e.serve(ln)
+}
+
+// serve serves the app on a listener the test opened (to know its port
+// before the replica is configured) until the test ends, and returns its
+// address.
+func (e *env) serve(ln net.Listener) string {
+	e.t.Helper()
 	go func() { _ = e.App.Listener(ln) }()
 	e.t.Cleanup(func() { _ = e.App.Shutdown() })
 	return ln.Addr().String()
