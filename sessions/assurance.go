@@ -41,7 +41,9 @@ type raises struct {
 // expired ones: step-ups are people typing codes, so the walk is short.
 func (r *raises) remember(sid string, a Assurance) {
 	now := time.Now()
-	if _, loaded := r.m.Swap(sid, raise{a: a, at: now}); !loaded {
+	// Pointers: a raise holds a slice, and sync.Map's CompareAndDelete
+	// compares values, which panics on an uncomparable one.
+	if _, loaded := r.m.Swap(sid, &raise{a: a, at: now}); !loaded {
 		r.n.Add(1)
 	}
 	last := r.pruned.Load()
@@ -49,7 +51,7 @@ func (r *raises) remember(sid string, a Assurance) {
 		return
 	}
 	for k, v := range r.m.Range {
-		if now.Sub(v.(raise).at) > raisedTTL && r.m.CompareAndDelete(k, v) {
+		if now.Sub(v.(*raise).at) > raisedTTL && r.m.CompareAndDelete(k, v) {
 			r.n.Add(-1)
 		}
 	}
@@ -91,7 +93,7 @@ func (s *Store) raisedHere(uid, sid string, a Assurance) Assurance {
 	if !ok {
 		return a
 	}
-	r := v.(raise)
+	r := v.(*raise)
 	if time.Since(r.at) > raisedTTL {
 		if s.raised.m.CompareAndDelete(sid, v) {
 			s.raised.n.Add(-1)
