@@ -8,15 +8,18 @@
 
 import { createDpopProof, generateDpopKey } from './dpop.js';
 import {
+  errorFromResponse,
+  errorOf,
   InvalidDpopProofError,
   NetworkError,
   NotSignedInError,
-  type Problem,
+  readProblem,
   SessionEndedError,
   type SessionEndReason,
   SessiondError,
   UnavailableError,
 } from './errors.js';
+import type { MfaStatus, Reauthentication, SecondFactor, TotpEnrollment } from './mfa.js';
 import { MemoryStorage, type Session, type StoredSession, type TokenStorage } from './storage.js';
 
 export interface ClientOptions {
@@ -80,6 +83,7 @@ const LOST_STATUSES = new Set([500, 502, 504]);
 const CLOCK_STEP_MS = 2000;
 
 const LOGIN_PATH = '/v1/auth/login';
+const LOGIN_MFA_PATH = '/v1/auth/login/mfa';
 const REFRESH_PATH = '/v1/auth/refresh';
 
 export class SessiondClient {
@@ -135,15 +139,39 @@ export class SessiondClient {
   /**
    * Signs in (POST /v1/auth/login), binding the session to a new
    * non-extractable DPoP key unless `dpop: false`. Replaces any session this
-   * client held. Throws SessiondError (invalid_credentials, account_disabled,
-   * too_many_attempts with retryAfterMs, mfa_required with `problem.mfa_token`),
-   * UnavailableError, or fetch's own error when there was no answer.
+   * client held. For an account with a second factor, throws MfaRequiredError:
+   * finish with `completeLogin()`. Otherwise throws SessiondError
+   * (invalid_credentials, account_disabled, too_many_attempts with
+   * retryAfterMs), UnavailableError, or fetch's own error when there was no
+   * answer.
    */
   async login(credentials: Credentials): Promise<Session> {
-    const key = this.#dpop ? await generateDpopKey() : undefined;
-    const url = this.#base + LOGIN_PATH;
     const { username, password, device } = credentials;
-    const body = JSON.stringify(device ? { username, password, device } : { username, password });
+    return this.#signIn(LOGIN_PATH, device ? { username, password, device } : { username, password });
+  }
+
+  /**
+   * Finishes a sign-in that threw MfaRequiredError (POST /v1/auth/login/mfa):
+   * its `mfaToken` with a TOTP `code` or a `recoveryCode`. Signs in as
+   * `login()` does (a new DPoP key, the session stored, any other one
+   * replaced), at aal 2, with the device `login()` was given. Throws
+   * SessiondError `invalid_credentials` for a wrong or used code (the same
+   * `mfaToken` can be tried again: five wrong codes end it) and
+   * `unauthorized` when the `mfaToken` is used, expired or ended (sign in
+   * again from the password); too_many_attempts, UnavailableError, or
+   * fetch's own error as `login()`.
+   */
+  async completeLogin(factor: SecondFactor): Promise<Session> {
+    const body: Record<string, string> = { mfa_token: factor.mfaToken };
+    if (factor.code !== undefined) body['code'] = factor.code;
+    if (factor.recoveryCode !== undefined) body['recovery_code'] = factor.recoveryCode;
+    return this.#signIn(LOGIN_MFA_PATH, body);
+  }
+
+  async #signIn(path: string, payload: object): Promise<Session> {
+    const key = this.#dpop ? await generateDpopKey() : undefined;
+    const url = this.#base + path;
+    const body = JSON.stringify(payload);
     for (let clockRetried = false; ; clockRetried = true) {
       const offsetUsed = this.#clockOffsetMs;
       const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -159,13 +187,108 @@ export class SessiondClient {
         return next.session;
       }
       const { problem, retryAfterMs } = await readProblem(res);
-      // A bad proof at sign-in is 400; one made on a clock the server
-      // disagrees with (its iat outside 60 s) is worth one more try on the
-      // server's time. Wrong passwords are 401 and never retried.
+      // A bad proof at sign-in is 400, checked before the password or the
+      // code (so neither is spent); one made on a clock the server disagrees
+      // with (its iat outside 60 s) is worth one more try on the server's
+      // time. Wrong passwords and codes are 401 and never retried.
       if (key && res.status === 400 && !clockRetried && clockMoved(offsetUsed, this.#clockOffsetMs)) continue;
-      if (res.status === 503) throw new UnavailableError(problem, retryAfterMs);
-      throw new SessiondError(problem, retryAfterMs, res.status === 429);
+      throw errorOf(problem, retryAfterMs);
     }
+  }
+
+  /**
+   * Re-authenticates on this session, in place (POST /v1/auth/reauthenticate):
+   * `auth_time` becomes now and, with a `code` or `recoveryCode`, `aal`
+   * becomes 2. The same session and tokens; the stored Session is updated and
+   * returned. Use it on ReauthenticationRequiredError (with the password or a
+   * code) and StepUpRequiredError (with a code), then make the call again.
+   * Throws SessiondError `invalid_credentials` for a wrong password or code
+   * (counted against the failed-login limits, then too_many_attempts), and
+   * what `fetch()` throws.
+   */
+  async reauthenticate(proof: Reauthentication): Promise<Session> {
+    const body: Record<string, string> = {};
+    if (proof.password !== undefined) body['password'] = proof.password;
+    if (proof.code !== undefined) body['code'] = proof.code;
+    if (proof.recoveryCode !== undefined) body['recovery_code'] = proof.recoveryCode;
+    const res = await this.#call('POST', '/v1/auth/reauthenticate', body, 200);
+    const session = (await res.json()) as Session;
+    await this.#updateSession(session);
+    return session;
+  }
+
+  /** The account's second factors (GET /v1/me/mfa). Throws as `fetch()` does, and SessiondError for a refusal. */
+  async mfaStatus(): Promise<MfaStatus> {
+    return (await this.#call('GET', '/v1/me/mfa', undefined, 200)).json();
+  }
+
+  /**
+   * Starts a TOTP enrollment (POST /v1/me/mfa/totp): the secret to show as a
+   * QR code of `otpauth_url`. Not active until `confirmTotp()`; a new start
+   * replaces an unconfirmed one. Needs a fresh session: throws
+   * ReauthenticationRequiredError otherwise, and SessiondError `forbidden`
+   * when the server has no MFA_ENCRYPTION_KEY.
+   */
+  async beginTotp(): Promise<TotpEnrollment> {
+    return (await this.#call('POST', '/v1/me/mfa/totp', {}, 201)).json();
+  }
+
+  /**
+   * Activates the enrollment with a code from the app (POST
+   * /v1/me/mfa/totp/confirm) and returns the 10 recovery codes, shown this
+   * once. A wrong code throws SessiondError `invalid_request` (400); no
+   * session changes. Needs a fresh session.
+   */
+  async confirmTotp(code: string): Promise<string[]> {
+    const res = await this.#call('POST', '/v1/me/mfa/totp/confirm', { code }, 200);
+    return ((await res.json()) as { recovery_codes: string[] }).recovery_codes;
+  }
+
+  /** Removes TOTP and its recovery codes (DELETE /v1/me/mfa/totp); passkeys stay. Needs a fresh session. */
+  async removeTotp(): Promise<void> {
+    await this.#call('DELETE', '/v1/me/mfa/totp', undefined, 204);
+  }
+
+  /**
+   * Replaces the recovery codes with 10 new ones, shown this once (POST
+   * /v1/me/mfa/recovery-codes); the old ones stop working. Needs TOTP (else
+   * SessiondError `not_found`) and a fresh session.
+   */
+  async regenerateRecoveryCodes(): Promise<string[]> {
+    const res = await this.#call('POST', '/v1/me/mfa/recovery-codes', {}, 200);
+    return ((await res.json()) as { recovery_codes: string[] }).recovery_codes;
+  }
+
+  /** An authenticated JSON call answered `okStatus`; any other answer is thrown as its typed error. */
+  async #call(method: string, path: string, body: object | undefined, okStatus: number): Promise<Response> {
+    const init: RequestInit = { method };
+    if (body !== undefined) {
+      init.headers = { 'content-type': 'application/json' };
+      init.body = JSON.stringify(body);
+    }
+    const res = await this.fetch(path, init);
+    if (res.status !== okStatus) throw await errorFromResponse(res);
+    return res;
+  }
+
+  /** Keeps the stored Session as the server now describes it (a step-up changes it in place). */
+  async #updateSession(session: Session): Promise<void> {
+    const run = async () => {
+      const stored = (await this.#storage.get()) ?? null;
+      const held = this.#cache;
+      // Only onto the tokens both this client and the storage hold: a
+      // refresh that landed meanwhile (here, or in a client sharing the
+      // storage) stored newer ones, and writing the old ones back would have
+      // a spent refresh token sent again, after the grace a theft. Signed out
+      // or in anew meanwhile: not this session's to update.
+      if (!held || !stored || held.session.id !== session.id || stored.session.id !== session.id) return;
+      if (stored.accessToken !== held.accessToken) return;
+      const next: StoredSession = { ...held, session };
+      this.#cache = next;
+      await this.#storage.set(next);
+    };
+    // Under the refresh lock, so a refresh in another tab cannot land between the read and the write.
+    await (this.#lock ? this.#lock(run) : run());
   }
 
   /**
@@ -448,19 +571,6 @@ export class SessiondClient {
 
 function clockMoved(before: number, after: number): boolean {
   return Math.abs(after - before) >= CLOCK_STEP_MS;
-}
-
-async function readProblem(res: Response): Promise<{ problem: Problem; retryAfterMs: number | undefined }> {
-  let body: unknown;
-  try {
-    body = await res.json();
-  } catch {
-    body = undefined;
-  }
-  const p = (typeof body === 'object' && body !== null ? body : {}) as Partial<Problem>;
-  const problem: Problem = { ...p, status: res.status, code: typeof p.code === 'string' ? p.code : '' };
-  const ra = res.headers.get('retry-after');
-  return { problem, retryAfterMs: ra && /^\d+$/.test(ra) ? Number(ra) * 1000 : undefined };
 }
 
 /** A 401 that is about the token (not, say, a wrong current password). */

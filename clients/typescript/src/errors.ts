@@ -68,6 +68,44 @@ export class UnavailableError extends SessiondError {
  */
 export class InvalidDpopProofError extends SessiondError {}
 
+/**
+ * 401 mfa_required from `login()`: the password is right and the account has
+ * a second factor. Finish with `completeLogin({ mfaToken, code })` (or
+ * `recoveryCode`) within 5 minutes; the token is single-use. Not retryable:
+ * sending the password again only starts another sign-in that waits for a code.
+ */
+export class MfaRequiredError extends SessiondError {
+  /**
+   * Not enumerable, and left out of `problem`, so logging or serialising the
+   * error does not write it out: it is half of a sign-in.
+   */
+  declare readonly mfaToken: string;
+  /** The factors this sign-in can finish with, e.g. `['totp', 'recovery_code']`. */
+  readonly methods: string[];
+
+  constructor(problem: Problem, retryAfterMs?: number) {
+    const { mfa_token: token, ...rest } = problem;
+    super(rest as Problem, retryAfterMs, false);
+    Object.defineProperty(this, 'mfaToken', { value: typeof token === 'string' ? token : '', enumerable: false });
+    const methods = problem.methods;
+    this.methods = Array.isArray(methods) ? methods.filter((m): m is string => typeof m === 'string') : [];
+  }
+}
+
+/**
+ * 403 reauthentication_required: the action (adding or removing a factor)
+ * needs a session that authenticated within the server's STEP_UP_MAX_AGE.
+ * `reauthenticate()`, then make the call again. Not a sign-out.
+ */
+export class ReauthenticationRequiredError extends SessiondError {}
+
+/**
+ * 403 step_up_required: the route needs a two-factor (aal 2) session, e.g.
+ * the admin routes with ADMIN_REQUIRES_AAL2. `reauthenticate({ code })`,
+ * then make the call again. Not a sign-out.
+ */
+export class StepUpRequiredError extends SessiondError {}
+
 /** No response at all (connection refused, reset, timed out). Tokens are kept. */
 export class NetworkError extends Error {
   readonly retryable = true;
@@ -93,4 +131,44 @@ export class NotSignedInError extends Error {
     super('sessiond: not signed in');
     this.name = 'NotSignedInError';
   }
+}
+
+/** The problem body and Retry-After of an error answer. */
+export async function readProblem(res: Response): Promise<{ problem: Problem; retryAfterMs: number | undefined }> {
+  let body: unknown;
+  try {
+    body = await res.json();
+  } catch {
+    body = undefined;
+  }
+  const p = (typeof body === 'object' && body !== null ? body : {}) as Partial<Problem>;
+  const problem: Problem = { ...p, status: res.status, code: typeof p.code === 'string' ? p.code : '' };
+  const ra = res.headers.get('retry-after');
+  return { problem, retryAfterMs: ra && /^\d+$/.test(ra) ? Number(ra) * 1000 : undefined };
+}
+
+/** The error class for a problem: by its code where one has its own, else by status. */
+export function errorOf(problem: Problem, retryAfterMs?: number): SessiondError {
+  switch (problem.code) {
+    case 'mfa_required':
+      return new MfaRequiredError(problem, retryAfterMs);
+    case 'reauthentication_required':
+      return new ReauthenticationRequiredError(problem, retryAfterMs);
+    case 'step_up_required':
+      return new StepUpRequiredError(problem, retryAfterMs);
+    case 'invalid_dpop_proof':
+      return new InvalidDpopProofError(problem, retryAfterMs);
+  }
+  if (problem.status === 503) return new UnavailableError(problem, retryAfterMs);
+  return new SessiondError(problem, retryAfterMs, problem.status === 429);
+}
+
+/**
+ * The typed error for an error answer of `client.fetch()` (it reads the
+ * body): e.g. a 403 from an admin route becomes StepUpRequiredError, whose
+ * remedy is `reauthenticate({ code })`.
+ */
+export async function errorFromResponse(res: Response): Promise<SessiondError> {
+  const { problem, retryAfterMs } = await readProblem(res);
+  return errorOf(problem, retryAfterMs);
 }

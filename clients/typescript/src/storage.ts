@@ -12,6 +12,18 @@ export interface Session {
   expires_at: string;
   current: boolean;
   dpop_bound?: boolean;
+  /**
+   * Authenticator assurance level: 1 for one factor, 2 for two (password and
+   * a TOTP or recovery code, or a passkey). `reauthenticate()` raises it in
+   * place. The three assurance fields are absent only from a server older
+   * than second factors, or a session stored by such a client until its next
+   * refresh.
+   */
+  aal?: 1 | 2;
+  /** How the user authenticated, RFC 8176 values: `pwd`, `otp`, `hwk`, `mfa`. */
+  amr?: string[];
+  /** When the user last authenticated on this session (RFC 3339): the sign-in or the last re-authentication. */
+  auth_time?: string;
   [extra: string]: unknown;
 }
 

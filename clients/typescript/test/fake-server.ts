@@ -1,7 +1,9 @@
 // A small stand-in for sessiond that implements the refresh contract of
 // API.md (rotation, the reuse grace, reuse after it ending the session, DPoP
 // proofs checked for typ, alg, signature, htm, htu, iat and jti) with knobs to
-// lose answers, fail closed and skew its clock. Its checks are written apart
+// lose answers, fail closed and skew its clock; and the second-factor
+// contract (mfa_required and /v1/auth/login/mfa, step-up in place, TOTP
+// enrollment needing a fresh session, an aal 2 route) with one fixed code. Its checks are written apart
 // from the client's code (its own thumbprint and verification), so a client
 // bug cannot be mirrored by it.
 
@@ -10,6 +12,26 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export const USER = { username: 'alice', password: 'correct horse battery' };
+/** An account with TOTP from the start. */
+export const MFA_USER = { username: 'bob', password: 'bob has a second factor' };
+/** The one TOTP code the fake's authenticator shows (its real server counterpart takes each code once). */
+export const TOTP_CODE = '123456';
+export const RECOVERY_CODE = 'abcd-efgh-jkmn';
+const TOTP_SECRET = 'JBSWY3DPEHPK3PXP';
+
+interface Account {
+  password: string;
+  totp: boolean;
+  pendingTotp: boolean;
+  recovery: Set<string>;
+}
+
+interface PendingMfa {
+  username: string;
+  device: { name?: string; platform?: string } | undefined;
+  expiresAt: number;
+  wrong: number;
+}
 
 interface Answer {
   token: string;
@@ -22,6 +44,11 @@ interface Answer {
 
 interface FakeSession {
   id: string;
+  username: string;
+  aal: 1 | 2;
+  amr: string[];
+  authTime: number;
+  device: { name?: string; platform?: string } | undefined;
   alive: boolean;
   jkt: string | undefined;
   current: string;
@@ -66,6 +93,16 @@ export class FakeSessiond {
   refreshUnavailable = false;
   /** Every access token is refused (401 unauthorized) while refreshes still work. */
   refuseAccessTokens = false;
+  /** STEP_UP_MAX_AGE: how recent auth_time must be to add or remove a factor. */
+  stepUpMaxAgeMs = 600_000;
+
+  readonly accounts = new Map<string, Account>([
+    [USER.username, { password: USER.password, totp: false, pendingTotp: false, recovery: new Set() }],
+    [MFA_USER.username, { password: MFA_USER.password, totp: true, pendingTotp: false, recovery: new Set([RECOVERY_CODE]) }],
+  ]);
+  /** POST /v1/auth/login/mfa as it arrived: with a proof (its htu when it checked out) and the answer. */
+  readonly mfaLogins: { dpop: boolean; htu: string | undefined; status: number }[] = [];
+  readonly reauths: { body: Record<string, unknown>; status: number }[] = [];
 
   readonly refreshes: RefreshSeen[] = [];
   readonly apiCalls: { path: string; token: string; status: number }[] = [];
@@ -77,6 +114,7 @@ export class FakeSessiond {
   readonly #refreshOwner = new Map<string, string>();
   readonly #access = new Map<string, { sid: string; exp: number }>();
   readonly #seenJti = new Set<string>();
+  readonly #pendingMfa = new Map<string, PendingMfa>();
   readonly #server: http.Server;
   url = '';
 
@@ -118,6 +156,17 @@ export class FakeSessiond {
     for (const a of this.#access.values()) a.exp = Math.min(a.exp, this.now());
   }
 
+  /** Moves every session's auth_time this far into the past (a session signed in that long ago). */
+  ageAuthTime(ms: number): void {
+    for (const s of this.#sessions.values()) s.authTime -= ms;
+  }
+
+  /** How the server holds the session now (aal, amr, auth_time). */
+  sessionState(sid: string): { aal: number; amr: string[]; authTime: number } | undefined {
+    const s = this.#sessions.get(sid);
+    return s && { aal: s.aal, amr: [...s.amr], authTime: s.authTime };
+  }
+
   isAlive(sid: string): boolean {
     return this.#sessions.get(sid)?.alive ?? false;
   }
@@ -143,6 +192,8 @@ export class FakeSessiond {
         return this.#login(req, res, raw, htu);
       case 'POST /v1/auth/refresh':
         return this.#refresh(req, res, raw, htu);
+      case 'POST /v1/auth/login/mfa':
+        return this.#loginMfa(req, res, raw, htu);
     }
     const sess = this.#authenticate(req);
     const token = (req.headers.authorization ?? '').replace(/^Bearer /i, '');
@@ -163,12 +214,27 @@ export class FakeSessiond {
       case 'POST /v1/auth/logout-all':
         sess.alive = false;
         return this.#json(res, 200, { revoked: 1 });
+      case 'POST /v1/auth/reauthenticate':
+        return this.#reauthenticate(res, sess, raw);
+      case 'GET /v1/admin/users':
+        // As with ADMIN_REQUIRES_AAL2=true.
+        if (sess.aal < 2) return this.#problem(res, 403, 'step_up_required');
+        return this.#json(res, 200, { users: [] });
+      case 'GET /v1/me/mfa': {
+        const a = this.accounts.get(sess.username)!;
+        return this.#json(res, 200, { totp: a.totp, recovery_codes_left: a.recovery.size, passkeys: 0 });
+      }
+      case 'POST /v1/me/mfa/totp':
+      case 'POST /v1/me/mfa/totp/confirm':
+      case 'DELETE /v1/me/mfa/totp':
+      case 'POST /v1/me/mfa/recovery-codes':
+        return this.#enrollment(route, res, sess, raw);
     }
     return this.#problem(res, 404, 'not_found');
   }
 
   async #login(req: http.IncomingMessage, res: http.ServerResponse, raw: string, htu: string): Promise<void> {
-    const body = JSON.parse(raw) as { username?: string; password?: string };
+    const body = JSON.parse(raw) as { username?: string; password?: string; device?: PendingMfa['device'] };
     const proof = req.headers['dpop'];
     let jkt: string | undefined;
     if (typeof proof === 'string') {
@@ -179,14 +245,65 @@ export class FakeSessiond {
         return this.#problem(res, 400, 'invalid_request');
       }
     }
-    if (body.username !== USER.username || body.password !== USER.password) {
+    const account = this.accounts.get(body.username ?? '');
+    if (!account || body.password !== account.password) {
       this.logins.push({ dpop: jkt !== undefined, status: 401 });
       return this.#problem(res, 401, 'invalid_credentials', { 'www-authenticate': 'Bearer' });
     }
-    const sess: FakeSession = { id: opaque('s'), alive: true, jkt, current: '', prev: undefined };
+    if (account.totp) {
+      // The proof here binds nothing: the session starts at /v1/auth/login/mfa, with that request's proof.
+      const token = opaque('mfa_');
+      this.#pendingMfa.set(token, { username: body.username!, device: body.device, expiresAt: this.now() + 300_000, wrong: 0 });
+      this.logins.push({ dpop: jkt !== undefined, status: 401 });
+      return this.#problem(res, 401, 'mfa_required', { 'www-authenticate': 'Bearer' },
+        { mfa_token: token, methods: ['totp', 'recovery_code'] });
+    }
+    this.logins.push({ dpop: jkt !== undefined, status: 201 });
+    return this.#start(res, body.username!, body.device, jkt, 1, ['pwd']);
+  }
+
+  async #loginMfa(req: http.IncomingMessage, res: http.ServerResponse, raw: string, htu: string): Promise<void> {
+    const body = JSON.parse(raw) as { mfa_token?: string; code?: string; recovery_code?: string };
+    const proof = req.headers['dpop'];
+    const seen: (typeof this.mfaLogins)[number] = { dpop: typeof proof === 'string', htu: undefined, status: 0 };
+    this.mfaLogins.push(seen);
+    let jkt: string | undefined;
+    if (typeof proof === 'string') {
+      try {
+        jkt = await this.#verifyProof(proof, htu);
+        seen.htu = htu;
+      } catch {
+        seen.status = 400;
+        return this.#problem(res, 400, 'invalid_request');
+      }
+    }
+    if (!body.mfa_token || (!body.code === !body.recovery_code)) {
+      seen.status = 400;
+      return this.#problem(res, 400, 'invalid_request');
+    }
+    const pending = this.#pendingMfa.get(body.mfa_token);
+    if (!pending || this.now() >= pending.expiresAt) {
+      seen.status = 401;
+      return this.#problem(res, 401, 'unauthorized', { 'www-authenticate': 'Bearer' });
+    }
+    const account = this.accounts.get(pending.username)!;
+    const ok = body.code ? body.code === TOTP_CODE : account.recovery.delete(body.recovery_code!);
+    if (!ok) {
+      if (++pending.wrong >= 5) this.#pendingMfa.delete(body.mfa_token);
+      seen.status = 401;
+      return this.#problem(res, 401, 'invalid_credentials', { 'www-authenticate': 'Bearer' });
+    }
+    this.#pendingMfa.delete(body.mfa_token); // single-use
+    seen.status = 201;
+    return this.#start(res, pending.username, pending.device, jkt, 2, body.code ? ['pwd', 'otp', 'mfa'] : ['pwd', 'mfa']);
+  }
+
+  #start(res: http.ServerResponse, username: string, device: PendingMfa['device'], jkt: string | undefined, aal: 1 | 2, amr: string[]): void {
+    const sess: FakeSession = {
+      id: opaque('s'), username, aal, amr, authTime: this.now(), device, alive: true, jkt, current: '', prev: undefined,
+    };
     this.#sessions.set(sess.id, sess);
     const answer = this.#issue(sess);
-    this.logins.push({ dpop: jkt !== undefined, status: 201 });
     if (!this.refreshTokens) {
       const { refresh_token: _r, refresh_expires_at: _e, ...plain } = answer;
       return this.#json(res, 201, plain);
@@ -261,12 +378,76 @@ export class FakeSessiond {
       expires_at: rfc3339(exp),
       refresh_token: refresh,
       refresh_expires_at: rfc3339(now + 3600_000),
-      session: {
-        id: sess.id, device_name: '', platform: '', user_agent: 'test', ip: '127.0.0.1',
-        created_at: rfc3339(now), last_seen_at: rfc3339(now), expires_at: rfc3339(now + 86_400_000),
-        current: true, dpop_bound: sess.jkt !== undefined,
-      },
+      session: this.#sessionJson(sess),
     };
+  }
+
+  #sessionJson(sess: FakeSession): Record<string, unknown> {
+    const now = this.now();
+    const json: Record<string, unknown> = {
+      id: sess.id, device_name: sess.device?.name ?? '', platform: sess.device?.platform ?? '', user_agent: 'test', ip: '127.0.0.1',
+      created_at: rfc3339(now), last_seen_at: rfc3339(now), expires_at: rfc3339(now + 86_400_000),
+      current: true, aal: sess.aal, amr: sess.amr, auth_time: rfc3339(sess.authTime),
+    };
+    if (sess.jkt !== undefined) json['dpop_bound'] = true;
+    return json;
+  }
+
+  #reauthenticate(res: http.ServerResponse, sess: FakeSession, raw: string): void {
+    const body = JSON.parse(raw) as Record<string, unknown>;
+    const seen = { body, status: 0 };
+    this.reauths.push(seen);
+    const answer = (status: number, code: string) => {
+      seen.status = status;
+      return this.#problem(res, status, code, status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+    };
+    const { password, code, recovery_code: recovery } = body as { password?: string; code?: string; recovery_code?: string };
+    if (!password && !code && !recovery) return answer(400, 'invalid_request');
+    if (code && recovery) return answer(400, 'invalid_request');
+    const account = this.accounts.get(sess.username)!;
+    if (password !== undefined && password !== account.password) return answer(401, 'invalid_credentials');
+    if (code !== undefined && !(account.totp && code === TOTP_CODE)) return answer(401, 'invalid_credentials');
+    if (recovery !== undefined && !account.recovery.delete(recovery)) return answer(401, 'invalid_credentials');
+    sess.authTime = this.now();
+    if (code || recovery) {
+      sess.aal = 2;
+      sess.amr = code ? ['pwd', 'otp', 'mfa'] : ['pwd', 'mfa'];
+    }
+    seen.status = 200;
+    return this.#json(res, 200, this.#sessionJson(sess));
+  }
+
+  #enrollment(route: string, res: http.ServerResponse, sess: FakeSession, raw: string): void {
+    if (this.now() - sess.authTime > this.stepUpMaxAgeMs) return this.#problem(res, 403, 'reauthentication_required');
+    const account = this.accounts.get(sess.username)!;
+    const codes = () => {
+      account.recovery = new Set(Array.from({ length: 10 }, () => randomBytes(6).toString('hex')));
+      return { recovery_codes: [...account.recovery] };
+    };
+    switch (route) {
+      case 'POST /v1/me/mfa/totp':
+        if (raw !== '{}') return this.#problem(res, 400, 'invalid_request');
+        account.pendingTotp = true;
+        return this.#json(res, 201, {
+          secret: TOTP_SECRET, otpauth_url: `otpauth://totp/fake:${sess.username}?secret=${TOTP_SECRET}&issuer=fake`,
+        });
+      case 'POST /v1/me/mfa/totp/confirm': {
+        const { code } = JSON.parse(raw) as { code?: string };
+        if (!account.pendingTotp || code !== TOTP_CODE) return this.#problem(res, 400, 'invalid_request');
+        account.pendingTotp = false;
+        account.totp = true;
+        return this.#json(res, 200, codes());
+      }
+      case 'DELETE /v1/me/mfa/totp':
+        account.totp = false;
+        account.recovery.clear();
+        res.statusCode = 204;
+        this.#date(res);
+        return void res.end();
+      default:
+        if (!account.totp) return this.#problem(res, 404, 'not_found');
+        return this.#json(res, 200, codes());
+    }
   }
 
   #authenticate(req: http.IncomingMessage): FakeSession | undefined {
@@ -309,9 +490,9 @@ export class FakeSessiond {
     res.end(JSON.stringify(body));
   }
 
-  #problem(res: http.ServerResponse, status: number, code: string, headers: Record<string, string> = {}): void {
+  #problem(res: http.ServerResponse, status: number, code: string, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}): void {
     this.#date(res);
     res.writeHead(status, { 'content-type': 'application/problem+json', ...headers });
-    res.end(JSON.stringify({ type: 'about:blank', title: code, status, detail: code, code }));
+    res.end(JSON.stringify({ type: 'about:blank', title: code, status, detail: code, code, ...extra }));
   }
 }

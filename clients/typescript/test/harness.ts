@@ -181,9 +181,10 @@ export interface Stack {
 /**
  * redis-server on a free port, sessiond on another, the proxy on a third.
  * `graceMs` is the server's REFRESH_REUSE_GRACE: short, so the theft tests
- * need not wait 30 s past it.
+ * need not wait 30 s past it. Second factors are on (MFA_ENCRYPTION_KEY);
+ * `env` adds or overrides variables (STEP_UP_MAX_AGE, ADMIN_REQUIRES_AAL2).
  */
-export async function startStack(bin: string, { graceMs = 2000 }: { graceMs?: number } = {}): Promise<Stack> {
+export async function startStack(bin: string, { graceMs = 2000, env: extra = {} }: { graceMs?: number; env?: Record<string, string> } = {}): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'sessiond-tsclient-'));
   const procs: Proc[] = [];
   let proxy: CountingProxy | undefined;
@@ -216,6 +217,8 @@ export async function startStack(bin: string, { graceMs = 2000 }: { graceMs?: nu
       LISTEN_ADDR: `127.0.0.1:${apiPort}`,
       BCRYPT_COST: '10',
       LOG_LEVEL: 'warn',
+      MFA_ENCRYPTION_KEY: randomBytes(32).toString('hex'),
+      ...extra,
     };
     const sessiond = new Proc(bin, [], env, dir);
     procs.push(sessiond);
