@@ -412,7 +412,8 @@ func (s *Store) Check(ctx context.Context, uid, sid string) (Access, error) {
 
 // live reads what Use and Check need of a session, through the client-side
 // cache: ErrNotFound unless it exists, belongs to uid and has neither idled
-// out nor reached its end at now; else when it was last used and the role.
+// out nor reached its end at now; else when it was last used, and the role
+// and assurance it holds.
 func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastSeen time.Time, acc Access, err error) {
 	if s.revokedHere(uid, sid) {
 		return time.Time{}, Access{}, ErrNotFound
