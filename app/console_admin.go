@@ -129,6 +129,20 @@ func adminChange(h *handlers, c *fiber.Ctx, u users.User, ch users.Change) (int,
 }
 
 var adminActions = map[string]adminAction{
+	"mfa-reset": {
+		confirm: func(u users.User) confirmData {
+			return confirmData{Heading: "Remove second factors", Question: "Remove every second factor of " + u.Username + "?",
+				Explain: "Its authenticator app, recovery codes and passkeys are removed (for someone who lost their phone); it then signs in with its password alone until it sets them up again. Its sessions stay.",
+				Button:  "Remove second factors", Danger: true}
+		},
+		do: func(h *handlers, c *fiber.Ctx, u users.User) (string, int, error) {
+			err := h.admin().ResetMFA(c.UserContext(), u.ID, h.actor(c))
+			if err == nil {
+				h.Metrics.MFAChange("reset")
+			}
+			return "mfa-reset", 0, err
+		},
+	},
 	"force-logout": {
 		confirm: func(u users.User) confirmData {
 			return confirmData{Heading: "Sign out everywhere", Question: "Sign " + u.Username + " out of every device?",

@@ -34,6 +34,7 @@ var doneMessages = map[string]string{
 	"password-reset":   "The password was reset and all the account's sessions ended.",
 	"deleted":          "The account was deleted.",
 	"totp-removed":     "The authenticator app was removed: signing in needs only your password now.",
+	"mfa-reset":        "Every second factor of the account was removed: it signs in with its password alone until it sets them up again.",
 	"passkey-added":    "Added the passkey “%s”: you can sign in with it now.",
 	"passkey-removed":  "Removed the passkey “%s”: it no longer signs you in.",
 	// Why a session ended, when sessiond knows (consoleEnded).

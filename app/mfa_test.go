@@ -620,3 +620,26 @@ func TestEnrollmentNeedsTheKey(t *testing.T) {
 	tok, _ := e.login("nina", "nina-password")
 	wantProblem(t, e.do("POST", "/v1/me/mfa/totp", tok, map[string]any{}), 403, "forbidden")
 }
+
+// An admin removes an account's second factors from the console too: a
+// confirmation, then the account signs in with its password alone.
+func TestConsoleAdminResetsSecondFactors(t *testing.T) {
+	e, clk := mfaEnv(t, envOpts{})
+	e.admin()
+	alice := e.createUser("alice", "alice-password", users.RoleUser)
+	tok, _ := e.login("alice", "alice-password")
+	e.enroll(t, clk, tok)
+	e.passwordStep(t, "alice", "alice-password")
+
+	cookie := e.consoleSignIn("root", "root-password")
+	userPage := "/console/admin/users/" + alice.ID
+	wantPage(t, e.console("GET", userPage, cookie, nil), 200, `href="`+userPage+`/mfa-reset"`)
+	confirm := e.console("GET", userPage+"/mfa-reset", cookie, nil)
+	wantPage(t, confirm, 200, "Remove every second factor of alice?", `href="`+userPage+`">Cancel</a>`)
+	wantRedirect(t, e.consolePost(t, cookie, userPage+"/mfa-reset", nil), userPage+"?done=mfa-reset&n=0")
+	wantPage(t, e.console("GET", userPage+"?done=mfa-reset&n=0", cookie, nil), 200, "Every second factor of the account was removed")
+	e.login("alice", "alice-password") // no mfa_required
+	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+		t.Fatalf("alice's session after the reset: %d", r.Status)
+	}
+}
