@@ -283,3 +283,33 @@ func TestPasskeyRoutesNeedConfiguration(t *testing.T) {
 	wantProblem(t, e.do("POST", "/v1/auth/passkey/begin", "", map[string]any{}), 404, "not_found")
 	wantProblem(t, e.do("GET", "/v1/me/passkeys", tok, nil), 404, "not_found")
 }
+
+// Refused assertions count against the address's budget of failures
+// (LOGIN_MAX_FAILURES_PER_IP a window, shared with failed refreshes): past
+// it the address gets 429, even with a good passkey; another address does
+// not.
+func TestPasskeyRefusalsAreLimitedPerAddress(t *testing.T) {
+	e, _ := passkeyEnv(t, envOpts{TrustedProxies: behindProxy, MaxPerIP: 3})
+	u := e.createUser("fay", "fay-password", users.RoleUser)
+	tok, _ := e.login("fay", "fay-password")
+	a := virtualwebauthn.NewAuthenticatorWithOptions(virtualwebauthn.AuthenticatorOptions{UserHandle: []byte(u.ID)})
+	cred, _ := e.registerPasskey(t, tok, &a, "key")
+	finish := func(ip string, id string, asn []byte) resp {
+		return e.do("POST", "/v1/auth/passkey/finish", "", map[string]any{"challenge_id": id, "credential": json.RawMessage(asn)},
+			"X-Forwarded-For", ip)
+	}
+	for range 3 {
+		wantProblem(t, finish("198.51.100.7", "forged", []byte(`{"id":"AAAA"}`)), 401, "unauthorized")
+	}
+	id, opts := ceremonyOf(t, e.do("POST", "/v1/auth/passkey/begin", "", map[string]any{}))
+	parsed, _ := virtualwebauthn.ParseAssertionOptions(opts)
+	asn := []byte(virtualwebauthn.CreateAssertionResponse(webauthnRP, a, *cred, *parsed))
+	r := finish("198.51.100.7", id, asn)
+	wantProblem(t, r, 429, "too_many_attempts")
+	if r.Header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	if r := finish("203.0.113.9", id, asn); r.Status != 201 {
+		t.Fatalf("the same assertion from another address: %d %s", r.Status, r.Body)
+	}
+}
