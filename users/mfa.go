@@ -85,7 +85,7 @@ type MFAStatus struct {
 
 // MFAStatus reads an account's second factors.
 func (s *Store) MFAStatus(ctx context.Context, uid string) (MFAStatus, error) {
-	u, err := s.getWithHash(ctx, uid)
+	u, err := s.Get(ctx, uid)
 	if err != nil {
 		return MFAStatus{}, err
 	}
@@ -134,7 +134,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1`).Numkeys(1).Key(s.k.User
 // and returns the account's new recovery codes (shown once; the old ones are
 // replaced). A wrong code is ErrInvalidCredentials.
 func (s *Store) ConfirmTOTP(ctx context.Context, uid, code string, by audit.Actor) ([]string, error) {
-	u, err := s.getWithHash(ctx, uid)
+	u, err := s.Get(ctx, uid)
 	if err != nil {
 		return nil, err
 	}
@@ -203,10 +203,16 @@ const (
 // wrong or replayed code is ErrInvalidCredentials, recorded as mfa.failed.
 // The caller runs it under the failed-login limits (Guard).
 func (s *Store) CheckSecondFactor(ctx context.Context, uid, code, recovery string, by audit.Actor, sid string) (string, error) {
-	u, err := s.getWithHash(ctx, uid)
+	u, err := s.Get(ctx, uid)
 	if err != nil {
 		return "", err
 	}
+	return s.checkSecondFactor(ctx, u, code, recovery, by, sid)
+}
+
+// checkSecondFactor is CheckSecondFactor of an account already read.
+func (s *Store) checkSecondFactor(ctx context.Context, u User, code, recovery string, by audit.Actor, sid string) (string, error) {
+	uid := u.ID
 	method, ok, err := s.spend(ctx, u, code, recovery, by, sid)
 	if err != nil {
 		return "", err
@@ -416,6 +422,8 @@ func (s *Store) MFAInUse(ctx context.Context) (bool, error) {
 // returns the method that passed; a wrong or replayed code is
 // ErrInvalidCredentials (recorded as mfa.failed).
 func (s *Store) VerifySecondFactor(ctx context.Context, uid, code, recovery string, by audit.Actor, sid string) (string, error) {
+	// One read of the account: its name for the limits, its factors for
+	// the check.
 	u, err := s.Get(ctx, uid)
 	if err != nil {
 		return "", err
@@ -423,7 +431,7 @@ func (s *Store) VerifySecondFactor(ctx context.Context, uid, code, recovery stri
 	var method string
 	err = s.Guard(ctx, u.Username, by.IP, func() (bool, error) {
 		var err error
-		method, err = s.CheckSecondFactor(ctx, uid, code, recovery, by, sid)
+		method, err = s.checkSecondFactor(ctx, u, code, recovery, by, sid)
 		if errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrNoSecondFactor) {
 			return false, nil
 		}
@@ -466,7 +474,7 @@ func (s *Store) RegenerateRecoveryCodes(ctx context.Context, uid string, by audi
 // for its confirmation (for the console's QR code, drawn from it on the
 // server); ErrNoPendingTOTP when there is none.
 func (s *Store) PendingTOTPURL(ctx context.Context, uid string) (string, error) {
-	u, err := s.getWithHash(ctx, uid)
+	u, err := s.Get(ctx, uid)
 	if err != nil {
 		return "", err
 	}
