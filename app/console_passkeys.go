@@ -109,10 +109,7 @@ func readPasskeyRequest(c *fiber.Ctx) (passkeyRequest, []byte, error) {
 	if err := decodeBody(c, &req); err != nil {
 		return req, nil, err
 	}
-	if err := required("challenge_id", req.ChallengeID); err != nil {
-		return req, nil, err
-	}
-	cred, err := credentialField(req.Credential)
+	cred, err := passkeyCredential(req.ChallengeID, req.Credential)
 	return req, cred, err
 }
 
@@ -164,15 +161,7 @@ func (h *handlers) consolePasskeyRegisterBegin(c *fiber.Ctx) error {
 	if err := emptyJSON(c); err != nil {
 		return err
 	}
-	u, err := h.Users.Get(c.UserContext(), callerOf(c).UserID)
-	if err != nil {
-		return err
-	}
-	id, options, err := h.Passkeys.BeginRegistration(c.UserContext(), u)
-	if err != nil {
-		return err
-	}
-	return ceremony(c, id, options)
+	return h.registrationCeremony(c)
 }
 
 func (h *handlers) consolePasskeyRegisterFinish(c *fiber.Ctx) error {
@@ -192,11 +181,7 @@ func (h *handlers) consolePasskeyReauthBegin(c *fiber.Ctx) error {
 	if err := emptyJSON(c); err != nil {
 		return err
 	}
-	id, options, err := h.Passkeys.BeginReauth(c.UserContext(), callerOf(c).UserID)
-	if err != nil {
-		return err
-	}
-	return ceremony(c, id, options)
+	return h.reauthCeremony(c)
 }
 
 // consolePasskeyReauthFinish steps the console's session up in place with a

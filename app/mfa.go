@@ -175,10 +175,7 @@ func (h *handlers) reauthenticate(c *fiber.Ctx) error {
 	if req.ChallengeID != nil || len(req.Credential) > 0 {
 		// A passkey assertion (begun by POST /v1/auth/reauthenticate/passkey):
 		// two factors in one.
-		if err := required("challenge_id", req.ChallengeID); err != nil {
-			return err
-		}
-		cred, err := credentialField(req.Credential)
+		cred, err := passkeyCredential(req.ChallengeID, req.Credential)
 		if err != nil {
 			return err
 		}

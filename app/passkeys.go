@@ -42,9 +42,13 @@ func ceremony(c *fiber.Ctx, id string, options json.RawMessage) error {
 	return c.JSON(fiber.Map{"challenge_id": id, "options": options})
 }
 
-// credentialField reads a request's credential: a JSON object, kept raw for
+// passkeyCredential checks the two fields every ceremony's finish sends:
+// the challenge's id, and the credential, a JSON object kept raw for
 // go-webauthn to parse.
-func credentialField(raw json.RawMessage) ([]byte, error) {
+func passkeyCredential(challengeID *string, raw json.RawMessage) ([]byte, error) {
+	if err := required("challenge_id", challengeID); err != nil {
+		return nil, err
+	}
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, invalid("credential: is required: the RegistrationResponseJSON or AuthenticationResponseJSON of the browser's WebAuthn call")
 	}
@@ -55,6 +59,12 @@ func (h *handlers) passkeyRegisterBegin(c *fiber.Ctx) error {
 	if err := emptyBody(c); err != nil {
 		return err
 	}
+	return h.registrationCeremony(c)
+}
+
+// registrationCeremony begins adding a passkey to the caller's account,
+// through the API or the console (whose body rule is its own).
+func (h *handlers) registrationCeremony(c *fiber.Ctx) error {
 	u, err := h.Users.Get(c.UserContext(), callerOf(c).UserID)
 	if err != nil {
 		return err
@@ -67,18 +77,7 @@ func (h *handlers) passkeyRegisterBegin(c *fiber.Ctx) error {
 }
 
 func (h *handlers) passkeyRegisterFinish(c *fiber.Ctx) error {
-	var req struct {
-		ChallengeID *string         `json:"challenge_id"`
-		Name        string          `json:"name"`
-		Credential  json.RawMessage `json:"credential"`
-	}
-	if err := decodeBody(c, &req); err != nil {
-		return err
-	}
-	if err := required("challenge_id", req.ChallengeID); err != nil {
-		return err
-	}
-	cred, err := credentialField(req.Credential)
+	req, cred, err := readPasskeyRequest(c)
 	if err != nil {
 		return err
 	}
@@ -139,10 +138,7 @@ func (h *handlers) passkeyFinish(c *fiber.Ctx) (err error) {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if err := required("challenge_id", req.ChallengeID); err != nil {
-		return err
-	}
-	cred, err := credentialField(req.Credential)
+	cred, err := passkeyCredential(req.ChallengeID, req.Credential)
 	if err != nil {
 		return err
 	}
@@ -188,6 +184,12 @@ func (h *handlers) passkeyReauthBegin(c *fiber.Ctx) error {
 	if err := emptyBody(c); err != nil {
 		return err
 	}
+	return h.reauthCeremony(c)
+}
+
+// reauthCeremony begins a passkey step-up of the caller's own session,
+// through the API or the console.
+func (h *handlers) reauthCeremony(c *fiber.Ctx) error {
 	id, options, err := h.Passkeys.BeginReauth(c.UserContext(), callerOf(c).UserID)
 	if err != nil {
 		return err
