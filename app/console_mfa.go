@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/pquerna/otp"
 
 	"github.com/sessiond/sessiond/internal/errcode"
 	"github.com/sessiond/sessiond/sessions"
@@ -166,11 +165,7 @@ func (h *handlers) consoleSetupTOTP(c *fiber.Ctx) error {
 // pendingSecret is the secret of the caller's enrollment that waits for its
 // code, to show it again beside the QR code.
 func (h *handlers) pendingSecret(c *fiber.Ctx) (string, error) {
-	u, err := h.Users.PendingTOTPURL(c.UserContext(), callerOf(c).UserID)
-	if err != nil {
-		return "", err
-	}
-	key, err := otp.NewKeyFromURL(u)
+	key, err := h.Users.PendingTOTP(c.UserContext(), callerOf(c).UserID)
 	if err != nil {
 		return "", err
 	}
@@ -179,14 +174,10 @@ func (h *handlers) pendingSecret(c *fiber.Ctx) (string, error) {
 
 // consoleTOTPQR draws the pending enrollment's QR code.
 func (h *handlers) consoleTOTPQR(c *fiber.Ctx) error {
-	u, err := h.Users.PendingTOTPURL(c.UserContext(), callerOf(c).UserID)
+	key, err := h.Users.PendingTOTP(c.UserContext(), callerOf(c).UserID)
 	if errors.Is(err, users.ErrNoPendingTOTP) {
 		return errNotFound
 	}
-	if err != nil {
-		return err
-	}
-	key, err := otp.NewKeyFromURL(u)
 	if err != nil {
 		return err
 	}

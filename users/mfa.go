@@ -470,29 +470,29 @@ func (s *Store) RegenerateRecoveryCodes(ctx context.Context, uid string, by audi
 	return codes, nil
 }
 
-// PendingTOTPURL is the otpauth:// URL of an account's enrollment that waits
-// for its confirmation (for the console's QR code, drawn from it on the
-// server); ErrNoPendingTOTP when there is none.
-func (s *Store) PendingTOTPURL(ctx context.Context, uid string) (string, error) {
+// PendingTOTP is the key of an account's enrollment that waits for its
+// confirmation (for the console: its secret as text, and its QR code, drawn
+// on the server); ErrNoPendingTOTP when there is none.
+func (s *Store) PendingTOTP(ctx context.Context, uid string) (*otp.Key, error) {
 	u, err := s.Get(ctx, uid)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if u.totpPending == "" {
-		return "", ErrNoPendingTOTP
+		return nil, ErrNoPendingTOTP
 	}
 	secret, err := s.o.Seal.Open(u.totpPending, sealContext(uid))
 	if err != nil {
-		return "", fmt.Errorf("open pending TOTP secret of %s: %w", uid, err)
+		return nil, fmt.Errorf("open pending TOTP secret of %s: %w", uid, err)
 	}
 	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(string(secret))
 	if err != nil {
-		return "", fmt.Errorf("pending TOTP secret of %s: %w", uid, err)
+		return nil, fmt.Errorf("pending TOTP secret of %s: %w", uid, err)
 	}
 	key, err := totp.Generate(totp.GenerateOpts{Issuer: s.o.TOTPIssuer, AccountName: u.Username,
 		Period: totpPeriod, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1, Secret: raw})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return key.URL(), nil
+	return key, nil
 }
