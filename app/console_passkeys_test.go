@@ -12,9 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -35,21 +33,7 @@ func (e *env) consoleJSON(path, cookie string, body any, headers ...string) resp
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	req := httptest.NewRequest("POST", path, bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: consoleCookie, Value: cookie})
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := e.App.Test(req, -1)
-	if err != nil {
-		e.t.Fatalf("POST %s: %v", path, err)
-	}
-	defer res.Body.Close()
-	out, _ := io.ReadAll(res.Body)
-	return resp{Status: res.StatusCode, Header: res.Header, Body: out}
+	return e.consoleSend("POST", path, cookie, bytes.NewReader(b), "application/json", headers...)
 }
 
 // wantJSONRefusal fails unless r is a JSON refusal with that status whose

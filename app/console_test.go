@@ -50,13 +50,20 @@ const (
 // key, value pairs.
 func (e *env) console(method, path, cookie string, form url.Values, headers ...string) resp {
 	e.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
+	if form == nil {
+		return e.consoleSend(method, path, cookie, nil, "", headers...)
 	}
+	return e.consoleSend(method, path, cookie, strings.NewReader(form.Encode()), "application/x-www-form-urlencoded", headers...)
+}
+
+// consoleSend sends a console request with a body of contentType (none
+// when body is nil), the console's cookie when set, and headers as key,
+// value pairs.
+func (e *env) consoleSend(method, path, cookie string, body io.Reader, contentType string, headers ...string) resp {
+	e.t.Helper()
 	req := httptest.NewRequest(method, path, body)
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if cookie != "" {
 		req.AddCookie(&http.Cookie{Name: consoleCookie, Value: cookie})
