@@ -165,15 +165,10 @@ func (h *handlers) consolePasskeyRegisterBegin(c *fiber.Ctx) error {
 }
 
 func (h *handlers) consolePasskeyRegisterFinish(c *fiber.Ctx) error {
-	req, cred, err := readPasskeyRequest(c)
+	p, err := h.addPasskey(c)
 	if err != nil {
 		return err
 	}
-	p, err := h.Passkeys.FinishRegistration(c.UserContext(), callerOf(c).UserID, *req.ChallengeID, req.Name, cred, h.actor(c))
-	if err != nil {
-		return err
-	}
-	h.Metrics.MFAChange("passkey_added")
 	return redirectTo(c, doneURL(c, consolePath+"/security", "passkey-added", 0, p.Name))
 }
 

@@ -77,16 +77,26 @@ func (h *handlers) registrationCeremony(c *fiber.Ctx) error {
 }
 
 func (h *handlers) passkeyRegisterFinish(c *fiber.Ctx) error {
-	req, cred, err := readPasskeyRequest(c)
+	p, err := h.addPasskey(c)
 	if err != nil {
 		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(toPasskeyJSON(p))
+}
+
+// addPasskey finishes adding a passkey to the caller's account, through the
+// API or the console.
+func (h *handlers) addPasskey(c *fiber.Ctx) (passkeys.Passkey, error) {
+	req, cred, err := readPasskeyRequest(c)
+	if err != nil {
+		return passkeys.Passkey{}, err
 	}
 	p, err := h.Passkeys.FinishRegistration(c.UserContext(), callerOf(c).UserID, *req.ChallengeID, req.Name, cred, h.actor(c))
 	if err != nil {
-		return err
+		return passkeys.Passkey{}, err
 	}
 	h.Metrics.MFAChange("passkey_added")
-	return c.Status(fiber.StatusCreated).JSON(toPasskeyJSON(p))
+	return p, nil
 }
 
 func (h *handlers) listPasskeys(c *fiber.Ctx) error {
