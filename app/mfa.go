@@ -46,8 +46,9 @@ var (
 	errStepUp = errcode.New(errcode.StepUpRequired,
 		"this needs a two-factor session: step up with POST /v1/auth/reauthenticate and a code")
 	// errSignInChanged: the account's credentials changed (a password
-	// change, a force-logout) while the sign-in waited for its factor.
-	errSignInChanged = errcode.New(errcode.Unauthorized, "the account changed while this sign-in waited for its second factor: sign in again")
+	// change, a force-logout) between the check of a sign-in's factor (a
+	// code, a passkey) and its session.
+	errSignInChanged = errcode.New(errcode.Unauthorized, "the account changed during this sign-in (a password change, a force-logout): sign in again")
 )
 
 // secondFactor reads exactly one of code and recovery_code.
