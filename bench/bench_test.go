@@ -153,3 +153,39 @@ func TestWrkLoad(t *testing.T) {
 		t.Errorf("wrk: %d requests, %d errors, p99 %s, its CPU %s", s.requests, s.errors, s.p99, s.loadCPU)
 	}
 }
+
+// -touch steady: each size is warmed (every token once, paced over a touch
+// interval), the load settles, then measured rounds whose median is the row;
+// sessions in use are touched again once an interval, so some measured
+// requests touch, but far from all.
+func TestScaleSteadySmoke(t *testing.T) {
+	needRedis(t)
+	// An idle timeout of 8s makes the touch interval 2s: warm-up at least 2s,
+	// settling 4s.
+	o, out := smokeOpts(t, "-scale", "100,300", "-touch", "steady", "-duration", "3s", "-rounds", "3",
+		"-logging", "discard", "-env", "SESSION_IDLE_TIMEOUT=8s")
+	start := time.Now()
+	if err := run(o); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 2*(2+4+3)*time.Second {
+		t.Errorf("the run took %s: shorter than two sizes' warm-up, settling and rounds", took)
+	}
+	if n := strings.Count(out.String(), "median of 3 measured rounds"); n != 2 {
+		t.Errorf("%d sizes report their rounds, want 2:\n%s", n, out)
+	}
+	_, curve, ok := strings.Cut(out.String(), "\nthe curve")
+	if !ok {
+		t.Fatalf("no curve in:\n%s", out)
+	}
+	f := fields(t, curve, "300 ")
+	positive(t, "300 sessions req/s", f[0])
+	positive(t, "300 sessions against 100", f[len(f)-1])
+	touched, err := strconv.ParseFloat(strings.TrimSuffix(f[3], "%"), 64)
+	if err != nil || touched <= 0 || touched >= 50 {
+		t.Errorf("300 sessions in a steady state: %q of requests touched, want some but not most", f[3])
+	}
+	if _, err := parseFlags([]string{"-touch", "steady"}); err == nil {
+		t.Error("-touch steady without -scale was accepted")
+	}
+}

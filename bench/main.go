@@ -65,7 +65,7 @@ type opts struct {
 	alg                  string // "hs256" or "eddsa"
 	logging              string // "file" or "discard"
 	load                 string // "inproc" or "wrk"
-	touch                string // "round" or "once"
+	touch                string // "round", "once" or "steady"
 	scale                []int  // sizes, ascending; none: the comparison
 	// env is passed to the replicas' configuration on top of the bench's
 	// own settings (-client-cache-mb, -token-cache-mb, -env).
@@ -109,7 +109,7 @@ func parseFlags(args []string) (opts, error) {
 	fs.StringVar(&o.alg, "alg", "hs256", "sessiond's token signing: hs256 (JWT_SECRET) or eddsa (JWT_PRIVATE_KEYS, one fresh Ed25519 key); the bare server is HS256 either way")
 	fs.StringVar(&o.logging, "logging", "file", "file: the shipped defaults (request log at info through server.NewLogger to a file, metrics on); discard: no log, no metrics")
 	fs.StringVar(&o.load, "load", "inproc", "inproc: a fasthttp load generator in this process; wrk: wrk -t1 in a process of its own (Debian: apt-get install wrk)")
-	fs.StringVar(&o.touch, "touch", "round", "round: before each run of sessiond its clock moves on two touch intervals, so the first request of each session in every run touches it; once: only the sessions' creation is in the past, so only their first request of the whole bench does")
+	fs.StringVar(&o.touch, "touch", "round", "round: before each run of sessiond its clock moves on two touch intervals, so the first request of each session in every run touches it; once: only the sessions' creation is in the past, so only their first request of the whole bench does; steady (with -scale): sessions are last used at random within a touch interval, every one is used once, then the load runs two touch intervals (at most two minutes) unmeasured before -rounds measured rounds, so the caches are warm and each session in use is touched once a touch interval, as in production")
 	fs.Func("scale", "comma-separated session counts, e.g. 1000,100000,1000000: measure the cost as the sessions grow instead of comparing servers", func(s string) error {
 		sizes, err := parseSizes(s)
 		o.scale = sizes
@@ -126,7 +126,7 @@ func parseFlags(args []string) (opts, error) {
 		o.env[k] = v
 		return nil
 	})
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the load rounds (servers and the in-process load); with -scale, of the whole run")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the load rounds (servers and the in-process load); with -scale, of the whole run; with -touch steady, of the largest size's measured rounds")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -146,8 +146,10 @@ func parseFlags(args []string) (opts, error) {
 		return o, fmt.Errorf("-logging must be file or discard, got %q", o.logging)
 	case o.load != "inproc" && o.load != "wrk":
 		return o, fmt.Errorf("-load must be inproc or wrk, got %q", o.load)
-	case o.touch != "round" && o.touch != "once":
-		return o, fmt.Errorf("-touch must be round or once, got %q", o.touch)
+	case o.touch != "round" && o.touch != "once" && o.touch != "steady":
+		return o, fmt.Errorf("-touch must be round, once or steady, got %q", o.touch)
+	case o.touch == "steady" && len(o.scale) == 0:
+		return o, errors.New("-touch steady is a mode of -scale")
 	case o.rounds < 1:
 		return o, errors.New("-rounds must be at least 1")
 	case o.users < 1 || o.tokens < 1:

@@ -153,7 +153,12 @@ func header(w io.Writer, b *bench, lo loader, what string) {
 // touchNote says which requests touched their session.
 func touchNote(b *bench) string {
 	age := touchAge(b.cfg)
-	if b.o.touch == "round" {
+	switch b.o.touch {
+	case "steady":
+		interval := age / 2
+		return fmt.Sprintf("each session was last used at random within the touch interval (%s) before its creation; before the measured rounds of a size every session was used once, in a random order spread over at least %s (a touch when due), then the load ran %s unmeasured, so the caches are warm and a session in use is touched once a touch interval, as in production",
+			interval, min(interval, time.Minute), min(age, 2*time.Minute))
+	case "round":
 		return fmt.Sprintf("before each run of sessiond every session was last used %s ago (its clock moved on), so each one's first request in every run touches it", age)
 	}
 	return fmt.Sprintf("each session was created %s in the past, so its first request of the bench touches it, and then once every %s", age, age/2)

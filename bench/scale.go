@@ -1,8 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/google/uuid"
 
@@ -31,6 +39,9 @@ type scaleRow struct {
 	logoutAll     time.Duration
 	listPerUser   int
 	meDur, lstDur time.Duration
+	// meRounds are the req/s of each measured round of -touch steady,
+	// whose median round is me.
+	meRounds []float64
 }
 
 // scaler is the state of a -scale run across its sizes.
@@ -54,11 +65,13 @@ func runScale(b *bench) error {
 	if err != nil {
 		return err
 	}
-	stopProfile, err := startProfile(o.cpuProfile)
-	if err != nil {
-		return err
+	if o.touch != "steady" {
+		stopProfile, err := startProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
-	defer stopProfile()
 	mk, err := b.maker()
 	if err != nil {
 		return err
@@ -134,10 +147,17 @@ func (sc *scaler) measure(n int) (scaleRow, error) {
 	tf := files[0]
 	defer tf.close()
 	addr := b.replicas[0].addr
-	progress("%d sessions: GET /v1/me over random tokens for %s", n, row.meDur)
-	b.age()
-	if row.me, err = sc.m.measure(func() (sample, error) { return sc.lo.run(target{addr, "/v1/me", tf}, row.meDur) }); err != nil {
-		return row, err
+	me := target{addr, "/v1/me", tf}
+	if o.touch == "steady" {
+		if row.me, row.meRounds, err = sc.steady(me, n); err != nil {
+			return row, err
+		}
+	} else {
+		progress("%d sessions: GET /v1/me over random tokens for %s", n, row.meDur)
+		b.age()
+		if row.me, err = sc.m.measure(func() (sample, error) { return sc.lo.run(me, row.meDur) }); err != nil {
+			return row, err
+		}
 	}
 	row.heap, row.rss = memory()
 	progress("%d sessions: logout-all of a user with %d sessions", n, o.bigUser)
@@ -183,6 +203,9 @@ func reportScaleRow(b *bench, r scaleRow) {
 		fmt.Fprintf(w, "  %-30s %9.0f %9s %9s %9s %9s %8.1f%% %9.1f%% %7d\n", l.name, s.rps(), ms(s.p50), ms(s.p99),
 			us(s.perReq(s.cpu)), us(s.perReq(s.redisCPU)), pct(s.touches, s.requests), pct(s.reads, s.requests), s.errors)
 	}
+	if len(r.meRounds) > 0 {
+		fmt.Fprintf(w, "  GET /v1/me is the median of %d measured rounds; each round's req/s: %s\n", len(r.meRounds), joinRates(r.meRounds))
+	}
 	if r.me.loadCPU > 0 {
 		fmt.Fprintf(w, "  wrk's CPU: %s a request of GET /v1/me\n", us(r.me.perReq(r.me.loadCPU)))
 	}
@@ -196,13 +219,13 @@ func reportScaleRow(b *bench, r scaleRow) {
 func reportCurve(b *bench, rows []scaleRow) {
 	w := b.o.out
 	fmt.Fprintf(w, "\nthe curve (GET /v1/me; list = GET /v1/sessions of %d; logout-all of %d)\n", scalePerUser, b.o.bigUser)
-	fmt.Fprintf(w, "%10s %9s %9s %9s %8s %10s %10s %10s %12s %11s %9s %9s\n", "sessions", "req/s", "p99", "CPU/req",
-		"touched", "cache miss", "Go heap", "RSS anon", "Redis B/sess", "logout-all", "list p50", "list p99")
+	fmt.Fprintf(w, "%10s %9s %9s %9s %8s %10s %10s %10s %12s %11s %9s %9s %13s\n", "sessions", "req/s", "p99", "CPU/req",
+		"touched", "cache miss", "Go heap", "RSS anon", "Redis B/sess", "logout-all", "list p50", "list p99", "req/s / first")
 	for _, r := range rows {
 		me := r.me
-		fmt.Fprintf(w, "%10d %9.0f %9s %9s %7.1f%% %9.1f%% %10s %10s %12.0f %11s %9s %9s\n", r.n, me.rps(), ms(me.p99),
+		fmt.Fprintf(w, "%10d %9.0f %9s %9s %7.1f%% %9.1f%% %10s %10s %12.0f %11s %9s %9s %12.2fx\n", r.n, me.rps(), ms(me.p99),
 			us(me.perReq(me.cpu)), pct(me.touches, me.requests), pct(me.reads, me.requests), mb(r.heap), mb(r.rss),
-			r.redisPerSess, r.logoutAll.Round(10*time.Microsecond), ms(r.list.p50), ms(r.list.p99))
+			r.redisPerSess, r.logoutAll.Round(10*time.Microsecond), ms(r.list.p50), ms(r.list.p99), me.rps()/max(rows[0].me.rps(), 1e-9))
 	}
 }
 
@@ -211,4 +234,97 @@ func pct(n, of int64) float64 {
 		return 0
 	}
 	return 100 * float64(n) / float64(of)
+}
+
+// steady measures GET /v1/me over the n sessions in a steady state: every
+// session is used once (the warm-up: each token verified, each session read
+// and, when due, touched), then the load runs unmeasured for two touch
+// intervals (at most two minutes), so that by the measured rounds each
+// session in use is written once a touch interval and read again after each
+// write, as in production, instead of every request being a session's first. It returns the median round (by
+// req/s) and every round's req/s.
+func (sc *scaler) steady(t target, n int) (sample, []float64, error) {
+	o := sc.b.o
+	// The sessions were last used at random within the last touch interval
+	// (maker), and the warm-up's own touches are spread over at least a
+	// minute of it: their uses fall due evenly. Settling lets those of the
+	// warm-up fall due at least once, up to two minutes.
+	interval := touchAge(sc.b.cfg) / 2
+	pace, settle := min(interval, time.Minute), min(2*interval, 2*time.Minute)
+	progress("%d sessions: warm-up, every token once, over at least %s", n, pace)
+	start := time.Now()
+	if err := warmUp(t, o.conc, pace); err != nil {
+		return sample{}, nil, err
+	}
+	progress("%d sessions: warm-up took %s; GET /v1/me over random tokens for %s unmeasured", n, time.Since(start).Round(time.Second), settle)
+	if _, err := sc.lo.run(t, settle); err != nil {
+		return sample{}, nil, err
+	}
+	d := max(o.dur/time.Duration(o.rounds), time.Second)
+	if n == o.scale[len(o.scale)-1] {
+		// The profile of a steady run is of the largest size's measured rounds.
+		stop, err := startProfile(o.cpuProfile)
+		if err != nil {
+			return sample{}, nil, err
+		}
+		defer stop()
+	}
+	var rounds []sample
+	for i := range o.rounds {
+		progress("%d sessions: GET /v1/me over random tokens, round %d of %d (%s)", n, i+1, o.rounds, d)
+		s, err := sc.m.measure(func() (sample, error) { return sc.lo.run(t, d) })
+		if err != nil {
+			return sample{}, nil, err
+		}
+		rounds = append(rounds, s)
+	}
+	rps := over(rounds, sample.rps)
+	slices.SortFunc(rounds, func(a, b sample) int { return cmp.Compare(a.rps(), b.rps()) })
+	return rounds[len(rounds)/2], rps, nil
+}
+
+// warmUp sends GET t.path once with each token of t, in a random order, over
+// conc connections, paced to take at least over: the uses it records are
+// spread over that time, instead of falling due again all at once one touch
+// interval later.
+func warmUp(t target, conc int, over time.Duration) error {
+	client := &fasthttp.HostClient{Addr: t.addr, MaxConns: conc}
+	order := rand.Perm(t.tokens.n)
+	var next, failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(res)
+			req.SetRequestURI("http://" + t.addr + t.path)
+			auth := []byte("Bearer ")
+			for i := next.Add(1) - 1; i < int64(len(order)); i = next.Add(1) - 1 {
+				if at := start.Add(over * time.Duration(i) / time.Duration(len(order))); time.Until(at) > 0 {
+					time.Sleep(time.Until(at))
+				}
+				auth = append(auth[:len("Bearer ")], t.tokens.token(order[i])...)
+				req.Header.SetBytesV(fasthttp.HeaderAuthorization, auth)
+				if err := client.Do(req, res); err != nil || res.StatusCode() != 200 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("warm-up: %d of %d requests failed", f, len(order))
+	}
+	return nil
+}
+
+func joinRates(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.0f", x)
+	}
+	return strings.Join(parts, ", ")
 }

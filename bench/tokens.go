@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -167,11 +168,15 @@ type maker struct {
 	age    time.Duration
 }
 
-// touchAge is twice the touch interval of the configuration (sessions.Store
-// writes use back at most once a minute, or once a quarter of
+// touchAge is twice the touch interval of the configuration
+// (SESSION_TOUCH_INTERVAL, by default a minute, or a quarter of
 // SESSION_IDLE_TIMEOUT when that is shorter): old enough to be touched,
-// young enough not to have idled out.
+// young enough not to have idled out (the interval is at most a quarter of
+// the idle timeout).
 func touchAge(cfg server.Config) time.Duration {
+	if cfg.TouchInterval > 0 {
+		return 2 * cfg.TouchInterval
+	}
 	return 2 * min(time.Minute, cfg.IdleTimeout/4)
 }
 
@@ -185,7 +190,13 @@ func (b *bench) maker() (*maker, error) {
 		return nil, err
 	}
 	age := touchAge(b.cfg)
-	srv, err := server.Open(b.ctx, b.cfg, server.Options{Client: c, Now: func() time.Time { return time.Now().Add(-age) }})
+	now := func() time.Time { return time.Now().Add(-age) }
+	if b.o.touch == "steady" {
+		// Last used at random within the last touch interval, as a steady
+		// state's sessions are: their uses fall due again evenly, not at once.
+		now = func() time.Time { return time.Now().Add(-rand.N(age / 2)) }
+	}
+	srv, err := server.Open(b.ctx, b.cfg, server.Options{Client: c, Now: now})
 	if err != nil {
 		c.Close()
 		return nil, err
