@@ -147,6 +147,13 @@ var envCases = []envCase{
 		// Under a second: 1us was an expiry of now, ending every session at once.
 		{Value: "1us"}, {Value: "999ms"},
 	}},
+	{Var: "SESSION_TOUCH_INTERVAL", Effect: effectTouchInterval, Bad: []badValue{
+		{Value: "often"}, {Value: "0"}, {Value: "500ms"}, {Value: "-1m"},
+		// More than a quarter of the idle timeout: a session in use could
+		// idle out between two writes of its use.
+		{Value: "31m", Name: "over_a_quarter_of_the_idle_timeout", Env: map[string]string{"SESSION_IDLE_TIMEOUT": "2h"}},
+		{Value: "181h", Name: "over_a_quarter_of_the_default_idle_timeout"},
+	}},
 	{Var: "SESSION_MAX_LIFETIME", Effect: effectMaxLifetime, Bad: []badValue{
 		{Value: "-1h"}, {Value: "90d"}, {Value: "0s"},
 		// Sessions end at whole seconds (the token's exp).
@@ -872,6 +879,55 @@ func effectIdleTimeout(t *testing.T) {
 	sleepUntil(idle.Add(3 * time.Second))
 	if s := me(); s != 401 {
 		t.Fatalf("after 3s unused: %d, want 401", s)
+	}
+}
+
+// SESSION_TOUCH_INTERVAL=3s: a session's last_seen_at (whole seconds in the
+// JSON) does not move on a use 1.5 s after the last write, moves on one 3.5 s
+// after it, and then holds again; at the default (a minute) it would not
+// have moved at all.
+func effectTouchInterval(t *testing.T) {
+	base, _ := startBinary(t, withAdmin(map[string]string{"SESSION_TOUCH_INTERVAL": "3s"}))
+	start := time.Now()
+	token := mustLogin(t, base, adminName, adminPass).Token
+	seen := func() (lastSeen, created time.Time) {
+		t.Helper()
+		r := call(t, "GET", base+"/v1/sessions", token, nil)
+		var list struct {
+			Sessions []struct {
+				Current    bool   `json:"current"`
+				CreatedAt  string `json:"created_at"`
+				LastSeenAt string `json:"last_seen_at"`
+			} `json:"sessions"`
+		}
+		if err := json.Unmarshal(r.body, &list); r.status != 200 || err != nil {
+			t.Fatalf("GET /v1/sessions: %d %s", r.status, r.body)
+		}
+		for _, s := range list.Sessions {
+			if s.Current {
+				l, err1 := time.Parse(time.RFC3339, s.LastSeenAt)
+				c, err2 := time.Parse(time.RFC3339, s.CreatedAt)
+				if err1 != nil || err2 != nil {
+					t.Fatalf("times %q, %q", s.LastSeenAt, s.CreatedAt)
+				}
+				return l, c
+			}
+		}
+		t.Fatalf("no current session in %s", r.body)
+		return
+	}
+	sleepUntil(start.Add(1500 * time.Millisecond))
+	if l, c := seen(); !l.Equal(c) {
+		t.Fatalf("used 1.5s after sign-in: last_seen_at %s, created_at %s; want it unwritten within the 3s interval", l, c)
+	}
+	sleepUntil(start.Add(3500 * time.Millisecond))
+	written, c := seen()
+	if written.Sub(c) < 3*time.Second {
+		t.Fatalf("used 3.5s after sign-in: last_seen_at %s, created_at %s; want it written once the 3s interval passed", written, c)
+	}
+	sleepUntil(start.Add(5 * time.Second))
+	if l, _ := seen(); !l.Equal(written) {
+		t.Fatalf("used 1.5s after the last write: last_seen_at %s, want %s still", l, written)
 	}
 }
 

@@ -45,10 +45,13 @@ type Config struct {
 	AdminUsername        string
 	AdminPassword        string
 	IdleTimeout          time.Duration
-	MaxLifetime          time.Duration
-	MaxSessionsPerUser   int
-	LoginMaxFailures     int
-	LoginFailureWindow   time.Duration
+	// TouchInterval is how often a session's use is written back
+	// (SESSION_TOUCH_INTERVAL); 0: the default, min(60 s, IdleTimeout/4).
+	TouchInterval      time.Duration
+	MaxLifetime        time.Duration
+	MaxSessionsPerUser int
+	LoginMaxFailures   int
+	LoginFailureWindow time.Duration
 	// LoginMaxFailuresPerIP caps failed logins from one IP across accounts
 	// (credential stuffing); 0 disables it.
 	LoginMaxFailuresPerIP int
@@ -131,6 +134,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		AdminUsername:              getenv("ADMIN_USERNAME"),
 		AdminPassword:              p.secret("ADMIN_PASSWORD", "ADMIN_PASSWORD_FILE"),
 		IdleTimeout:                p.durationAtLeast("SESSION_IDLE_TIMEOUT", 720*time.Hour, time.Second),
+		TouchInterval:              p.durationAtLeast("SESSION_TOUCH_INTERVAL", 0, time.Second),
 		MaxLifetime:                p.durationAtLeast("SESSION_MAX_LIFETIME", 2160*time.Hour, time.Second),
 		MaxSessionsPerUser:         p.integer("MAX_SESSIONS_PER_USER", 50, 0, 1_000_000),
 		LoginMaxFailures:           p.integer("LOGIN_MAX_FAILURES", 10, 1, 1_000_000),
@@ -171,6 +175,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		if _, lport, _ := net.SplitHostPort(c.ListenAddr); mport == lport {
 			return Config{}, &ConfigError{"METRICS_ADDR", "must not be the API's port: metrics are for operators, not clients"}
 		}
+	}
+	if c.TouchInterval > c.IdleTimeout/4 {
+		// Written less often than that, a session in use could idle out
+		// between two writes of its use.
+		return Config{}, &ConfigError{"SESSION_TOUCH_INTERVAL", fmt.Sprintf("must be at most a quarter of SESSION_IDLE_TIMEOUT (%s), so a session in use never idles out; got %s", c.IdleTimeout/4, c.TouchInterval)}
 	}
 	if c.RedisURL != "" {
 		if _, err := rueidis.ParseURL(c.RedisURL); err != nil {

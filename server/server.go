@@ -326,7 +326,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		})
 	}
 	s.Sessions, err = sessions.New(s.Client, sessions.Options{
-		Keys: layout, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime,
+		Keys: layout, IdleTimeout: cfg.IdleTimeout, TouchInterval: cfg.TouchInterval, MaxLifetime: cfg.MaxLifetime,
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
 		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit, Metrics: s.Metrics,
 		Log: s.Log, RefreshKeys: s.Tokens.DeriveKeys(sessions.RefreshKeyPurpose), ReuseGrace: cfg.RefreshReuseGrace, Liveness: s.Liveness,

@@ -110,6 +110,9 @@ type Options struct {
 	Keys keys.Layout
 	// IdleTimeout ends a session unused this long.
 	IdleTimeout time.Duration
+	// TouchInterval is how often use of a session is written back; 0:
+	// min(60 s, IdleTimeout/4). It may not exceed IdleTimeout/4.
+	TouchInterval time.Duration
 	// MaxLifetime ends a session this long after login.
 	MaxLifetime time.Duration
 	// MaxPerUser evicts the least recently used session beyond it; 0 = no limit.
@@ -148,10 +151,11 @@ type Options struct {
 	Liveness *redisx.Liveness
 }
 
-// cacheTTL bounds how long a session read may be served from the
-// client-side cache. Redis invalidates it sooner on any change; this only
-// bounds memory held for sessions no longer in use.
-const cacheTTL = time.Minute
+// minCacheTTL bounds how long a session read may be served from the
+// client-side cache, unless the touch interval is longer (Store.cacheTTL).
+// Redis invalidates it sooner on any change; this only bounds memory held
+// for sessions no longer in use (CLIENT_CACHE_MB bounds it too).
+const minCacheTTL = time.Minute
 
 // Store keeps sessions in Redis.
 type Store struct {
@@ -159,6 +163,11 @@ type Store struct {
 	o     Options
 	k     keys.Layout
 	touch time.Duration
+	// cacheTTL is how long a session read may stay in the client-side
+	// cache: at least the touch interval, since a session in use is written
+	// (and so invalidated) once an interval anyway, and a shorter life would
+	// only add a read from Redis per session per minute between its writes.
+	cacheTTL time.Duration
 
 	// revoked remembers sessions this process revoked for a few seconds. The
 	// client-side cache invalidation for a write can arrive after the write's
@@ -205,16 +214,23 @@ func New(c rueidis.Client, o Options) (*Store, error) {
 		return nil, errors.New("sessions: waiting for replicas needs a wait timeout")
 	case o.Audit == nil:
 		return nil, errors.New("sessions: an audit log is required")
+	case o.TouchInterval < 0 || o.TouchInterval > o.IdleTimeout/4:
+		return nil, errors.New("sessions: the touch interval must be at most a quarter of the idle timeout, so a session in use never idles out")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Store{c: c, o: o, k: o.Keys, touch: touchInterval(o.IdleTimeout)}, nil
+	touch := touchInterval(o.IdleTimeout, o.TouchInterval)
+	return &Store{c: c, o: o, k: o.Keys, touch: touch, cacheTTL: max(minCacheTTL, touch)}, nil
 }
 
-// touchInterval is how often use of a session is written back: at most once a
-// minute, and often enough that a session in use never idles out.
-func touchInterval(idle time.Duration) time.Duration {
+// touchInterval is how often use of a session is written back: set, or by
+// default at most once a minute, and often enough that a session in use
+// never idles out.
+func touchInterval(idle, set time.Duration) time.Duration {
+	if set > 0 {
+		return set
+	}
 	return min(time.Minute, idle/4)
 }
 
@@ -418,7 +434,7 @@ func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastS
 	if s.revokedHere(uid, sid) {
 		return time.Time{}, Access{}, ErrNotFound
 	}
-	vals, from, err := redisx.CachedHMGet(ctx, s.c, s.o.Liveness, now, s.k.Session(uid, sid), useFields, cacheTTL, s.o.Timeout)
+	vals, from, err := redisx.CachedHMGet(ctx, s.c, s.o.Liveness, now, s.k.Session(uid, sid), useFields, s.cacheTTL, s.o.Timeout)
 	s.o.Metrics.CacheRead(from)
 	if err != nil {
 		return time.Time{}, Access{}, err
