@@ -4,10 +4,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { setImmediate as tick } from 'node:timers/promises';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 
 import {
-  type ClientOptions,
   createDpopProof,
   generateDpopKey,
   InvalidDpopProofError,
@@ -21,19 +20,10 @@ import {
   SessiondClient,
   UnavailableError,
 } from '../src/index.js';
-import { type FakeOptions, FakeSessiond, USER } from './fake-server.js';
+import { setup } from './fake-client.js';
+import { USER } from './fake-server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function setup(t: TestContext, fake: FakeOptions = {}, options: Partial<ClientOptions> = {}) {
-  const server = new FakeSessiond(fake);
-  const url = await server.start();
-  t.after(() => server.close());
-  const storage = new MemoryStorage();
-  const ended: SessionEndReason[] = [];
-  const client = new SessiondClient({ baseUrl: url, storage, onSessionEnded: (r) => ended.push(r), ...options });
-  return { server, url, storage, ended, client };
-}
 
 function decode(proof: string) {
   const [h, p] = proof.split('.');

@@ -8,28 +8,16 @@ import { test, type TestContext } from 'node:test';
 import { inspect } from 'node:util';
 
 import {
-  type ClientOptions,
   errorFromResponse,
-  MemoryStorage,
   MfaRequiredError,
   NotSignedInError,
   ReauthenticationRequiredError,
-  type SessionEndReason,
   SessiondClient,
   SessiondError,
   StepUpRequiredError,
 } from '../src/index.js';
-import { FakeSessiond, MFA_USER, RECOVERY_CODE, TOTP_CODE, USER } from './fake-server.js';
-
-async function setup(t: TestContext, options: Partial<ClientOptions> = {}) {
-  const server = new FakeSessiond();
-  const url = await server.start();
-  t.after(() => server.close());
-  const storage = new MemoryStorage();
-  const ended: SessionEndReason[] = [];
-  const client = new SessiondClient({ baseUrl: url, storage, onSessionEnded: (r) => ended.push(r), ...options });
-  return { server, url, storage, ended, client };
-}
+import { setup } from './fake-client.js';
+import { MFA_USER, RECOVERY_CODE, TOTP_CODE, USER } from './fake-server.js';
 
 async function mfaRequired(client: SessiondClient, credentials = MFA_USER): Promise<MfaRequiredError> {
   const err = await client.login({ ...credentials, device: { name: 'phone', platform: 'ios' } }).then(
@@ -110,7 +98,7 @@ test('a wrong code is invalid_credentials and the same mfaToken still finishes (
 });
 
 test('without DPoP, completeLogin sends no proof and the session is unbound', async (t) => {
-  const { server, client } = await setup(t, { dpop: false });
+  const { server, client } = await setup(t, {}, { dpop: false });
   const { mfaToken } = await mfaRequired(client);
   const session = await client.completeLogin({ mfaToken, code: TOTP_CODE });
   assert.equal(session.dpop_bound, undefined);
