@@ -189,6 +189,24 @@ func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
+// every calls f each d until stop is called: the progress of long steps.
+func every(d time.Duration, f func()) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
 // run sets the bench up and runs the mode the flags chose.
 func run(o opts) error {
 	if o.rounds < minRounds && len(o.scale) == 0 {

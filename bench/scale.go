@@ -293,20 +293,9 @@ func warmUp(t target, conc int, over time.Duration) error {
 	var wg sync.WaitGroup
 	start := time.Now()
 	// A million tokens take minutes: say how far it got now and then.
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				progress("  warmed %d of %d sessions", min(next.Load(), int64(len(order))), len(order))
-			}
-		}
-	}()
+	defer every(10*time.Second, func() {
+		progress("  warmed %d of %d sessions", min(next.Load(), int64(len(order))), len(order))
+	})()
 	for range conc {
 		wg.Add(1)
 		go func() {

@@ -211,24 +211,13 @@ func (b *bench) maker() (*maker, error) {
 // pipeline on the client), printing progress every few seconds when asked.
 func (m *maker) create(ctx context.Context, from, to int, owner func(i int) account, signers []*tokens.Tokens, ts *tokenSet, report bool) error {
 	var done atomic.Int64
-	stop := make(chan struct{})
 	if report {
 		start := time.Now()
-		go func() {
-			t := time.NewTicker(5 * time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-					n := done.Load()
-					progress("  created %d of %d sessions (%.0f/s)", int64(from)+n, to, float64(n)/time.Since(start).Seconds())
-				}
-			}
-		}()
+		defer every(5*time.Second, func() {
+			n := done.Load()
+			progress("  created %d of %d sessions (%.0f/s)", int64(from)+n, to, float64(n)/time.Since(start).Seconds())
+		})()
 	}
-	defer close(stop)
 	meta := sessions.Meta{DeviceName: "Alice's iPhone", Platform: "ios", UserAgent: "MyApp/3.2 (iPhone; iOS 18.1)", IP: "203.0.113.7"}
 	return parallel(to-from, 256, func(j int) error {
 		a := owner(from + j)
