@@ -155,9 +155,9 @@ func touchNote(b *bench) string {
 	age := touchAge(b.cfg)
 	switch b.o.touch {
 	case "steady":
-		interval := age / 2
+		pace, settle := steadyPhases(b.cfg)
 		return fmt.Sprintf("each session was last used at random within the touch interval (%s) before its creation; before the measured rounds of a size every session was used once, in a random order spread over at least %s (a touch when due), then the load ran %s unmeasured, so the caches are warm and a session in use is touched once a touch interval, as in production",
-			interval, min(interval, time.Minute), min(age, 2*time.Minute))
+			touchInterval(b.cfg), pace, settle)
 	case "round":
 		return fmt.Sprintf("before each run of sessiond every session was last used %s ago (its clock moved on), so each one's first request in every run touches it", age)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 
+	"github.com/sessiond/sessiond/server"
 	"github.com/sessiond/sessiond/tokens"
 )
 
@@ -244,12 +245,7 @@ func pct(n, of int64) float64 {
 // req/s) and every round's req/s.
 func (sc *scaler) steady(t target, n int) (sample, []float64, error) {
 	o := sc.b.o
-	// The sessions were last used at random within the last touch interval
-	// (maker), and the warm-up's own touches are spread over at least a
-	// minute of it: their uses fall due evenly. Settling lets those of the
-	// warm-up fall due at least once, up to two minutes.
-	interval := touchAge(sc.b.cfg) / 2
-	pace, settle := min(interval, time.Minute), min(2*interval, 2*time.Minute)
+	pace, settle := steadyPhases(sc.b.cfg)
 	progress("%d sessions: warm-up, every token once, over at least %s", n, pace)
 	start := time.Now()
 	if err := warmUp(t, o.conc, pace); err != nil {
@@ -280,6 +276,16 @@ func (sc *scaler) steady(t target, n int) (sample, []float64, error) {
 	rps := over(rounds, sample.rps)
 	slices.SortFunc(rounds, func(a, b sample) int { return cmp.Compare(a.rps(), b.rps()) })
 	return rounds[len(rounds)/2], rps, nil
+}
+
+// steadyPhases are how long -touch steady paces its warm-up and lets the
+// load settle. The sessions were last used at random within the last touch
+// interval (maker), and the warm-up's own touches are spread over at least a
+// minute of it: their uses fall due evenly. Settling lets those of the
+// warm-up fall due at least once, up to two minutes.
+func steadyPhases(cfg server.Config) (pace, settle time.Duration) {
+	interval := touchInterval(cfg)
+	return min(interval, time.Minute), min(2*interval, 2*time.Minute)
 }
 
 // warmUp sends GET t.path once with each token of t, in a random order, over

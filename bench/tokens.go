@@ -168,17 +168,16 @@ type maker struct {
 	age    time.Duration
 }
 
-// touchAge is twice the touch interval of the configuration
-// (SESSION_TOUCH_INTERVAL, by default a minute, or a quarter of
-// SESSION_IDLE_TIMEOUT when that is shorter): old enough to be touched,
-// young enough not to have idled out (the interval is at most a quarter of
-// the idle timeout).
-func touchAge(cfg server.Config) time.Duration {
-	if cfg.TouchInterval > 0 {
-		return 2 * cfg.TouchInterval
-	}
-	return 2 * min(time.Minute, cfg.IdleTimeout/4)
+// touchInterval is the replicas' touch interval, as sessions.Store derives
+// it from the configuration.
+func touchInterval(cfg server.Config) time.Duration {
+	return sessions.TouchInterval(cfg.IdleTimeout, cfg.TouchInterval)
 }
+
+// touchAge is twice the touch interval: old enough to be touched, young
+// enough not to have idled out (the interval is at most a quarter of the
+// idle timeout).
+func touchAge(cfg server.Config) time.Duration { return 2 * touchInterval(cfg) }
 
 // maker opens the bench's maker on first use; it closes with the bench.
 func (b *bench) maker() (*maker, error) {
@@ -194,7 +193,8 @@ func (b *bench) maker() (*maker, error) {
 	if b.o.touch == "steady" {
 		// Last used at random within the last touch interval, as a steady
 		// state's sessions are: their uses fall due again evenly, not at once.
-		now = func() time.Time { return time.Now().Add(-rand.N(age / 2)) }
+		interval := touchInterval(b.cfg)
+		now = func() time.Time { return time.Now().Add(-rand.N(interval)) }
 	}
 	srv, err := server.Open(b.ctx, b.cfg, server.Options{Client: c, Now: now})
 	if err != nil {

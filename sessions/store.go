@@ -220,14 +220,14 @@ func New(c rueidis.Client, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	touch := touchInterval(o.IdleTimeout, o.TouchInterval)
+	touch := TouchInterval(o.IdleTimeout, o.TouchInterval)
 	return &Store{c: c, o: o, k: o.Keys, touch: touch, cacheTTL: max(minCacheTTL, touch)}, nil
 }
 
-// touchInterval is how often use of a session is written back: set, or by
-// default at most once a minute, and often enough that a session in use
-// never idles out.
-func touchInterval(idle, set time.Duration) time.Duration {
+// TouchInterval is how often use of a session is written back, given the
+// idle timeout and Options.TouchInterval: set, or by default at most once a
+// minute, and often enough that a session in use never idles out.
+func TouchInterval(idle, set time.Duration) time.Duration {
 	if set > 0 {
 		return set
 	}

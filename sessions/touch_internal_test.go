@@ -11,11 +11,11 @@ func TestTouchInterval(t *testing.T) {
 	for idle, want := range map[time.Duration]time.Duration{
 		720 * time.Hour: time.Minute, 4 * time.Minute: time.Minute, 2 * time.Minute: 30 * time.Second, time.Second: 250 * time.Millisecond,
 	} {
-		if got := touchInterval(idle, 0); got != want {
-			t.Errorf("touchInterval(%s, unset) = %s, want %s", idle, got, want)
+		if got := TouchInterval(idle, 0); got != want {
+			t.Errorf("TouchInterval(%s, unset) = %s, want %s", idle, got, want)
 		}
 	}
-	if got := touchInterval(720*time.Hour, 10*time.Minute); got != 10*time.Minute {
-		t.Errorf("touchInterval(720h, 10m) = %s", got)
+	if got := TouchInterval(720*time.Hour, 10*time.Minute); got != 10*time.Minute {
+		t.Errorf("TouchInterval(720h, 10m) = %s", got)
 	}
 }
