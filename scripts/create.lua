@@ -3,7 +3,8 @@
 -- KEYS[4] the user's history (login.succeeded, and a session.revoked per eviction)
 -- KEYS[5] (only for a sign-in with a DPoP proof) the record of the proof's jti
 -- ARGV[1] credential version the password was checked against
--- ARGV[2] now (unix ms)   ARGV[3] session expiry (unix ms)   ARGV[4] max sessions (0 = no limit)
+-- ARGV[2] now (unix ms)   ARGV[3] when the hash expires (unix ms: the idle timeout and its
+--   slack from now, or the absolute end; see touch.lua)   ARGV[4] max sessions (0 = no limit)
 -- ARGV[5] prefix of this user's session keys (the sid is appended)   ARGV[6] the new sid
 -- ARGV[7..] field, value pairs of the session hash; the account's role is added
 --   unless it is the default role (most sessions; it would cost ~30 bytes each)
@@ -54,15 +55,18 @@ if max > 0 then
   local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
   local over = #ids - max + 1
   if over > 0 then
-    -- Evict the least recently used. A member whose hash is missing sorts first.
+    -- Evict the least recently used (its use key holds its last use once it
+    -- was touched). A member whose hash is missing sorts first.
     local byUse = {}
     for i, id in ipairs(ids) do
-      byUse[i] = {id, tonumber(redis.call('HGET', ARGV[5] .. id, '{{.SessLastSeen}}') or '0')}
+      local k = ARGV[5] .. id
+      local ls = redis.call('HGET', k, '{{.SessLastSeen}}')
+      byUse[i] = {id, ls and math.max(tonumber(ls), tonumber(redis.call('HGET', k .. '{{.SessUseSuffix}}', '{{.SessLastSeen}}')) or 0) or 0}
     end
     table.sort(byUse, function(a, b) return a[2] < b[2] end)
     for i = 1, over do
       local id = byUse[i][1]
-      redis.call('DEL', ARGV[5] .. id)
+      redis.call('DEL', ARGV[5] .. id, ARGV[5] .. id .. '{{.SessUseSuffix}}')
       redis.call('ZREM', KEYS[2], id)
       out[#out + 1] = id
       local e = {unpack(spec.evict)}

@@ -10,6 +10,7 @@
 -- ARGV[9] thumbprint of the key of the request's valid DPoP proof ('' for none)
 -- ARGV[10] how long that proof's jti is remembered (ms)
 -- ARGV[11] the events to record when reuse ends the session (audit.Spec)
+-- ARGV[12] how much longer than the session's end its hash lives (slack, ms; touch.lua)
 -- Returns, writing nothing unless it says so:
 --   {'OK', digest of the current token, fields...}: spent, its successor current, the session used
 --   {'GRACE', digest of the current token, fields...}: spent within the grace (its
@@ -27,8 +28,8 @@
 
 -- Validate first: a script that errors keeps its earlier writes.
 local now, idle, grace = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local gen, proofTTL = tonumber(ARGV[5]), tonumber(ARGV[10])
-if not (now and idle and grace and gen and proofTTL) or #ARGV ~= 11 or (#KEYS ~= 4 and #KEYS ~= 5)
+local gen, proofTTL, slack = tonumber(ARGV[5]), tonumber(ARGV[10]), tonumber(ARGV[12])
+if not (now and idle and grace and gen and proofTTL and slack) or #ARGV ~= 12 or (#KEYS ~= 4 and #KEYS ~= 5)
   or (ARGV[9] ~= '') ~= (#KEYS == 5) then
   return redis.error_reply('ERR refresh: bad arguments')
 end
@@ -43,9 +44,14 @@ local nowms = string.format('%d', now)
 
 local s = redis.call('HMGET', KEYS[1], '{{.SessRefresh}}', '{{.SessRefreshPrev}}', '{{.SessRefreshSpent}}',
   '{{.SessRefreshGen}}', '{{.SessDPoPKey}}', '{{.SessDevice}}', '{{.SessPlatform}}', '{{.SessUserAgent}}',
-  '{{.SessCreated}}', '{{.SessExpires}}', '{{.SessAAL}}', '{{.SessAMR}}', '{{.SessAuthTime}}')
+  '{{.SessCreated}}', '{{.SessExpires}}', '{{.SessAAL}}', '{{.SessAMR}}', '{{.SessAuthTime}}', '{{.SessLastSeen}}')
 local abs = tonumber(s[10])
 if not abs then return {'GONE'} end
+-- The hash outlives the session's end by up to the slack: a session unused
+-- for the idle timeout (its last use in the hash or in its use key) is gone.
+local use = KEYS[1] .. '{{.SessUseSuffix}}'
+local last = math.max(tonumber(s[14]) or 0, tonumber(redis.call('HGET', use, '{{.SessLastSeen}}')) or 0)
+if now - last >= idle or now >= abs * 1000 then return {'GONE'} end
 -- Disabling or deleting an account deletes its sessions in the same step;
 -- this is the belt to those braces.
 local u = redis.call('HMGET', KEYS[3], '{{.UserName}}', '{{.UserCreated}}', '{{.UserDisabled}}')
@@ -74,7 +80,7 @@ if s[5] then
 end
 
 if kind == 'REUSE' then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], use)
   redis.call('ZREM', KEYS[2], ARGV[8])
   record(KEYS[4], spec, 1)
   return {'REUSE'}
@@ -85,6 +91,6 @@ if kind == 'OK' then
   redis.call('HSET', KEYS[1], '{{.SessRefreshPrev}}', s[1], '{{.SessRefreshSpent}}', nowms,
     '{{.SessRefresh}}', ARGV[6], '{{.SessRefreshGen}}', cur + 1)
 end
-slide(KEYS[1], KEYS[2], ARGV[8], nowms, idle, abs * 1000, ARGV[7])
+slide(KEYS[1], KEYS[2], ARGV[8], nowms, idle + slack, abs * 1000, ARGV[7])
 return {kind, current, s[6] or '', s[7] or '', s[8] or '', ARGV[7], s[9] or '0', nowms, s[10],
   s[5] or '', u[1], u[2] or '0', s[11] or '', s[12] or '', s[13] or ''}

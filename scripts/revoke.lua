@@ -1,5 +1,6 @@
 -- Revoke one session of one user, and record it in the user's history.
--- KEYS[1] session hash (named by the user's id and the sid), KEYS[2] the user's session index,
+-- KEYS[1] session hash (named by the user's id and the sid; its use key, KEYS[1] ..
+--   '{{.SessUseSuffix}}', goes with it), KEYS[2] the user's session index,
 -- KEYS[3] the user's history
 -- ARGV[1] sid   ARGV[2] the events to record when a session was revoked (audit.Spec)
 -- Returns 1 when a live session was revoked, 0 when there was none (and records nothing).
@@ -9,5 +10,6 @@ local spec = decode_spec(ARGV[2])
 if not spec then return redis.error_reply('ERR revoke: bad arguments') end
 redis.call('ZREM', KEYS[2], ARGV[1])
 local n = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1] .. '{{.SessUseSuffix}}')
 if n == 1 then record(KEYS[3], spec, 1) end
 return n

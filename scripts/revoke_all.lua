@@ -13,7 +13,7 @@
 -- is no longer ARGV[3] (a password change that checked the old password lost a race with
 -- another change or an admin's reset, and must not overwrite it).
 {{template "record.lua"}}
-{{template "delete_sessions.lua"}}
+{{template "delete_sessions.lua" .}}
 if #ARGV < 4 or #ARGV % 2 ~= 0 then return redis.error_reply('ERR revoke_all: bad arguments') end
 local spec = decode_spec(ARGV[#ARGV])
 if not spec then return redis.error_reply('ERR revoke_all: bad arguments') end

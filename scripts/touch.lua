@@ -1,12 +1,34 @@
--- Record use of a session: last seen (ls), ip, and slide its idle expiry.
--- KEYS[1] session hash, KEYS[2] the user's session index
+-- Record use of a session: last seen (ls) and ip in its use key, which
+-- expires when the session idles out. The hash, which every request reads
+-- through the client-side cache, is written only when it would otherwise
+-- expire before the session's new end: then it is made to live slack longer
+-- than that, so a session in use rewrites its hash (and has Redis invalidate
+-- every replica's cached read of it) once per slack, not once per touch.
+-- KEYS[1] session hash (its use key is KEYS[1] .. '{{.SessUseSuffix}}', in the same slot),
+-- KEYS[2] the user's session index
 -- ARGV[1] now (unix ms)   ARGV[2] idle timeout (ms)   ARGV[3] client ip   ARGV[4] sid
--- Returns 1, or 0 when the session is gone: a touch never resurrects a revoked session.
+-- ARGV[5] touch interval (ms)   ARGV[6] slack (ms)
+-- Returns the session's last recorded use (unix ms): now, or a later or
+-- recent one another replica wrote (then nothing is written); 0 when the
+-- session is gone: a touch never resurrects a revoked session.
 {{template "slide.lua" .}}
-local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
-if not (now and idle) or #ARGV ~= 4 then return redis.error_reply('ERR touch: bad arguments') end
-local abs = tonumber(redis.call('HGET', KEYS[1], '{{.SessExpires}}'))
+local now, idle, every, slack = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if not (now and idle and every and slack) or #ARGV ~= 6 then return redis.error_reply('ERR touch: bad arguments') end
+local use = KEYS[1] .. '{{.SessUseSuffix}}'
+local h = redis.call('HMGET', KEYS[1], '{{.SessExpires}}', '{{.SessLastSeen}}')
+local abs = tonumber(h[1])
 if not abs then return 0 end
--- Never past the absolute end fixed at login.
-slide(KEYS[1], KEYS[2], ARGV[4], ARGV[1], idle, abs * 1000, ARGV[3])
-return 1
+abs = abs * 1000
+local last = math.max(tonumber(h[2]) or 0, tonumber(redis.call('HGET', use, '{{.SessLastSeen}}')) or 0)
+-- Written within the interval (by another replica, or by this one just
+-- before): at most one write per interval, and last use never goes back.
+if now - last < every then return last end
+local ends = math.min(now + idle, abs)
+-- The first write: Redis refuses it when out of memory, and then nothing is written.
+redis.call('HSET', use, '{{.SessLastSeen}}', ARGV[1], '{{.SessIP}}', ARGV[3])
+redis.call('PEXPIREAT', use, ends)
+if redis.call('PEXPIRETIME', KEYS[1]) < ends then
+  -- Never past the absolute end fixed at login.
+  slide(KEYS[1], KEYS[2], ARGV[4], ARGV[1], idle + slack, abs, ARGV[3])
+end
+return now

@@ -330,6 +330,9 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
 		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit, Metrics: s.Metrics,
 		Log: s.Log, RefreshKeys: s.Tokens.DeriveKeys(sessions.RefreshKeyPurpose), ReuseGrace: cfg.RefreshReuseGrace, Liveness: s.Liveness,
+		// As many sessions as the client-side cache holds reads of (about
+		// 1 KiB each), at 32 bytes each.
+		UsedSessions: cfg.ClientCacheMB << 10,
 	})
 	if err != nil {
 		return err
@@ -457,6 +460,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	if err := s.App.ShutdownWithContext(sctx); err != nil && !strings.Contains(err.Error(), "not running") {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	// The last requests' use, queued to be written (sessions.Store.Use).
+	if err := s.Sessions.Flush(sctx); err != nil {
+		s.Log.Warn("shutting down: sessions' last use not all recorded", "err", err)
 	}
 	return <-errc
 }

@@ -131,7 +131,7 @@ func (s *Store) Refresh(ctx context.Context, token string, p Presenter) (Refresh
 	reuse := audit.Event{Type: audit.SessionReuseDetected, UserID: uid, SessionID: sid, IP: p.IP, UserAgent: p.UserAgent,
 		Detail: "a refresh token spent before the reuse grace was presented again: the session was ended"}
 	args := []string{ms(now), millis(s.o.IdleTimeout), millis(s.o.ReuseGrace), digest(t), strconv.FormatUint(uint64(gen), 10),
-		digest(succ), p.IP, sid, thumb, remember, audit.Spec(now, reuse)}
+		digest(succ), p.IP, sid, thumb, remember, audit.Spec(now, reuse), millis(s.slack())}
 	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
 	// As a revocation: with WaitReplicas, a spend is acknowledged only once

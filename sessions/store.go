@@ -149,13 +149,20 @@ type Options struct {
 	// connections are proven live (redisx.Liveness); nil: whenever rueidis
 	// has the hash, for a client nothing watches.
 	Liveness *redisx.Liveness
+	// UsedSessions is about how many sessions' last recorded use this
+	// replica remembers, so their requests between two touches queue none
+	// (useMemo); 0: 65,536. Beyond it a session's request may queue a touch
+	// that then finds the use recorded and writes nothing.
+	UsedSessions int
 }
 
 // minCacheTTL bounds how long a session read may be served from the
 // client-side cache, unless the touch interval is longer (Store.cacheTTL).
-// Redis invalidates it sooner on any change; this only bounds memory held
-// for sessions no longer in use (CLIENT_CACHE_MB bounds it too).
-const minCacheTTL = time.Minute
+// Redis invalidates it sooner on any change, and recording use does not
+// change the hash (touch.lua); this bounds memory held for sessions no
+// longer in use (CLIENT_CACHE_MB bounds it too), and the life of a read
+// should an invalidation ever be lost on a connection that still answers.
+const minCacheTTL = 10 * time.Minute
 
 // Store keeps sessions in Redis.
 type Store struct {
@@ -164,10 +171,13 @@ type Store struct {
 	k     keys.Layout
 	touch time.Duration
 	// cacheTTL is how long a session read may stay in the client-side
-	// cache: at least the touch interval, since a session in use is written
-	// (and so invalidated) once an interval anyway, and a shorter life would
-	// only add a read from Redis per session per minute between its writes.
+	// cache: minCacheTTL, or the touch interval when that is longer.
 	cacheTTL time.Duration
+
+	// used remembers the last recorded use of sessions this replica saw,
+	// and touches writes what their requests found due (touches.go).
+	used    *useMemo
+	touches toucher
 
 	// revoked remembers sessions this process revoked for a few seconds. The
 	// client-side cache invalidation for a write can arrive after the write's
@@ -194,6 +204,10 @@ type Store struct {
 	// them; touchLogged is when that line was written (unix ns).
 	touchRefused atomic.Int64
 	touchLogged  atomic.Int64
+	// failedSince counts touches failed for other reasons since the last
+	// log line about them; failedLogged is when that was (unix ns).
+	failedSince  atomic.Int64
+	failedLogged atomic.Int64
 }
 
 // After an out-of-memory refusal, touches pause for touchPause; the refusals
@@ -220,8 +234,13 @@ func New(c rueidis.Client, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.UsedSessions <= 0 {
+		o.UsedSessions = 1 << 16
+	}
 	touch := TouchInterval(o.IdleTimeout, o.TouchInterval)
-	return &Store{c: c, o: o, k: o.Keys, touch: touch, cacheTTL: max(minCacheTTL, touch)}, nil
+	s := &Store{c: c, o: o, k: o.Keys, touch: touch, cacheTTL: max(minCacheTTL, touch), used: newUseMemo(o.UsedSessions)}
+	s.touches.s = s
+	return s, nil
 }
 
 // TouchInterval is how often use of a session is written back, given the
@@ -254,7 +273,8 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 		ExpiresAt: now.Add(s.o.MaxLifetime).Truncate(time.Second),
 		Assurance: Assurance{AAL: max(m.AAL, 1), AMR: cmpOr(m.AMR, passwordOnly), AuthTime: now.Truncate(time.Second)},
 	}
-	expiry := now.Add(s.o.IdleTimeout)
+	// The hash outlives the session's end by the slack (touch.lua).
+	expiry := now.Add(s.o.IdleTimeout + s.slack())
 	if sess.ExpiresAt.Before(expiry) {
 		expiry = sess.ExpiresAt
 	}
@@ -275,6 +295,11 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 	}
 	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
+	if s.o.MaxPerUser > 0 {
+		// Eviction picks the least recently used: let it see the use this
+		// replica has queued. Late, it would only evict on older figures.
+		_ = s.Flush(rctx)
+	}
 	res, err := scripts.Create.Exec(rctx, s.c, ks, args).AsStrSlice()
 	if err != nil {
 		return Session{}, redisx.Unavailable("create session", err)
@@ -366,41 +391,39 @@ func deviceDetail(m Meta) string {
 // exist, belong to uid and be live (else ErrNotFound), and its use from ip is
 // recorded. It returns the account's role as the session holds it: "" for the
 // default role, which sessions do not store (it would grow every session past
-// a memory size class). Use is written back at most once per touch interval,
-// so most requests write nothing and read from the client-side cache.
+// a memory size class). Use is recorded at most once per touch interval, so
+// most requests write nothing and read from the client-side cache.
 //
-// Recording use is best effort once the read has shown the session live,
-// for one failure only: Redis at maxmemory refusing the write. Reads and
-// revocations still work then, so the request is served; the refusal is
-// counted (Metrics) and logged at most once a minute, and touches pause for
-// a second. A session in use then idles out from its last recorded use. Any
-// other failure of the touch (a timeout, a lost connection) fails closed.
+// Recording use is best effort once the read has shown the session live:
+// the request queues it and is answered (touches.go), and it is written
+// within a round trip or so; what fails closed is the read. A touch Redis
+// refuses for want of memory is counted (Metrics) and logged at most once a
+// minute, and touches pause for a second; one that fails otherwise is
+// counted and logged as well, and the session's next request tries again.
+// A session whose use is never recorded idles out from its last recorded
+// use.
 func (s *Store) Use(ctx context.Context, uid, sid, ip string) (acc Access, err error) {
 	now := s.o.Now()
 	seen, acc, err := s.live(ctx, uid, sid, now)
 	if err != nil || now.Sub(seen) < s.touch {
 		return acc, err
 	}
+	if last := s.used.last(uid, sid); now.Sub(time.UnixMilli(last)) < s.touch {
+		return acc, nil // recorded since the hash was written
+	}
 	if time.Now().UnixNano() < s.touchPausedUntil.Load() {
 		return acc, nil // Redis was out of memory a moment ago
 	}
-	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
-	defer cancel()
-	n, err := scripts.Touch.Exec(ctx, s.c, []string{s.k.Session(uid, sid), s.k.SessionIndex(uid)},
-		[]string{ms(now), strconv.FormatInt(s.o.IdleTimeout.Milliseconds(), 10), ip, sid}).AsInt64()
-	if redisx.IsOOM(err) {
-		// The script's first write is the one refused: nothing was written.
-		s.touchRefusedOOM(err)
-		return acc, nil
-	}
-	if err != nil {
-		return Access{}, redisx.Unavailable("touch session", err)
-	}
-	if n == 0 {
-		return Access{}, ErrNotFound
+	// Noted before it is written, so the requests until then queue no other.
+	s.used.note(uid, sid, now.UnixMilli())
+	if !s.touches.add(touchReq{uid: uid, sid: sid, ip: ip, now: now}) {
+		s.used.forget(uid, sid)
+		s.touchFailed(1, errTouchQueueFull)
 	}
 	return acc, nil
 }
+
+var errTouchQueueFull = errors.New("more touches waiting than the queue holds")
 
 // touchRefusedOOM counts a touch Redis refused for want of memory, pauses
 // touches, and logs the refusals at most once per touchRefusedLogEvery.
@@ -447,17 +470,31 @@ func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastS
 	acc.Role, _ = vals[2].ToString()
 	lastSeen = time.UnixMilli(seenMS)
 	if !s.alive(lastSeen, time.Unix(expires, 0), now) {
-		return time.Time{}, Access{}, ErrNotFound
+		// The hash holds its use as of its last rewrite, and outlives the
+		// session's end by the slack; the use key has the last recorded use.
+		// Only a session unused here for about the idle timeout gets here.
+		ls, _, err := s.useFromRedis(ctx, uid, sid)
+		if err != nil {
+			return time.Time{}, Access{}, err
+		}
+		if lastSeen = time.UnixMilli(max(seenMS, ls)); !s.alive(lastSeen, time.Unix(expires, 0), now) {
+			return time.Time{}, Access{}, ErrNotFound
+		}
 	}
 	created, _ := vals[3].AsInt64()
 	acc.Assurance = s.raisedHere(uid, sid, assuranceOf(created, optional(vals[4]), optional(vals[5]), optional(vals[6])))
 	return lastSeen, acc, nil
 }
 
-// List returns a user's live sessions, most recently used first.
+// List returns a user's live sessions, most recently used first. The use
+// this replica queued before the call is written first, so a client that
+// lists its sessions sees its own last request.
 func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		return nil, redisx.Unavailable("list sessions", err)
+	}
 	now := s.o.Now()
 	ids, err := s.c.Do(ctx, s.c.B().Zrange().Key(s.k.SessionIndex(uid)).Min(ms(now)).Max("+inf").Byscore().Build()).AsStrSlice()
 	if err != nil {
@@ -466,17 +503,28 @@ func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 	if len(ids) == 0 {
 		return []Session{}, nil
 	}
-	cmds := make(rueidis.Commands, len(ids))
+	// Each session's hash, then its use key (touch.lua).
+	cmds := make(rueidis.Commands, 2*len(ids))
 	for i, id := range ids {
-		cmds[i] = s.c.B().Hmget().Key(s.k.Session(uid, id)).Field(sessFields...).Build()
+		cmds[2*i] = s.c.B().Hmget().Key(s.k.Session(uid, id)).Field(sessFields...).Build()
+		cmds[2*i+1] = s.c.B().Hmget().Key(s.k.SessionUse(uid, id)).Field(useKeyFields...).Build()
 	}
+	res := s.c.DoMulti(ctx, cmds...)
 	out := make([]Session, 0, len(ids))
-	for i, r := range s.c.DoMulti(ctx, cmds...) {
-		vals, err := r.ToArray()
+	for i, id := range ids {
+		vals, err := res[2*i].ToArray()
 		if err != nil {
 			return nil, redisx.Unavailable("list sessions", err)
 		}
-		if sess, ok := s.decode(uid, ids[i], vals); ok && s.alive(sess.LastSeenAt, sess.ExpiresAt, now) && !s.revokedHere(uid, sess.ID) {
+		use, err := res[2*i+1].ToArray()
+		if err != nil {
+			return nil, redisx.Unavailable("list sessions", err)
+		}
+		sess, ok := s.decode(uid, id, vals)
+		if ls, ip := useOf(use); ls > sess.LastSeenAt.UnixMilli() {
+			sess.LastSeenAt, sess.IP = time.UnixMilli(ls).UTC(), ip
+		}
+		if ok && s.alive(sess.LastSeenAt, sess.ExpiresAt, now) && !s.revokedHere(uid, sess.ID) {
 			out = append(out, sess)
 		}
 	}

@@ -38,6 +38,7 @@ type Metrics struct {
 	cacheHit      prometheus.Counter
 	cacheMiss     prometheus.Counter
 	touchOOM      prometheus.Counter
+	touchFailed   prometheus.Counter
 	cacheUnprov   prometheus.Counter
 	missedFeed    prometheus.CounterFunc
 
@@ -113,7 +114,11 @@ func New(missedEvents func() int64) *Metrics {
 		Name: "sessiond_session_touches_refused_total",
 		Help: "Writes of a live session's use (last seen, idle expiry) that Redis refused for want of memory (maxmemory): the request was served, the use not recorded.",
 	})
-	m.reg.MustRegister(m.requests, m.latency, m.logins, m.secondFactors, m.mfaChanges, m.clientAuth, m.refreshes, m.revocations, m.redisErrors, m.cache, m.touchOOM,
+	m.touchFailed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sessiond_session_touches_failed_total",
+		Help: "Writes of a live session's use that failed otherwise (Redis did not answer in time, the connection was lost, or more writes were waiting than the queue holds): the request was served; its session's next request tries again.",
+	})
+	m.reg.MustRegister(m.requests, m.latency, m.logins, m.secondFactors, m.mfaChanges, m.clientAuth, m.refreshes, m.revocations, m.redisErrors, m.cache, m.touchOOM, m.touchFailed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if missedEvents != nil {
 		m.missedFeed = prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -283,5 +288,13 @@ func (c tokenCache) Collect(ch chan<- prometheus.Metric) {
 func (m *Metrics) TouchRefused() {
 	if m != nil {
 		m.touchOOM.Inc()
+	}
+}
+
+// TouchFailed records n writes of sessions' use that failed for another
+// reason than memory.
+func (m *Metrics) TouchFailed(n int) {
+	if m != nil {
+		m.touchFailed.Add(float64(n))
 	}
 }

@@ -1,9 +1,11 @@
--- slide records use of a session at now (unix ms, a string) from ip: last
--- seen and ip, and its expiry slid to now + idle (ms) but never past abs,
--- its absolute end (unix ms); its index entry follows, and the index lives
--- as long as its longest-lived member. Returns the new expiry.
-local function slide(sess, index, sid, now, idle, abs, ip)
-  local expiry = math.min(tonumber(now) + idle, abs)
+-- slide records use of a session at now (unix ms, a string) from ip in its
+-- hash: last seen and ip, and the hash's expiry slid to now + life (ms) but
+-- never past abs, its absolute end (unix ms); life is the idle timeout and
+-- its slack, so the hash outlives the session's end (touch.lua); its index
+-- entry follows, and the index lives as long as its longest-lived member.
+-- Returns the new expiry.
+local function slide(sess, index, sid, now, life, abs, ip)
+  local expiry = math.min(tonumber(now) + life, abs)
   redis.call('HSET', sess, '{{.SessLastSeen}}', now, '{{.SessIP}}', ip)
   redis.call('PEXPIREAT', sess, expiry)
   redis.call('ZADD', index, expiry, sid)

@@ -1,0 +1,204 @@
+package sessions_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessiond/sessiond/internal/keys"
+	"github.com/sessiond/sessiond/internal/metrics"
+	"github.com/sessiond/sessiond/internal/redistest"
+	"github.com/sessiond/sessiond/sessions"
+)
+
+var cacheReadLine = regexp.MustCompile(`(?m)^sessiond_session_cache_reads_total\{result="(\w+)"\} (\S+)$`)
+
+// cacheReads is m's count of session reads by result (hit, miss).
+func cacheReads(t *testing.T, m *metrics.Metrics) map[string]int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	out := map[string]int{}
+	for _, l := range cacheReadLine.FindAllStringSubmatch(rec.Body.String(), -1) {
+		n, _ := strconv.ParseFloat(l[2], 64)
+		out[l[1]] = int(n)
+	}
+	return out
+}
+
+// Recording use does not cost the next request a read from Redis: the touch
+// writes the session's use key, not the hash the requests read through the
+// client-side cache, so Redis has nothing to invalidate. (Before, every touch
+// rewrote the hash, and the request after it read it again.)
+func TestTouchKeepsTheCachedRead(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(nil)
+	f := newFixture(t, sessions.Options{IdleTimeout: time.Hour, Metrics: m})
+	ctx := context.Background()
+	s := f.create(f.uid)
+	use := func() {
+		t.Helper()
+		if _, err := f.s.Use(ctx, f.uid, s.ID, "10.0.0.9"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	use() // the first read: from Redis
+	for range 3 {
+		f.clock.Add(2 * time.Minute) // each use due a touch
+		use()
+		f.flush()
+		// The invalidation of a write arrives within a round trip: give it one.
+		if err := f.c.Do(ctx, f.c.B().Ping().Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	use()
+	if r := cacheReads(t, m); r["miss"] != 1 || r["hit"] != 4 {
+		t.Fatalf("session reads over 5 uses with 3 touches: %v, want 1 miss and 4 hits", r)
+	}
+	ip, err := f.c.Do(ctx, f.c.B().Hget().Key(f.useKey(f.uid, s.ID)).Field("ip").Build()).ToString()
+	if err != nil || ip != "10.0.0.9" {
+		t.Fatalf("use key ip %q (%v): the touches did not record use", ip, err)
+	}
+	sessions, err := f.s.List(ctx, f.uid)
+	if err != nil || len(sessions) != 1 {
+		t.Fatalf("list: %v, %v", sessions, err)
+	}
+	if want := f.clock.Now().Truncate(time.Millisecond); sessions[0].IP != "10.0.0.9" || !sessions[0].LastSeenAt.Equal(want) {
+		t.Fatalf("listed last use %s from %q, want the last touch at %s", sessions[0].LastSeenAt, sessions[0].IP, want)
+	}
+}
+
+// A session used through one replica stays live on another whose cached
+// read of its hash is older than the idle timeout: the hash holds use only
+// as of its last rewrite, and the other replica then asks the use key.
+func TestUseOnOneReplicaKeepsTheSessionLiveOnAnother(t *testing.T) {
+	t.Parallel()
+	a := newFixture(t, sessions.Options{IdleTimeout: time.Hour})
+	b := newStore(t, srv.Client(t), a.prefix, sessions.Options{IdleTimeout: time.Hour, Now: a.clock.Now})
+	ctx := context.Background()
+	s := a.create(a.uid)
+	if _, err := b.Use(ctx, a.uid, s.ID, "b"); err != nil { // b caches the hash as of login
+		t.Fatal(err)
+	}
+	// Used through a 14 minutes in: recorded in the use key; the hash, which
+	// lives 75 minutes (the idle timeout and its slack), is not rewritten.
+	a.clock.Add(14 * time.Minute)
+	if _, err := a.s.Use(ctx, a.uid, s.ID, "a"); err != nil {
+		t.Fatal(err)
+	}
+	a.flush()
+	a.clock.Add(47 * time.Minute) // 61 minutes after login, 47 after its last use
+	if _, err := b.Use(ctx, a.uid, s.ID, "b"); err != nil {
+		t.Fatalf("61 minutes after login, 47 after its use through another replica: %v", err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Unused for the idle timeout since b's use at 61 minutes: gone on both.
+	a.clock.Add(time.Hour)
+	for name, st := range map[string]*sessions.Store{"a": a.s, "b": b} {
+		if _, err := st.Use(ctx, a.uid, s.ID, "x"); err == nil {
+			t.Errorf("replica %s: live an hour after its last use", name)
+		}
+	}
+}
+
+// Two replicas that both find a session due write its use once per touch
+// interval between them: the second finds the first's and writes nothing.
+func TestTouchIsWrittenOncePerIntervalAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	a := newFixture(t, sessions.Options{IdleTimeout: time.Hour})
+	b := newStore(t, srv.Client(t), a.prefix, sessions.Options{IdleTimeout: time.Hour, Now: a.clock.Now})
+	ctx := context.Background()
+	s := a.create(a.uid)
+	a.clock.Add(2 * time.Minute)
+	if _, err := a.s.Use(ctx, a.uid, s.ID, "10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	a.flush()
+	a.clock.Add(30 * time.Second)
+	if _, err := b.Use(ctx, a.uid, s.ID, "10.0.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.c.Do(ctx, a.c.B().Hmget().Key(a.useKey(a.uid, s.ID)).Field("ip", "ls").Build()).AsStrSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := a.clock.Now().Add(-30 * time.Second).UnixMilli(); got[0] != "10.0.0.1" || got[1] != strconv.FormatInt(want, 10) {
+		t.Fatalf("use key after touches 30 s apart through two replicas: %v, want the first's (10.0.0.1 at %d)", got, want)
+	}
+}
+
+// A touch Redis does not answer in time fails alone: the request was
+// answered from its read, the failure is counted, and the session's next
+// request records its use once Redis answers again.
+func TestTouchThatFailsIsCountedAndRetried(t *testing.T) {
+	t.Parallel()
+	srv.RequireReal(t, "freezes redis-server")
+	rs, err := redistest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.Close)
+	m := metrics.New(nil)
+	clk := &clock{t: time.Now()}
+	c := rs.Client(t)
+	st := newStore(t, c, "", sessions.Options{IdleTimeout: time.Hour, Timeout: 200 * time.Millisecond, Metrics: m, Now: clk.Now})
+	ctx := context.Background()
+	c.Do(ctx, c.B().Hset().Key(keys.New("").User("u1")).FieldValue().FieldValue(keys.UserID, "u1").FieldValue(keys.UserVersion, "0").Build())
+	s, err := st.Create(ctx, "u1", "0", sessions.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Use(ctx, "u1", s.ID, "10.0.0.1"); err != nil { // cached from here on
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Minute)
+	if err := rs.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Resume() })
+	if _, err := st.Use(ctx, "u1", s.ID, "10.0.0.1"); err != nil {
+		t.Fatalf("a request due a touch, its read cached, Redis frozen: %v", err)
+	}
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := metricSample(t, m, "sessiond_session_touches_failed_total"); v != "1" {
+		t.Fatalf("failed touches counted %q, want 1", v)
+	}
+	if err := rs.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Use(ctx, "u1", s.ID, "10.0.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ip, err := c.Do(ctx, c.B().Hget().Key(keys.New("").SessionUse("u1", s.ID)).Field("ip").Build()).ToString()
+	if err != nil || ip != "10.0.0.2" {
+		t.Fatalf("use after Redis came back: ip %q (%v), want the retried touch's", ip, err)
+	}
+}
+
+// metricSample is the value of one sample of m, "" when it has none.
+func metricSample(t *testing.T, m *metrics.Metrics, name string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,299 @@
+package sessions
+
+import (
+	"context"
+	"hash/maphash"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/internal/keys"
+	"github.com/sessiond/sessiond/internal/redisx"
+	"github.com/sessiond/sessiond/scripts"
+)
+
+// Recording use (the touch) off the request path. A session in use is due a
+// touch once per touch interval; with a million sessions each asked for less
+// often than that, nearly every request is due one. So a request that finds
+// its session due only notes it, and answers: the touches are written in
+// batches (one pipeline of scripts, as many as queued while the last batch
+// was in flight, so a quiet replica writes at once and a busy one in bulk),
+// into a key beside the session hash (touch.lua), so they do not invalidate
+// anyone's cached read of the hash either. What decides access is the read;
+// a touch that fails costs the session only its last-use record, and its
+// next request tries again.
+
+// maxQueuedTouches bounds the touches waiting to be written: a Redis that
+// does not answer cannot make the queue grow past it. Only requests with a
+// live session add to it, at most one per session per touch interval.
+const maxQueuedTouches = 1 << 16
+
+// maxTouchBatch is the most touches one pipeline carries.
+const maxTouchBatch = 512
+
+type touchReq struct {
+	uid, sid, ip string
+	now          time.Time
+}
+
+// toucher writes queued touches: one goroutine while any are queued, none
+// when none are.
+type toucher struct {
+	s       *Store
+	mu      sync.Mutex
+	queued  []touchReq
+	running bool
+	// cycle is closed, and replaced, each time a batch has been written and
+	// when the writer stops: what wait waits on.
+	cycle chan struct{}
+}
+
+// add queues a touch; false when the queue is full.
+func (t *toucher) add(r touchReq) bool {
+	t.mu.Lock()
+	if len(t.queued) >= maxQueuedTouches {
+		t.mu.Unlock()
+		return false
+	}
+	t.queued = append(t.queued, r)
+	start := !t.running
+	if start {
+		t.running = true
+		t.cycle = make(chan struct{})
+	}
+	t.mu.Unlock()
+	if start {
+		go t.run()
+	}
+	return true
+}
+
+func (t *toucher) run() {
+	for {
+		t.mu.Lock()
+		batch := t.queued
+		if len(batch) > maxTouchBatch {
+			batch, t.queued = batch[:maxTouchBatch:maxTouchBatch], batch[maxTouchBatch:]
+		} else {
+			t.queued = nil
+		}
+		if len(batch) == 0 {
+			t.running = false
+			close(t.cycle)
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Unlock()
+		t.s.write(batch)
+		t.mu.Lock()
+		close(t.cycle)
+		t.cycle = make(chan struct{})
+		t.mu.Unlock()
+	}
+}
+
+// wait returns once every touch queued before it was called has been
+// written (or has failed), or ctx ends.
+func (t *toucher) wait(ctx context.Context) error {
+	// A touch queued before the call is in the batch being written or in
+	// the queue, which a later batch takes: each batch of at most
+	// maxTouchBatch, so as many cycles as the queue holds batches, plus one.
+	t.mu.Lock()
+	n := len(t.queued)/maxTouchBatch + 2
+	t.mu.Unlock()
+	for range n {
+		t.mu.Lock()
+		if !t.running {
+			t.mu.Unlock()
+			return nil
+		}
+		ch := t.cycle
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// write runs a batch of touches, one script each, in one pipeline, and
+// notes in the memo what each found.
+func (s *Store) write(batch []touchReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
+	defer cancel()
+	idle, every, slack := millis(s.o.IdleTimeout), millis(s.touch), millis(s.slack())
+	execs := make([]rueidis.LuaExec, len(batch))
+	for i, r := range batch {
+		execs[i] = rueidis.LuaExec{
+			Keys: []string{s.k.Session(r.uid, r.sid), s.k.SessionIndex(r.uid)},
+			Args: []string{ms(r.now), idle, r.ip, r.sid, every, slack},
+		}
+	}
+	var failed int
+	var ferr error
+	for i, res := range scripts.Touch.ExecMulti(ctx, s.c, execs...) {
+		r := batch[i]
+		last, err := res.AsInt64()
+		switch {
+		case redisx.IsOOM(err):
+			// The script's first write is the one refused: nothing was written.
+			s.touchRefusedOOM(err)
+			s.used.forget(r.uid, r.sid)
+		case err != nil:
+			failed, ferr = failed+1, err
+			s.used.forget(r.uid, r.sid)
+		case last == 0:
+			s.used.forget(r.uid, r.sid) // gone: revoked meanwhile
+		default:
+			s.used.note(r.uid, r.sid, last)
+		}
+	}
+	if failed > 0 {
+		s.touchFailed(failed, ferr)
+	}
+}
+
+// touchFailed counts touches that failed for another reason than memory and
+// logs them at most once per touchRefusedLogEvery.
+func (s *Store) touchFailed(n int, err error) {
+	s.o.Metrics.TouchFailed(n)
+	now := time.Now().UnixNano()
+	s.failedSince.Add(int64(n))
+	last := s.failedLogged.Load()
+	if s.o.Log == nil || now-last < int64(touchRefusedLogEvery) || !s.failedLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.o.Log.Warn("could not record sessions' use; requests are served, and each session's next request tries again",
+		"failed_touches", s.failedSince.Swap(0), "err", redisx.Unavailable("touch sessions", err))
+}
+
+// Flush returns once every touch this Store queued before the call has been
+// written to Redis (or has failed), or ctx ends: for a read that must see
+// this replica's own recent use (List), and for shutting down without
+// losing it.
+func (s *Store) Flush(ctx context.Context) error { return s.touches.wait(ctx) }
+
+// slack is how much longer than a session's end its hash may live: a session
+// in use rewrites its hash once per slack (touch.lua). A quarter of the idle
+// timeout, so at least the touch interval; an unused session's hash and index
+// entry stay that much longer in Redis, but it answers as gone from its end.
+func (s *Store) slack() time.Duration { return s.o.IdleTimeout / 4 }
+
+// useMemo remembers, per session this replica has seen, the last use it
+// knows was recorded (written by its touch, or found by one): a session's
+// hash holds its use only as of its last rewrite, so without the memo each
+// of its requests would find it due. It decides only whether to queue a
+// touch, never whether a session is live. It holds two generations of at
+// most per entries a shard each; when the newer fills, the older is
+// dropped, so it keeps at least the per×shards most recent sessions. Keys
+// are two 64-bit hashes of the session under random seeds, values a time:
+// nothing for the garbage collector to scan, whatever its size.
+type useMemo struct {
+	seeds  [2]maphash.Seed
+	per    int
+	shards [memoShards]memoShard
+}
+
+const memoShards = 16
+
+type memoKey [2]uint64
+
+type memoShard struct {
+	mu       sync.Mutex
+	cur, old map[memoKey]int64
+	_        [64]byte // one shard's lock off its neighbour's cache line
+}
+
+func newUseMemo(entries int) *useMemo {
+	m := &useMemo{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, per: max(entries/memoShards, 1)}
+	for i := range m.shards {
+		m.shards[i].cur = map[memoKey]int64{}
+	}
+	return m
+}
+
+func (m *useMemo) key(uid, sid string) memoKey {
+	var k memoKey
+	for i := range k {
+		var h maphash.Hash
+		h.SetSeed(m.seeds[i])
+		h.WriteString(uid)
+		h.WriteByte(0)
+		h.WriteString(sid)
+		k[i] = h.Sum64()
+	}
+	return k
+}
+
+func (m *useMemo) shard(k memoKey) *memoShard { return &m.shards[k[0]%memoShards] }
+
+// last is the last recorded use of a session this replica knows (unix ms), 0 if none.
+func (m *useMemo) last(uid, sid string) int64 {
+	k := m.key(uid, sid)
+	sh := m.shard(k)
+	sh.mu.Lock()
+	v, ok := sh.cur[k]
+	if !ok {
+		v = sh.old[k]
+	}
+	sh.mu.Unlock()
+	return v
+}
+
+// note records a session's last recorded use (unix ms), keeping the later.
+func (m *useMemo) note(uid, sid string, at int64) {
+	k := m.key(uid, sid)
+	sh := m.shard(k)
+	sh.mu.Lock()
+	if v, ok := sh.cur[k]; ok && v >= at {
+		sh.mu.Unlock()
+		return
+	}
+	if len(sh.cur) >= m.per {
+		sh.old, sh.cur = sh.cur, make(map[memoKey]int64, m.per)
+	}
+	sh.cur[k] = at
+	sh.mu.Unlock()
+}
+
+// forget drops what the memo knows of a session: its touch did not land.
+func (m *useMemo) forget(uid, sid string) {
+	k := m.key(uid, sid)
+	sh := m.shard(k)
+	sh.mu.Lock()
+	delete(sh.cur, k)
+	delete(sh.old, k)
+	sh.mu.Unlock()
+}
+
+// useFromRedis reads a session's use key: its last recorded use (unix ms; 0
+// when it has none) and ip.
+func (s *Store) useFromRedis(ctx context.Context, uid, sid string) (int64, string, error) {
+	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	defer cancel()
+	vals, err := s.c.Do(ctx, s.c.B().Hmget().Key(s.k.SessionUse(uid, sid)).Field(useKeyFields...).Build()).ToArray()
+	if err != nil {
+		return 0, "", redisx.Unavailable("read session use", err)
+	}
+	ls, ip := useOf(vals)
+	return ls, ip, nil
+}
+
+// useKeyFields are the fields of a session's use key.
+var useKeyFields = []string{keys.SessLastSeen, keys.SessIP}
+
+// useOf reads the values of useKeyFields: 0 and "" for a session never
+// touched.
+func useOf(vals []rueidis.RedisMessage) (int64, string) {
+	if len(vals) != len(useKeyFields) {
+		return 0, ""
+	}
+	s, _ := vals[0].ToString()
+	ip, _ := vals[1].ToString()
+	ls, _ := strconv.ParseInt(s, 10, 64)
+	return ls, ip
+}
