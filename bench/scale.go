@@ -36,6 +36,9 @@ type scaleRow struct {
 	me, list      sample
 	heap, rss     int64
 	redisPerSess  float64
+	// loadPerSess is Redis's growth over the GET /v1/me load, a session:
+	// the use keys of the sessions it touched (nothing else in it writes).
+	loadPerSess float64
 	logoutAll     time.Duration
 	listPerUser   int
 	meDur, lstDur time.Duration
@@ -148,6 +151,10 @@ func (sc *scaler) measure(n int) (scaleRow, error) {
 	defer tf.close()
 	addr := b.replicas[0].addr
 	me := target{addr, "/v1/me", tf}
+	before, err := usedMemory(b.ctx, b.rs)
+	if err != nil {
+		return row, err
+	}
 	if o.touch == "steady" {
 		if row.me, row.meRounds, err = sc.steady(me, n); err != nil {
 			return row, err
@@ -159,6 +166,11 @@ func (sc *scaler) measure(n int) (scaleRow, error) {
 			return row, err
 		}
 	}
+	after, err := usedMemory(b.ctx, b.rs)
+	if err != nil {
+		return row, err
+	}
+	row.loadPerSess = float64(after-before) / float64(n)
 	row.heap, row.rss = memory()
 	progress("%d sessions: logout-all of a user with %d sessions", n, o.bigUser)
 	if row.logoutAll, err = timeLogoutAll(b.ctx, sc.mk, o.bigUser); err != nil {
@@ -209,8 +221,8 @@ func reportScaleRow(b *bench, r scaleRow) {
 	if r.me.loadCPU > 0 {
 		fmt.Fprintf(w, "  wrk's CPU: %s a request of GET /v1/me\n", us(r.me.perReq(r.me.loadCPU)))
 	}
-	fmt.Fprintf(w, "  this process after GET /v1/me: Go heap in use %s, RSS (anon) %s; Redis: %.0f bytes a session\n",
-		mb(r.heap), mb(r.rss), r.redisPerSess)
+	fmt.Fprintf(w, "  this process after GET /v1/me: Go heap in use %s, RSS (anon) %s; Redis: %.0f bytes a session as created, %+.0f over the load (use recorded)\n",
+		mb(r.heap), mb(r.rss), r.redisPerSess, r.loadPerSess)
 	fmt.Fprintf(w, "  logout-all of %d sessions: %s; others took %s of the machine during GET /v1/me\n",
 		b.o.bigUser, r.logoutAll.Round(10*time.Microsecond), share(r.me.others))
 }

@@ -331,7 +331,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit, Metrics: s.Metrics,
 		Log: s.Log, RefreshKeys: s.Tokens.DeriveKeys(sessions.RefreshKeyPurpose), ReuseGrace: cfg.RefreshReuseGrace, Liveness: s.Liveness,
 		// As many sessions as the client-side cache holds reads of (about
-		// 1 KiB each), at 32 bytes each.
+		// 1 KiB each), each remembered in a few tens of bytes.
 		UsedSessions: cfg.ClientCacheMB << 10,
 	})
 	if err != nil {

@@ -293,13 +293,13 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 	if m.Refresh && m.Proof != nil {
 		ks, args = append(ks, s.proofRecord(uid, m.Proof)), append(args, millis(m.Proof.Remember))
 	}
-	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
-	defer cancel()
 	if s.o.MaxPerUser > 0 {
 		// Eviction picks the least recently used: let it see the use this
 		// replica has queued. Late, it would only evict on older figures.
-		_ = s.Flush(rctx)
+		s.flushWithin(ctx)
 	}
+	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
+	defer cancel()
 	res, err := scripts.Create.Exec(rctx, s.c, ks, args).AsStrSlice()
 	if err != nil {
 		return Session{}, redisx.Unavailable("create session", err)
@@ -416,7 +416,9 @@ func (s *Store) Use(ctx context.Context, uid, sid, ip string) (acc Access, err e
 	}
 	// Noted before it is written, so the requests until then queue no other.
 	s.used.note(uid, sid, now.UnixMilli())
-	if !s.touches.add(touchReq{uid: uid, sid: sid, ip: ip, now: now}) {
+	// Copies: the request's strings may be views of its buffers, which
+	// are reused once it is answered.
+	if !s.touches.add(touchReq{uid: strings.Clone(uid), sid: strings.Clone(sid), ip: strings.Clone(ip), now: now}) {
 		s.used.forget(uid, sid)
 		s.touchFailed(1, errTouchQueueFull)
 	}
@@ -490,11 +492,9 @@ func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastS
 // this replica queued before the call is written first, so a client that
 // lists its sessions sees its own last request.
 func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
+	s.flushWithin(ctx)
 	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	if err := s.Flush(ctx); err != nil {
-		return nil, redisx.Unavailable("list sessions", err)
-	}
 	now := s.o.Now()
 	ids, err := s.c.Do(ctx, s.c.B().Zrange().Key(s.k.SessionIndex(uid)).Min(ms(now)).Max("+inf").Byscore().Build()).AsStrSlice()
 	if err != nil {

@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -17,5 +18,41 @@ func TestTouchInterval(t *testing.T) {
 	}
 	if got := TouchInterval(720*time.Hour, 10*time.Minute); got != 10*time.Minute {
 		t.Errorf("TouchInterval(720h, 10m) = %s", got)
+	}
+}
+
+// The memo of recorded use keeps nearly all of as many sessions as it is
+// sized for (a session whose bucket is full takes the place of the one used
+// longest ago, which then only queues a touch the script finds written),
+// tells sessions apart, and forgets what it is told to.
+func TestUseMemoRemembersWhatItIsSizedFor(t *testing.T) {
+	const n = 10000
+	m := newUseMemo(n)
+	for i := range n {
+		m.note("u", strconv.Itoa(i), int64(i+1))
+	}
+	kept := 0
+	for i := range n {
+		switch got := m.last("u", strconv.Itoa(i)); got {
+		case int64(i + 1):
+			kept++
+		case 0:
+		default:
+			t.Fatalf("session %d: remembered %d, another's", i, got)
+		}
+	}
+	if kept < n*99/100 {
+		t.Fatalf("kept %d of %d sessions, want at least 99%%", kept, n)
+	}
+	if m.last("v", "0") != 0 || m.last("u", "x") != 0 {
+		t.Fatal("remembers sessions it was never told of")
+	}
+	m.note("u", "7", 99)
+	if m.last("u", "7") != 99 {
+		t.Fatal("a later note did not replace the earlier")
+	}
+	m.forget("u", "7")
+	if m.last("u", "7") != 0 {
+		t.Fatal("forget did not forget")
 	}
 }

@@ -18,8 +18,8 @@ import (
 // touch once per touch interval; with a million sessions each asked for less
 // often than that, nearly every request is due one. So a request that finds
 // its session due only notes it, and answers: the touches are written in
-// batches (one pipeline of scripts, as many as queued while the last batch
-// was in flight, so a quiet replica writes at once and a busy one in bulk),
+// batches (one pipeline of scripts, as many as queued within touchGather
+// and while the last batch was in flight),
 // into a key beside the session hash (touch.lua), so they do not invalidate
 // anyone's cached read of the hash either. What decides access is the read;
 // a touch that fails costs the session only its last-use record, and its
@@ -30,8 +30,13 @@ import (
 // live session add to it, at most one per session per touch interval.
 const maxQueuedTouches = 1 << 16
 
-// maxTouchBatch is the most touches one pipeline carries.
-const maxTouchBatch = 512
+// maxTouchBatch is the most touches one pipeline carries; touchGather is
+// how long a smaller batch waits for more. Use is recorded that much later,
+// and List waits that much longer for this replica's.
+const (
+	maxTouchBatch = 512
+	touchGather   = 2 * time.Millisecond
+)
 
 type touchReq struct {
 	uid, sid, ip string
@@ -72,6 +77,14 @@ func (t *toucher) add(r touchReq) bool {
 
 func (t *toucher) run() {
 	for {
+		t.mu.Lock()
+		n := len(t.queued)
+		t.mu.Unlock()
+		if n < maxTouchBatch {
+			// Let a batch gather: one pipeline of many costs Redis and this
+			// process far fewer system calls than as many of one or two.
+			time.Sleep(touchGather)
+		}
 		t.mu.Lock()
 		batch := t.queued
 		if len(batch) > maxTouchBatch {
@@ -168,7 +181,7 @@ func (s *Store) touchFailed(n int, err error) {
 		return
 	}
 	s.o.Log.Warn("could not record sessions' use; requests are served, and each session's next request tries again",
-		"failed_touches", s.failedSince.Swap(0), "err", redisx.Unavailable("touch sessions", err))
+		"failed_touches", s.failedSince.Swap(0), "err", err)
 }
 
 // Flush returns once every touch this Store queued before the call has been
@@ -176,6 +189,15 @@ func (s *Store) touchFailed(n int, err error) {
 // this replica's own recent use (List), and for shutting down without
 // losing it.
 func (s *Store) Flush(ctx context.Context) error { return s.touches.wait(ctx) }
+
+// flushWithin flushes for at most the Redis timeout; a read or write that
+// follows it gets a timeout of its own. A flush that does not finish only
+// leaves that read on older figures.
+func (s *Store) flushWithin(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
+	defer cancel()
+	_ = s.Flush(ctx)
+}
 
 // slack is how much longer than a session's end its hash may live: a session
 // in use rewrites its hash once per slack (touch.lua). A quarter of the idle
@@ -187,87 +209,90 @@ func (s *Store) slack() time.Duration { return s.o.IdleTimeout / 4 }
 // knows was recorded (written by its touch, or found by one): a session's
 // hash holds its use only as of its last rewrite, so without the memo each
 // of its requests would find it due. It decides only whether to queue a
-// touch, never whether a session is live. It holds two generations of at
-// most per entries a shard each; when the newer fills, the older is
-// dropped, so it keeps at least the per×shards most recent sessions. Keys
-// are two 64-bit hashes of the session under random seeds, values a time:
-// nothing for the garbage collector to scan, whatever its size.
+// touch, never whether a session is live. Every request due by its hash
+// asks it, so it is one lookup in a table of 64-byte buckets (a cache
+// line) of four sessions each, found by a keyed 64-bit hash of the session
+// and told apart by all of it; a session that finds its bucket full takes
+// the place of the one used longest ago. Nothing in it is a pointer, so
+// the garbage collector never scans it, whatever its size.
 type useMemo struct {
-	seeds  [2]maphash.Seed
-	per    int
-	shards [memoShards]memoShard
+	seed    maphash.Seed
+	mask    uint64
+	buckets []memoBucket
+	locks   [256]sync.Mutex // bucket i is guarded by locks[i%256]
 }
 
-const memoShards = 16
+type memoBucket [4]memoSlot
 
-type memoKey [2]uint64
-
-type memoShard struct {
-	mu       sync.Mutex
-	cur, old map[memoKey]int64
-	_        [64]byte // one shard's lock off its neighbour's cache line
+type memoSlot struct {
+	h  uint64 // 0: empty
+	ms int64
 }
 
+// newUseMemo holds about entries sessions, with room to spare so that few
+// take another's place: two slots each, 32 bytes a session.
 func newUseMemo(entries int) *useMemo {
-	m := &useMemo{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, per: max(entries/memoShards, 1)}
-	for i := range m.shards {
-		m.shards[i].cur = map[memoKey]int64{}
+	n := 1024
+	for n*4 < 2*entries {
+		n *= 2
 	}
-	return m
+	return &useMemo{seed: maphash.MakeSeed(), mask: uint64(n - 1), buckets: make([]memoBucket, n)}
 }
 
-func (m *useMemo) key(uid, sid string) memoKey {
-	var k memoKey
-	for i := range k {
-		var h maphash.Hash
-		h.SetSeed(m.seeds[i])
-		h.WriteString(uid)
-		h.WriteByte(0)
-		h.WriteString(sid)
-		k[i] = h.Sum64()
-	}
-	return k
+// find returns a session's hash and bucket, locked.
+func (m *useMemo) find(uid, sid string) (uint64, *memoBucket, *sync.Mutex) {
+	var hh maphash.Hash
+	hh.SetSeed(m.seed)
+	hh.WriteString(uid)
+	hh.WriteByte(0)
+	hh.WriteString(sid)
+	h := max(hh.Sum64(), 1) // never 0, the empty slot
+	i := h & m.mask
+	mu := &m.locks[i%uint64(len(m.locks))]
+	mu.Lock()
+	return h, &m.buckets[i], mu
 }
-
-func (m *useMemo) shard(k memoKey) *memoShard { return &m.shards[k[0]%memoShards] }
 
 // last is the last recorded use of a session this replica knows (unix ms), 0 if none.
 func (m *useMemo) last(uid, sid string) int64 {
-	k := m.key(uid, sid)
-	sh := m.shard(k)
-	sh.mu.Lock()
-	v, ok := sh.cur[k]
-	if !ok {
-		v = sh.old[k]
+	h, b, mu := m.find(uid, sid)
+	defer mu.Unlock()
+	for _, e := range b {
+		if e.h == h {
+			return e.ms
+		}
 	}
-	sh.mu.Unlock()
-	return v
+	return 0
 }
 
-// note records a session's last recorded use (unix ms), keeping the later.
+// note records a session's last recorded use (unix ms): the time of a
+// touch when it is queued, then what the script found recorded (another
+// replica's, when it wrote within the interval).
 func (m *useMemo) note(uid, sid string, at int64) {
-	k := m.key(uid, sid)
-	sh := m.shard(k)
-	sh.mu.Lock()
-	if v, ok := sh.cur[k]; ok && v >= at {
-		sh.mu.Unlock()
-		return
+	h, b, mu := m.find(uid, sid)
+	defer mu.Unlock()
+	victim := 0
+	for i, e := range b {
+		if e.h == h {
+			b[i].ms = at
+			return
+		}
+		if e.h == 0 || (b[victim].h != 0 && e.ms < b[victim].ms) {
+			victim = i
+		}
 	}
-	if len(sh.cur) >= m.per {
-		sh.old, sh.cur = sh.cur, make(map[memoKey]int64, m.per)
-	}
-	sh.cur[k] = at
-	sh.mu.Unlock()
+	b[victim].h, b[victim].ms = h, at
 }
 
 // forget drops what the memo knows of a session: its touch did not land.
 func (m *useMemo) forget(uid, sid string) {
-	k := m.key(uid, sid)
-	sh := m.shard(k)
-	sh.mu.Lock()
-	delete(sh.cur, k)
-	delete(sh.old, k)
-	sh.mu.Unlock()
+	h, b, mu := m.find(uid, sid)
+	defer mu.Unlock()
+	for i, e := range b {
+		if e.h == h {
+			b[i] = memoSlot{}
+		}
+	}
 }
 
 // useFromRedis reads a session's use key: its last recorded use (unix ms; 0
