@@ -31,14 +31,14 @@ const scalePerUser = 50
 
 // scaleRow is the figures of one size.
 type scaleRow struct {
-	n, added      int
-	created       time.Duration // to create the added sessions
-	me, list      sample
-	heap, rss     int64
-	redisPerSess  float64
+	n, added     int
+	created      time.Duration // to create the added sessions
+	me, list     sample
+	heap, rss    int64
+	redisPerSess float64
 	// loadPerSess is Redis's growth over the GET /v1/me load, a session:
 	// the use keys of the sessions it touched (nothing else in it writes).
-	loadPerSess float64
+	loadPerSess   float64
 	logoutAll     time.Duration
 	listPerUser   int
 	meDur, lstDur time.Duration
