@@ -1,7 +1,8 @@
 -- Create a session, atomically with the checks that make it legitimate.
 -- KEYS[1] user hash, KEYS[2] the user's session index, KEYS[3] the new session hash,
 -- KEYS[4] the user's history (login.succeeded, and a session.revoked per eviction)
--- KEYS[5] (only for a sign-in with a DPoP proof) the record of the proof's jti
+-- KEYS[5] the user's use hash (touch.lua)
+-- KEYS[6] (only for a sign-in with a DPoP proof) the record of the proof's jti
 -- ARGV[1] credential version the password was checked against
 -- ARGV[2] now (unix ms)   ARGV[3] when the hash expires (unix ms: the idle timeout and its
 --   slack from now, or the absolute end; see touch.lua)   ARGV[4] max sessions (0 = no limit)
@@ -9,17 +10,18 @@
 -- ARGV[7..] field, value pairs of the session hash; the account's role is added
 --   unless it is the default role (most sessions; it would cost ~30 bytes each)
 -- ARGV[last] the events to record (audit.Spec); its "evict" is the entry of an eviction,
---   to which the evicted sid is appended; last is #ARGV, or #ARGV - 1 with KEYS[5]
--- ARGV[#ARGV] with KEYS[5]: how long the proof's jti is remembered (ms)
+--   to which the evicted sid is appended; last is #ARGV, or #ARGV - 1 with KEYS[6]
+-- ARGV[#ARGV] with KEYS[6]: how long the proof's jti is remembered (ms)
 -- Returns {'OK', evicted sid...} or {'NOUSER'} / {'DISABLED'} / {'STALE'} / {'REPLAY'} (the
 -- proof's jti was seen before) with nothing written.
 {{template "record.lua"}}
+{{template "use.lua"}}
 
 -- Validate first: a script that errors keeps its earlier writes.
 local now, expiry, max = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local last, proofTTL = #ARGV, nil
-if #KEYS == 5 then last, proofTTL = #ARGV - 1, tonumber(ARGV[#ARGV]) end
-if not (now and expiry and max) or last < 9 or last % 2 ~= 1 or (#KEYS == 5 and not proofTTL) then
+if #KEYS == 6 then last, proofTTL = #ARGV - 1, tonumber(ARGV[#ARGV]) end
+if not (now and expiry and max) or last < 9 or last % 2 ~= 1 or (#KEYS ~= 5 and #KEYS ~= 6) or (#KEYS == 6 and not proofTTL) then
   return redis.error_reply('ERR create: bad arguments')
 end
 local spec = decode_spec(ARGV[last])
@@ -37,7 +39,7 @@ if (st[2] or '0') ~= ARGV[1] then return {'STALE'} end
 -- are, ZREMRANGEBYSCORE is not): Redis checks memory at a script's first write
 -- and then lets it finish, so this order means an OOM refuses the login whole.
 -- A proof's jti is accepted once: a seen one writes nothing.
-if proofTTL and not redis.call('SET', KEYS[5], '1', 'NX', 'PX', proofTTL) then return {'REPLAY'} end
+if proofTTL and not redis.call('SET', KEYS[6], '1', 'NX', 'PX', proofTTL) then return {'REPLAY'} end
 -- The role is copied from the account in this same step, so a role change
 -- (update_account) either sees this session or came before it.
 local fields = {unpack(ARGV, 7, last - 1)}
@@ -48,25 +50,30 @@ end
 redis.call('HSET', KEYS[3], unpack(fields))
 redis.call('PEXPIREAT', KEYS[3], expiry)
 
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+-- Sessions whose hashes have expired leave the index, and their use records go with them.
+local gone = redis.call('ZRANGE', KEYS[2], '-inf', now, 'BYSCORE')
+if #gone > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  for i = 1, #gone, 500 do redis.call('HDEL', KEYS[5], unpack(gone, i, math.min(i + 499, #gone))) end
+end
 
 local out = {'OK'}
 if max > 0 then
   local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
   local over = #ids - max + 1
   if over > 0 then
-    -- Evict the least recently used (its use key holds its last use once it
+    -- Evict the least recently used (the use hash has its last use once it
     -- was touched). A member whose hash is missing sorts first.
     local byUse = {}
     for i, id in ipairs(ids) do
-      local k = ARGV[5] .. id
-      local ls = redis.call('HGET', k, '{{.SessLastSeen}}')
-      byUse[i] = {id, ls and math.max(tonumber(ls), tonumber(redis.call('HGET', k .. '{{.SessUseSuffix}}', '{{.SessLastSeen}}')) or 0) or 0}
+      local ls = redis.call('HGET', ARGV[5] .. id, '{{.SessLastSeen}}')
+      byUse[i] = {id, ls and math.max(tonumber(ls), last_use(redis.call('HGET', KEYS[5], id))) or 0}
     end
     table.sort(byUse, function(a, b) return a[2] < b[2] end)
     for i = 1, over do
       local id = byUse[i][1]
-      redis.call('DEL', ARGV[5] .. id, ARGV[5] .. id .. '{{.SessUseSuffix}}')
+      redis.call('DEL', ARGV[5] .. id)
+      redis.call('HDEL', KEYS[5], id)
       redis.call('ZREM', KEYS[2], id)
       out[#out + 1] = id
       local e = {unpack(spec.evict)}

@@ -8,7 +8,7 @@
 --   {count} in them becomes the number of sessions ended
 -- Returns {sessions ended, {sid...}}, or {-1} with nothing written when there is no account.
 {{template "record.lua"}}
-{{template "delete_sessions.lua" .}}
+{{template "delete_sessions.lua"}}
 if #ARGV ~= 2 then return redis.error_reply('ERR delete_account: bad arguments') end
 local spec = decode_spec(ARGV[2])
 if not spec then return redis.error_reply('ERR delete_account: bad arguments') end

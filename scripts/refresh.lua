@@ -3,7 +3,8 @@
 -- The caller has checked the token is one this service issued (its MAC), so
 -- a generation older than the current one is a spent token, never a forgery.
 -- KEYS[1] session hash, KEYS[2] the user's session index, KEYS[3] user hash,
--- KEYS[4] the user's history, KEYS[5] (only with a DPoP proof) the record of its jti
+-- KEYS[4] the user's history, KEYS[5] the user's use hash (touch.lua),
+-- KEYS[6] (only with a DPoP proof) the record of its jti
 -- ARGV[1] now (unix ms; Redis's own TIME when that is later)   ARGV[2] idle timeout (ms)   ARGV[3] reuse grace (ms)
 -- ARGV[4] digest of the presented token   ARGV[5] its generation
 -- ARGV[6] digest of its successor   ARGV[7] client ip   ARGV[8] sid
@@ -25,12 +26,13 @@
 --   aal, amr and auth_time ('' where it stores none).
 {{template "record.lua"}}
 {{template "slide.lua" .}}
+{{template "use.lua"}}
 
 -- Validate first: a script that errors keeps its earlier writes.
 local now, idle, grace = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local gen, proofTTL, slack = tonumber(ARGV[5]), tonumber(ARGV[10]), tonumber(ARGV[12])
-if not (now and idle and grace and gen and proofTTL and slack) or #ARGV ~= 12 or (#KEYS ~= 4 and #KEYS ~= 5)
-  or (ARGV[9] ~= '') ~= (#KEYS == 5) then
+if not (now and idle and grace and gen and proofTTL and slack) or #ARGV ~= 12 or (#KEYS ~= 5 and #KEYS ~= 6)
+  or (ARGV[9] ~= '') ~= (#KEYS == 6) then
   return redis.error_reply('ERR refresh: bad arguments')
 end
 local spec = decode_spec(ARGV[11])
@@ -48,9 +50,8 @@ local s = redis.call('HMGET', KEYS[1], '{{.SessRefresh}}', '{{.SessRefreshPrev}}
 local abs = tonumber(s[10])
 if not abs then return {'GONE'} end
 -- The hash outlives the session's end by up to the slack: a session unused
--- for the idle timeout (its last use in the hash or in its use key) is gone.
-local use = KEYS[1] .. '{{.SessUseSuffix}}'
-local last = math.max(tonumber(s[14]) or 0, tonumber(redis.call('HGET', use, '{{.SessLastSeen}}')) or 0)
+-- for the idle timeout (its last use in the hash or in the use hash) is gone.
+local last = math.max(tonumber(s[14]) or 0, last_use(redis.call('HGET', KEYS[5], ARGV[8])))
 if now - last >= idle or now >= abs * 1000 then return {'GONE'} end
 -- Disabling or deleting an account deletes its sessions in the same step;
 -- this is the belt to those braces.
@@ -76,11 +77,12 @@ if s[5] then
   if ARGV[9] ~= s[5] then return {'DPOP'} end
   -- The first write (SET refuses when out of memory, so an OOM refuses the
   -- refresh whole); a jti seen before writes nothing.
-  if not redis.call('SET', KEYS[5], '1', 'NX', 'PX', proofTTL) then return {'DPOP'} end
+  if not redis.call('SET', KEYS[6], '1', 'NX', 'PX', proofTTL) then return {'DPOP'} end
 end
 
 if kind == 'REUSE' then
-  redis.call('DEL', KEYS[1], use)
+  redis.call('DEL', KEYS[1])
+  redis.call('HDEL', KEYS[5], ARGV[8])
   redis.call('ZREM', KEYS[2], ARGV[8])
   record(KEYS[4], spec, 1)
   return {'REUSE'}

@@ -2,7 +2,8 @@
 -- credential version in the same step so that a login whose password check ran
 -- before this cannot create a session after it. Optional account changes
 -- (disable, new password hash) are applied in the same step too.
--- KEYS[1] user hash, KEYS[2] the user's session index, KEYS[3] the user's history
+-- KEYS[1] user hash, KEYS[2] the user's session index, KEYS[3] the user's history,
+-- KEYS[4] the user's use hash
 -- ARGV[1] sid to keep ('' for none)   ARGV[2] prefix of this user's session keys
 -- ARGV[3] the credential version the change was checked against ('' when it
 --   was not: an admin's change, a force-logout)
@@ -13,8 +14,8 @@
 -- is no longer ARGV[3] (a password change that checked the old password lost a race with
 -- another change or an admin's reset, and must not overwrite it).
 {{template "record.lua"}}
-{{template "delete_sessions.lua" .}}
-if #ARGV < 4 or #ARGV % 2 ~= 0 then return redis.error_reply('ERR revoke_all: bad arguments') end
+{{template "delete_sessions.lua"}}
+if #ARGV < 4 or #ARGV % 2 ~= 0 or #KEYS ~= 4 then return redis.error_reply('ERR revoke_all: bad arguments') end
 local spec = decode_spec(ARGV[#ARGV])
 if not spec then return redis.error_reply('ERR revoke_all: bad arguments') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
@@ -25,10 +26,15 @@ local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
 local revoked = delete_sessions(ARGV[2], ids, keep)
 
 local kept = keep ~= '' and redis.call('ZSCORE', KEYS[2], keep)
-redis.call('DEL', KEYS[2])
+local keptUse = kept and redis.call('HGET', KEYS[4], keep)
+redis.call('DEL', KEYS[2], KEYS[4])
 if kept then
   redis.call('ZADD', KEYS[2], kept, keep)
   redis.call('PEXPIREAT', KEYS[2], kept)
+  if keptUse then
+    redis.call('HSET', KEYS[4], keep, keptUse)
+    redis.call('PEXPIREAT', KEYS[4], kept)
+  end
 end
 
 redis.call('HINCRBY', KEYS[1], '{{.UserVersion}}', 1)

@@ -53,7 +53,6 @@ var fields = map[string]string{
 	"SessRefreshSpent": keys.SessRefreshSpent, "SessRefreshGen": keys.SessRefreshGen, "SessDPoPKey": keys.SessDPoPKey,
 	"UserTOTP": keys.UserTOTP, "UserTOTPPending": keys.UserTOTPPending, "UserTOTPStep": keys.UserTOTPStep,
 	"SessAAL": keys.SessAAL, "SessAMR": keys.SessAMR, "SessAuthTime": keys.SessAuthTime,
-	"SessUseSuffix": keys.SessUseSuffix,
 }
 
 //go:embed *.lua lib/*.lua

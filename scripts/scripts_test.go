@@ -40,7 +40,7 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 	c := srv.Client(t)
 	p := redistest.Prefix(t)
 	k := keys.New(p)
-	user, index, sess := k.User("u1"), k.SessionIndex("u1"), k.Session("u1", "s1")
+	user, index, sess, uses := k.User("u1"), k.SessionIndex("u1"), k.Session("u1", "s1"), k.SessionUses("u1")
 	if err := c.Do(ctx(t), c.B().Hset().Key(user).FieldValue().FieldValue(keys.UserID, "u1").FieldValue(keys.UserVersion, "0").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -57,28 +57,32 @@ func TestScriptsValidateBeforeWriting(t *testing.T) {
 		script     scripts.Script
 		keys, args []string
 	}{
-		{"create with a non-numeric max", scripts.Create, []string{user, index, sess, events},
+		{"create with a non-numeric max", scripts.Create, []string{user, index, sess, events, uses},
 			append(append([]string{"0", now, now, "many", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...), loginSpec)},
-		{"create with an odd field list", scripts.Create, []string{user, index, sess, events},
+		{"create with an odd field list", scripts.Create, []string{user, index, sess, events, uses},
 			append(append([]string{"0", now, now, "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")[1:]...), loginSpec)},
-		{"create without events", scripts.Create, []string{user, index, sess, events},
+		{"create without events", scripts.Create, []string{user, index, sess, events, uses},
 			append(append([]string{"0", now, now, "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...), "{}")},
-		{"create with events that are not JSON", scripts.Create, []string{user, index, sess, events},
+		{"create with events that are not JSON", scripts.Create, []string{user, index, sess, events, uses},
 			append(append([]string{"0", now, now, "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...), "not json")},
-		{"create with a proof record but no lifetime", scripts.Create, []string{user, index, sess, events, k.DPoPProof("u1", "j")},
+		{"create with a proof record but no lifetime", scripts.Create, []string{user, index, sess, events, uses, k.DPoPProof("u1", "j")},
 			append(append([]string{"0", now, now, "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...), loginSpec)},
-		{"refresh with a bad generation", scripts.Refresh, []string{sess, index, user, events},
-			[]string{now, "60000", "30000", "d", "first", "d2", "ip", "s1", "", "0", spec}},
-		{"refresh with a proof but no record", scripts.Refresh, []string{sess, index, user, events},
-			[]string{now, "60000", "30000", "d", "0", "d2", "ip", "s1", "thumb", "125000", spec}},
-		{"refresh without events", scripts.Refresh, []string{sess, index, user, events},
-			[]string{now, "60000", "30000", "d", "0", "d2", "ip", "s1", "", "0", "{}"}},
-		{"touch with a bad idle timeout", scripts.Touch, []string{sess, index}, []string{now, "soon", "ip", "s1"}},
-		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index, events}, []string{"", k.SessionPrefix("u1"), "", "disabled", spec}},
-		{"revoke_all without a credential version", scripts.RevokeAll, []string{user, index, events}, []string{"", k.SessionPrefix("u1"), spec}},
-		{"revoke_all without events", scripts.RevokeAll, []string{user, index, events}, []string{"", k.SessionPrefix("u1"), "", "disabled", "1"}},
+		{"refresh with a bad generation", scripts.Refresh, []string{sess, index, user, events, uses},
+			[]string{now, "60000", "30000", "d", "first", "d2", "ip", "s1", "", "0", spec, "15000"}},
+		{"refresh with a proof but no record", scripts.Refresh, []string{sess, index, user, events, uses},
+			[]string{now, "60000", "30000", "d", "0", "d2", "ip", "s1", "thumb", "125000", spec, "15000"}},
+		{"refresh without events", scripts.Refresh, []string{sess, index, user, events, uses},
+			[]string{now, "60000", "30000", "d", "0", "d2", "ip", "s1", "", "0", "{}", "15000"}},
+		{"refresh without a slack", scripts.Refresh, []string{sess, index, user, events, uses},
+			[]string{now, "60000", "30000", "d", "0", "d2", "ip", "s1", "", "0", spec, ""}},
+		{"touch with a bad idle timeout", scripts.Touch, []string{sess, index, uses}, []string{now, "soon", "ip", "s1", "60000", "15000"}},
+		{"touch without its use hash", scripts.Touch, []string{sess, index}, []string{now, "60000", "ip", "s1", "60000", "15000"}},
+		{"revoke_all with an odd field list", scripts.RevokeAll, []string{user, index, events, uses}, []string{"", k.SessionPrefix("u1"), "", "disabled", spec}},
+		{"revoke_all without a credential version", scripts.RevokeAll, []string{user, index, events, uses}, []string{"", k.SessionPrefix("u1"), spec}},
+		{"revoke_all without events", scripts.RevokeAll, []string{user, index, events, uses}, []string{"", k.SessionPrefix("u1"), "", "disabled", "1"}},
 		{"update_account with an odd field list", scripts.UpdateAccount, []string{user, index, events}, []string{k.SessionPrefix("u1"), "role", spec}},
-		{"revoke without events", scripts.Revoke, []string{sess, index, events}, []string{"s1"}},
+		{"revoke without events", scripts.Revoke, []string{sess, index, events, uses}, []string{"s1"}},
+		{"revoke without the use hash", scripts.Revoke, []string{sess, index, events}, []string{"s1", spec}},
 		{"delete_account without events", scripts.DeleteAccount, []string{user, index, events}, []string{k.SessionPrefix("u1"), "[]"}},
 		{"create_account with an odd field list", scripts.CreateAccount, []string{k.User("u2")}, []string{"5000", keys.UserID}},
 		{"create_account without a lifetime", scripts.CreateAccount, []string{k.User("u2")}, []string{"", keys.UserID, "u2"}},
@@ -163,7 +167,7 @@ func TestScriptsWriteNothingWhenRedisIsOutOfMemory(t *testing.T) {
 	})
 	now := "1700000000000"
 	login := audit.SpecEvicting(time.Now(), audit.Event{Type: audit.LoginSucceeded}, audit.Event{Type: audit.SessionRevoked})
-	err := scripts.Create.Exec(ctx(t), c, []string{user, index, k.Session("u1", "s1"), k.Events("u1")},
+	err := scripts.Create.Exec(ctx(t), c, []string{user, index, k.Session("u1", "s1"), k.Events("u1"), k.SessionUses("u1")},
 		append(append([]string{"0", now, "9999999999999", "5", k.SessionPrefix("u1"), "s1"}, sessionFields("s1")...), login)).Error()
 	if err == nil || !strings.Contains(err.Error(), "OOM") {
 		t.Fatalf("create at maxmemory: %v; want an OOM refusal", err)

@@ -67,7 +67,7 @@ func (s *Store) ChangeAccount(ctx context.Context, uid, keep string, u keys.Acco
 	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
 	args := append(append([]string{keep, s.k.SessionPrefix(uid), ifVersion}, u.Fields()...), audit.Spec(s.o.Now(), evs...))
-	res, err := s.revocation(rctx, scripts.RevokeAll, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid)}, args).ToArray()
+	res, err := s.revocation(rctx, scripts.RevokeAll, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid), s.k.SessionUses(uid)}, args).ToArray()
 	if err != nil {
 		return 0, redisx.Unavailable("revoke sessions", err)
 	}
@@ -106,7 +106,7 @@ func (s *Store) DeleteAccount(ctx context.Context, uid string, by audit.Actor) (
 	// Its second factors kept apart from the record go with it: they have no
 	// expiry, and nothing else would ever delete them.
 	res, err := s.revocation(rctx, scripts.DeleteAccount, []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Events(uid),
-		s.k.Passkeys(uid), s.k.Recovery(uid)},
+		s.k.Passkeys(uid), s.k.Recovery(uid), s.k.SessionUses(uid)},
 		[]string{s.k.SessionPrefix(uid), audit.Spec(s.o.Now(), ev)}).ToArray()
 	if err != nil {
 		return 0, redisx.Unavailable("delete account", err)

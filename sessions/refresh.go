@@ -122,7 +122,7 @@ func (s *Store) Refresh(ctx context.Context, token string, p Presenter) (Refresh
 	}
 	succ := successor(s.o.RefreshKeys[0], t)
 	now := s.o.Now().Truncate(time.Millisecond)
-	ks := []string{s.k.Session(uid, sid), s.k.SessionIndex(uid), s.k.User(uid), s.k.Events(uid)}
+	ks := []string{s.k.Session(uid, sid), s.k.SessionIndex(uid), s.k.User(uid), s.k.Events(uid), s.k.SessionUses(uid)}
 	thumb, remember := "", "0"
 	if p.Proof != nil {
 		ks = append(ks, s.proofRecord(uid, p.Proof))

@@ -289,7 +289,7 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 		keys.SessDevice, m.DeviceName, keys.SessPlatform, m.Platform, keys.SessUserAgent, m.UserAgent, keys.SessIP, m.IP,
 		keys.SessCreated, secs(now), keys.SessLastSeen, ms(now), keys.SessExpires, secs(sess.ExpiresAt)},
 		append(append(refresh, assuranceFields(sess.Assurance)...), audit.SpecEvicting(now, signIn, evict))...)
-	ks := []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Session(uid, sess.ID), s.k.Events(uid)}
+	ks := []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Session(uid, sess.ID), s.k.Events(uid), s.k.SessionUses(uid)}
 	if m.Refresh && m.Proof != nil {
 		ks, args = append(ks, s.proofRecord(uid, m.Proof)), append(args, millis(m.Proof.Remember))
 	}
@@ -503,25 +503,25 @@ func (s *Store) List(ctx context.Context, uid string) ([]Session, error) {
 	if len(ids) == 0 {
 		return []Session{}, nil
 	}
-	// Each session's hash, then its use key (touch.lua).
-	cmds := make(rueidis.Commands, 2*len(ids))
+	// Each session's hash, then their records in the use hash (touch.lua).
+	cmds := make(rueidis.Commands, len(ids)+1)
 	for i, id := range ids {
-		cmds[2*i] = s.c.B().Hmget().Key(s.k.Session(uid, id)).Field(sessFields...).Build()
-		cmds[2*i+1] = s.c.B().Hmget().Key(s.k.SessionUse(uid, id)).Field(useKeyFields...).Build()
+		cmds[i] = s.c.B().Hmget().Key(s.k.Session(uid, id)).Field(sessFields...).Build()
 	}
+	cmds[len(ids)] = s.c.B().Hmget().Key(s.k.SessionUses(uid)).Field(ids...).Build()
 	res := s.c.DoMulti(ctx, cmds...)
+	uses, err := res[len(ids)].AsStrSlice()
+	if err != nil || len(uses) != len(ids) {
+		return nil, redisx.Unavailable("list sessions", err)
+	}
 	out := make([]Session, 0, len(ids))
 	for i, id := range ids {
-		vals, err := res[2*i].ToArray()
-		if err != nil {
-			return nil, redisx.Unavailable("list sessions", err)
-		}
-		use, err := res[2*i+1].ToArray()
+		vals, err := res[i].ToArray()
 		if err != nil {
 			return nil, redisx.Unavailable("list sessions", err)
 		}
 		sess, ok := s.decode(uid, id, vals)
-		if ls, ip := useOf(use); ls > sess.LastSeenAt.UnixMilli() {
+		if ls, ip := useOf(uses[i]); ls > sess.LastSeenAt.UnixMilli() {
 			sess.LastSeenAt, sess.IP = time.UnixMilli(ls).UTC(), ip
 		}
 		if ok && s.alive(sess.LastSeenAt, sess.ExpiresAt, now) && !s.revokedHere(uid, sess.ID) {
@@ -544,7 +544,7 @@ func (s *Store) Revoke(ctx context.Context, uid, sid string, by audit.Actor) err
 	ev := by.Event(audit.SessionRevoked, uid, sid, "")
 	rctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	n, err := s.revocation(rctx, scripts.Revoke, []string{s.k.Session(uid, sid), s.k.SessionIndex(uid), s.k.Events(uid)},
+	n, err := s.revocation(rctx, scripts.Revoke, []string{s.k.Session(uid, sid), s.k.SessionIndex(uid), s.k.Events(uid), s.k.SessionUses(uid)},
 		[]string{sid, audit.Spec(s.o.Now(), ev)}).AsInt64()
 	if err != nil {
 		return redisx.Unavailable("revoke session", err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiond/sessiond/audit"
 	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/metrics"
 	"github.com/sessiond/sessiond/internal/redistest"
@@ -60,9 +61,8 @@ func TestTouchKeepsTheCachedRead(t *testing.T) {
 	if r := cacheReads(t, m); r["miss"] != 1 || r["hit"] != 4 {
 		t.Fatalf("session reads over 5 uses with 3 touches: %v, want 1 miss and 4 hits", r)
 	}
-	ip, err := f.c.Do(ctx, f.c.B().Hget().Key(f.useKey(f.uid, s.ID)).Field("ip").Build()).ToString()
-	if err != nil || ip != "10.0.0.9" {
-		t.Fatalf("use key ip %q (%v): the touches did not record use", ip, err)
+	if _, ip, _ := strings.Cut(f.use(f.uid, s.ID), " "); ip != "10.0.0.9" {
+		t.Fatalf("use recorded from %q: the touches did not record use", ip)
 	}
 	sessions, err := f.s.List(ctx, f.uid)
 	if err != nil || len(sessions) != 1 {
@@ -128,12 +128,9 @@ func TestTouchIsWrittenOncePerIntervalAcrossReplicas(t *testing.T) {
 	if err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := a.c.Do(ctx, a.c.B().Hmget().Key(a.useKey(a.uid, s.ID)).Field("ip", "ls").Build()).AsStrSlice()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := a.clock.Now().Add(-30 * time.Second).UnixMilli(); got[0] != "10.0.0.1" || got[1] != strconv.FormatInt(want, 10) {
-		t.Fatalf("use key after touches 30 s apart through two replicas: %v, want the first's (10.0.0.1 at %d)", got, want)
+	want := strconv.FormatInt(a.clock.Now().Add(-30*time.Second).UnixMilli(), 10) + " 10.0.0.1"
+	if got := a.use(a.uid, s.ID); got != want {
+		t.Fatalf("use recorded after touches 30 s apart through two replicas: %q, want the first's (%q)", got, want)
 	}
 }
 
@@ -184,9 +181,9 @@ func TestTouchThatFailsIsCountedAndRetried(t *testing.T) {
 	if err := st.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ip, err := c.Do(ctx, c.B().Hget().Key(keys.New("").SessionUse("u1", s.ID)).Field("ip").Build()).ToString()
-	if err != nil || ip != "10.0.0.2" {
-		t.Fatalf("use after Redis came back: ip %q (%v), want the retried touch's", ip, err)
+	v, err := c.Do(ctx, c.B().Hget().Key(keys.New("").SessionUses("u1")).Field(s.ID).Build()).ToString()
+	if _, ip, _ := strings.Cut(v, " "); err != nil || ip != "10.0.0.2" {
+		t.Fatalf("use after Redis came back: %q (%v), want the retried touch's ip", v, err)
 	}
 }
 
@@ -201,4 +198,70 @@ func metricSample(t *testing.T, m *metrics.Metrics, name string) string {
 		}
 	}
 	return ""
+}
+
+// A session's use record goes with it, however it ends: revoked, logged out
+// everywhere but the caller, evicted over the cap, expired (pruned at the
+// next sign-in), or with its account; the caller's own record stays.
+func TestUseRecordsGoWithTheirSessions(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sessions.Options{IdleTimeout: time.Hour, MaxPerUser: 4})
+	ctx := context.Background()
+	touchAll := func(ss ...sessions.Session) {
+		t.Helper()
+		f.clock.Add(2 * time.Minute)
+		for _, s := range ss {
+			if _, err := f.s.Use(ctx, f.uid, s.ID, "10.0.0.1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.flush()
+		for _, s := range ss {
+			if f.use(f.uid, s.ID) == "" {
+				t.Fatalf("session %s: no use recorded", s.ID)
+			}
+		}
+	}
+	a, b, c, d := f.create(f.uid), f.create(f.uid), f.create(f.uid), f.create(f.uid)
+	touchAll(a, b, c, d)
+	if err := f.s.Revoke(ctx, f.uid, a.ID, audit.Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	if f.use(f.uid, a.ID) != "" {
+		t.Fatal("a revoked session's use record stayed")
+	}
+	if n, err := f.s.RevokeAll(ctx, f.uid, b.ID, audit.Actor{}); err != nil || n != 2 {
+		t.Fatalf("logout everywhere else: %d, %v", n, err)
+	}
+	if f.use(f.uid, c.ID) != "" || f.use(f.uid, d.ID) != "" || f.use(f.uid, b.ID) == "" {
+		t.Fatalf("after logout everywhere but b: c %q, d %q, b %q; want only b's", f.use(f.uid, c.ID), f.use(f.uid, d.ID), f.use(f.uid, b.ID))
+	}
+	if ttl := f.pttl(f.usesKey(f.uid)); ttl <= 0 {
+		t.Fatalf("the use hash kept for b lives %s, want an expiry", ttl)
+	}
+	// Over the cap of 4: the least recently used (b, touched longest ago) goes.
+	e, g, h := f.create(f.uid), f.create(f.uid), f.create(f.uid)
+	touchAll(e, g, h)
+	f.create(f.uid)
+	if f.use(f.uid, b.ID) != "" || f.exists(f.sessKey(f.uid, b.ID)) {
+		t.Fatal("the evicted session or its use record stayed")
+	}
+	// An index entry whose hash has expired is pruned at the next sign-in,
+	// and its use record with it.
+	if err := f.c.Do(ctx, f.c.B().Zadd().Key(f.indexKey(f.uid)).ScoreMember().ScoreMember(1, "gone").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Do(ctx, f.c.B().Hset().Key(f.usesKey(f.uid)).FieldValue().FieldValue("gone", "1 10.0.0.1").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	f.create(f.uid)
+	if f.use(f.uid, "gone") != "" {
+		t.Fatal("a pruned session's use record stayed")
+	}
+	if _, err := f.s.DeleteAccount(ctx, f.uid, audit.Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	if f.exists(f.usesKey(f.uid)) {
+		t.Fatal("the deleted account's use hash stayed")
+	}
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"hash/maphash"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
 
-	"github.com/sessiond/sessiond/internal/keys"
 	"github.com/sessiond/sessiond/internal/redisx"
 	"github.com/sessiond/sessiond/scripts"
 )
@@ -142,7 +142,7 @@ func (s *Store) write(batch []touchReq) {
 	execs := make([]rueidis.LuaExec, len(batch))
 	for i, r := range batch {
 		execs[i] = rueidis.LuaExec{
-			Keys: []string{s.k.Session(r.uid, r.sid), s.k.SessionIndex(r.uid)},
+			Keys: []string{s.k.Session(r.uid, r.sid), s.k.SessionIndex(r.uid), s.k.SessionUses(r.uid)},
 			Args: []string{ms(r.now), idle, r.ip, r.sid, every, slack},
 		}
 	}
@@ -295,30 +295,23 @@ func (m *useMemo) forget(uid, sid string) {
 	}
 }
 
-// useFromRedis reads a session's use key: its last recorded use (unix ms; 0
-// when it has none) and ip.
+// useFromRedis reads a session's record in its user's use hash: its last
+// recorded use (unix ms; 0 when it has none) and ip.
 func (s *Store) useFromRedis(ctx context.Context, uid, sid string) (int64, string, error) {
 	ctx, cancel := redisx.Timeout(ctx, s.o.Timeout)
 	defer cancel()
-	vals, err := s.c.Do(ctx, s.c.B().Hmget().Key(s.k.SessionUse(uid, sid)).Field(useKeyFields...).Build()).ToArray()
-	if err != nil {
+	v, err := s.c.Do(ctx, s.c.B().Hget().Key(s.k.SessionUses(uid)).Field(sid).Build()).ToString()
+	if err != nil && !rueidis.IsRedisNil(err) {
 		return 0, "", redisx.Unavailable("read session use", err)
 	}
-	ls, ip := useOf(vals)
+	ls, ip := useOf(v)
 	return ls, ip, nil
 }
 
-// useKeyFields are the fields of a session's use key.
-var useKeyFields = []string{keys.SessLastSeen, keys.SessIP}
-
-// useOf reads the values of useKeyFields: 0 and "" for a session never
-// touched.
-func useOf(vals []rueidis.RedisMessage) (int64, string) {
-	if len(vals) != len(useKeyFields) {
-		return 0, ""
-	}
-	s, _ := vals[0].ToString()
-	ip, _ := vals[1].ToString()
-	ls, _ := strconv.ParseInt(s, 10, 64)
+// useOf reads a use record, "<last seen, unix ms> <ip>" (touch.lua): 0 and
+// "" for none.
+func useOf(v string) (int64, string) {
+	ms, ip, _ := strings.Cut(v, " ")
+	ls, _ := strconv.ParseInt(ms, 10, 64)
 	return ls, ip
 }

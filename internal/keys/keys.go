@@ -127,15 +127,13 @@ func (l Layout) RefusalFeed() string { return l.prefix + "refused" }
 // allocation: it is on every request.
 func (l Layout) Session(uid, sid string) string { return l.prefix + "sess:{" + uid + "}:" + sid }
 
-// SessionUse is where a session's use is written back (fields SessLastSeen
-// and SessIP): a key of its own, beside the hash, so that recording use
-// does not change the hash every request reads through the client-side
-// cache, and so does not make Redis invalidate that read. It expires when
-// the session idles out. Scripts name it as the hash's key and SessUseSuffix.
-func (l Layout) SessionUse(uid, sid string) string { return l.Session(uid, sid) + SessUseSuffix }
-
-// SessUseSuffix follows a session hash's key to name its use key.
-const SessUseSuffix = ":u"
+// SessionUses is where a user's sessions' use is written back: a hash of
+// sid → "<last seen, unix ms> <ip>", beside the session hashes, so that
+// recording use does not change the hash every request reads through the
+// client-side cache, and so does not make Redis invalidate that read. One
+// hash a user, not a key a session: a field costs about 70 bytes, a key
+// about 380. It lives as long as the longest-lived session it records.
+func (l Layout) SessionUses(uid string) string { return l.prefix + "use:{" + uid + "}" }
 
 // SessionPrefix is what a user's session keys start with; scripts append
 // the sid.
