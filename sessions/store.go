@@ -473,7 +473,7 @@ func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastS
 	lastSeen = time.UnixMilli(seenMS)
 	if !s.alive(lastSeen, time.Unix(expires, 0), now) {
 		// The hash holds its use as of its last rewrite, and outlives the
-		// session's end by the slack; the use key has the last recorded use.
+		// session's end by the slack; the use hash has the last recorded use.
 		// Only a session unused here for about the idle timeout gets here.
 		ls, _, err := s.useFromRedis(ctx, uid, sid)
 		if err != nil {

@@ -32,7 +32,7 @@ func cacheReads(t *testing.T, m *metrics.Metrics) map[string]int {
 }
 
 // Recording use does not cost the next request a read from Redis: the touch
-// writes the session's use key, not the hash the requests read through the
+// writes the user's use hash, not the session hash the requests read through the
 // client-side cache, so Redis has nothing to invalidate. (Before, every touch
 // rewrote the hash, and the request after it read it again.)
 func TestTouchKeepsTheCachedRead(t *testing.T) {
@@ -73,19 +73,25 @@ func TestTouchKeepsTheCachedRead(t *testing.T) {
 	}
 }
 
+// twoReplicas is a fixture with a 1 h idle timeout and a second store over
+// the same keys and clock, with a client (and so a cache) of its own.
+func twoReplicas(t *testing.T) (*fixture, *sessions.Store) {
+	a := newFixture(t, sessions.Options{IdleTimeout: time.Hour})
+	return a, newStore(t, srv.Client(t), a.prefix, sessions.Options{IdleTimeout: time.Hour, Now: a.clock.Now})
+}
+
 // A session used through one replica stays live on another whose cached
 // read of its hash is older than the idle timeout: the hash holds use only
-// as of its last rewrite, and the other replica then asks the use key.
+// as of its last rewrite, and the other replica then asks the use hash.
 func TestUseOnOneReplicaKeepsTheSessionLiveOnAnother(t *testing.T) {
 	t.Parallel()
-	a := newFixture(t, sessions.Options{IdleTimeout: time.Hour})
-	b := newStore(t, srv.Client(t), a.prefix, sessions.Options{IdleTimeout: time.Hour, Now: a.clock.Now})
+	a, b := twoReplicas(t)
 	ctx := context.Background()
 	s := a.create(a.uid)
 	if _, err := b.Use(ctx, a.uid, s.ID, "b"); err != nil { // b caches the hash as of login
 		t.Fatal(err)
 	}
-	// Used through a 14 minutes in: recorded in the use key; the hash, which
+	// Used through a 14 minutes in: recorded in the use hash; the hash, which
 	// lives 75 minutes (the idle timeout and its slack), is not rewritten.
 	a.clock.Add(14 * time.Minute)
 	if _, err := a.s.Use(ctx, a.uid, s.ID, "a"); err != nil {
@@ -112,8 +118,7 @@ func TestUseOnOneReplicaKeepsTheSessionLiveOnAnother(t *testing.T) {
 // interval between them: the second finds the first's and writes nothing.
 func TestTouchIsWrittenOncePerIntervalAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	a := newFixture(t, sessions.Options{IdleTimeout: time.Hour})
-	b := newStore(t, srv.Client(t), a.prefix, sessions.Options{IdleTimeout: time.Hour, Now: a.clock.Now})
+	a, b := twoReplicas(t)
 	ctx := context.Background()
 	s := a.create(a.uid)
 	a.clock.Add(2 * time.Minute)

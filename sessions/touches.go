@@ -19,9 +19,9 @@ import (
 // often than that, nearly every request is due one. So a request that finds
 // its session due only notes it, and answers: the touches are written in
 // batches (one pipeline of scripts, as many as queued within touchGather
-// and while the last batch was in flight),
-// into a key beside the session hash (touch.lua), so they do not invalidate
-// anyone's cached read of the hash either. What decides access is the read;
+// and while the last batch was in flight), into the user's use hash beside
+// the session hash (touch.lua), so they do not invalidate anyone's cached
+// read of the session hash either. What decides access is the read;
 // a touch that fails costs the session only its last-use record, and its
 // next request tries again.
 
