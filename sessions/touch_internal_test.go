@@ -56,3 +56,18 @@ func TestUseMemoRemembersWhatItIsSizedFor(t *testing.T) {
 		t.Fatal("forget did not forget")
 	}
 }
+
+// Touches waiting to be written are bounded: past maxQueuedTouches one is
+// refused (Use counts it failed and lets the session's next request try).
+func TestTouchQueueIsBounded(t *testing.T) {
+	var q toucher
+	q.running = true // as if its writer were stuck on a Redis that does not answer
+	for i := range maxQueuedTouches {
+		if !q.add(touchReq{sid: strconv.Itoa(i)}) {
+			t.Fatalf("touch %d refused, below the bound of %d", i, maxQueuedTouches)
+		}
+	}
+	if q.add(touchReq{sid: "one more"}) {
+		t.Fatalf("a touch past the bound of %d was queued", maxQueuedTouches)
+	}
+}
