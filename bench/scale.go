@@ -37,7 +37,8 @@ type scaleRow struct {
 	heap, rss    int64
 	redisPerSess float64
 	// loadPerSess is Redis's growth over the GET /v1/me load, a session:
-	// the use keys of the sessions it touched (nothing else in it writes).
+	// the use records of the sessions it touched, and Redis's tracking of
+	// the session reads the replica cached (nothing else in the load writes).
 	loadPerSess   float64
 	logoutAll     time.Duration
 	listPerUser   int
