@@ -200,14 +200,24 @@ type Store struct {
 	// memory, touches are not tried again before then, so a full Redis does
 	// not cost every request of an old session a round trip that fails.
 	touchPausedUntil atomic.Int64
-	// touchRefused counts refused touches since the last log line about
-	// them; touchLogged is when that line was written (unix ns).
-	touchRefused atomic.Int64
-	touchLogged  atomic.Int64
-	// failedSince counts touches failed for other reasons since the last
-	// log line about them; failedLogged is when that was (unix ns).
-	failedSince  atomic.Int64
-	failedLogged atomic.Int64
+	// refusedLog and failedLog keep the log lines about refused touches
+	// (out of memory) and failed ones (anything else) to one a minute each.
+	refusedLog, failedLog logEvery
+}
+
+// logEvery lets a repeated failure be logged at most once per
+// touchRefusedLogEvery, with how many happened since the last line.
+type logEvery struct{ since, logged atomic.Int64 }
+
+// add counts n more, and says whether a line is due and how many it reports.
+func (l *logEvery) add(n int64) (int64, bool) {
+	now := time.Now().UnixNano()
+	l.since.Add(n)
+	last := l.logged.Load()
+	if now-last < int64(touchRefusedLogEvery) || !l.logged.CompareAndSwap(last, now) {
+		return 0, false
+	}
+	return l.since.Swap(0), true
 }
 
 // After an out-of-memory refusal, touches pause for touchPause; the refusals
@@ -431,14 +441,14 @@ var errTouchQueueFull = errors.New("more touches waiting than the queue holds")
 // touches, and logs the refusals at most once per touchRefusedLogEvery.
 func (s *Store) touchRefusedOOM(err error) {
 	s.o.Metrics.TouchRefused()
-	now := time.Now().UnixNano()
-	s.touchPausedUntil.Store(now + int64(touchPause))
-	n := s.touchRefused.Add(1)
-	last := s.touchLogged.Load()
-	if s.o.Log == nil || now-last < int64(touchRefusedLogEvery) || !s.touchLogged.CompareAndSwap(last, now) {
+	s.touchPausedUntil.Store(time.Now().UnixNano() + int64(touchPause))
+	if s.o.Log == nil {
 		return
 	}
-	s.touchRefused.Add(-n)
+	n, due := s.refusedLog.add(1)
+	if !due {
+		return
+	}
 	s.o.Log.Warn("Redis is out of memory (maxmemory): requests are served, but sessions' use is not recorded, so sessions in use idle out from their last recorded use",
 		"refused_touches", n, "err", err)
 }

@@ -174,14 +174,13 @@ func (s *Store) write(batch []touchReq) {
 // logs them at most once per touchRefusedLogEvery.
 func (s *Store) touchFailed(n int, err error) {
 	s.o.Metrics.TouchFailed(n)
-	now := time.Now().UnixNano()
-	s.failedSince.Add(int64(n))
-	last := s.failedLogged.Load()
-	if s.o.Log == nil || now-last < int64(touchRefusedLogEvery) || !s.failedLogged.CompareAndSwap(last, now) {
+	if s.o.Log == nil {
 		return
 	}
-	s.o.Log.Warn("could not record sessions' use; requests are served, and each session's next request tries again",
-		"failed_touches", s.failedSince.Swap(0), "err", err)
+	if total, due := s.failedLog.add(int64(n)); due {
+		s.o.Log.Warn("could not record sessions' use; requests are served, and each session's next request tries again",
+			"failed_touches", total, "err", err)
+	}
 }
 
 // Flush returns once every touch this Store queued before the call has been
