@@ -3,7 +3,6 @@ package sessions_test
 import (
 	"context"
 	"net/http/httptest"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,17 +15,12 @@ import (
 	"github.com/sessiond/sessiond/sessions"
 )
 
-var cacheReadLine = regexp.MustCompile(`(?m)^sessiond_session_cache_reads_total\{result="(\w+)"\} (\S+)$`)
-
 // cacheReads is m's count of session reads by result (hit, miss).
-func cacheReads(t *testing.T, m *metrics.Metrics) map[string]int {
+func cacheReads(t *testing.T, m *metrics.Metrics) map[string]string {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	out := map[string]int{}
-	for _, l := range cacheReadLine.FindAllStringSubmatch(rec.Body.String(), -1) {
-		n, _ := strconv.ParseFloat(l[2], 64)
-		out[l[1]] = int(n)
+	out := map[string]string{}
+	for _, result := range []string{"hit", "miss"} {
+		out[result] = metricSample(t, m, `sessiond_session_cache_reads_total{result="`+result+`"}`)
 	}
 	return out
 }
@@ -58,7 +52,7 @@ func TestTouchKeepsTheCachedRead(t *testing.T) {
 		}
 	}
 	use()
-	if r := cacheReads(t, m); r["miss"] != 1 || r["hit"] != 4 {
+	if r := cacheReads(t, m); r["miss"] != "1" || r["hit"] != "4" {
 		t.Fatalf("session reads over 5 uses with 3 touches: %v, want 1 miss and 4 hits", r)
 	}
 	if _, ip, _ := strings.Cut(f.use(f.uid, s.ID), " "); ip != "10.0.0.9" {
