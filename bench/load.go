@@ -56,6 +56,10 @@ func (s sample) perReq(d time.Duration) time.Duration {
 type target struct {
 	addr, path string
 	tokens     *tokenFile
+	// perRequest has wrk build each request from the mapped token file, at
+	// a cost that does not grow with the file (the scale's curve); else it
+	// builds them all ahead (wrk.lua).
+	perRequest bool
 }
 
 // loader runs a load for about d.
@@ -161,9 +165,13 @@ func wrkSeconds(d time.Duration) int {
 }
 
 func (l *wrkLoad) run(t target, d time.Duration) (sample, error) {
+	mode := "prebuilt"
+	if t.perRequest {
+		mode = "mapped"
+	}
 	cmd := exec.Command(l.bin, "-t1", "-c"+strconv.Itoa(l.conc), "-d"+strconv.Itoa(wrkSeconds(d))+"s", "--latency",
 		"-s", l.script, "http://"+t.addr+t.path,
-		"--", t.tokens.path, strconv.Itoa(t.tokens.width), strconv.Itoa(t.tokens.n), strconv.FormatUint(rand.Uint64()>>12, 10))
+		"--", t.tokens.path, strconv.Itoa(t.tokens.width), strconv.Itoa(t.tokens.n), strconv.FormatUint(rand.Uint64()>>12, 10), mode)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

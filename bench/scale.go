@@ -151,7 +151,7 @@ func (sc *scaler) measure(n int) (scaleRow, error) {
 	tf := files[0]
 	defer tf.close()
 	addr := b.replicas[0].addr
-	me := target{addr, "/v1/me", tf}
+	me := target{addr, "/v1/me", tf, true}
 	before, err := usedMemory(b.ctx, b.rs)
 	if err != nil {
 		return row, err
@@ -179,7 +179,7 @@ func (sc *scaler) measure(n int) (scaleRow, error) {
 	}
 	progress("%d sessions: GET /v1/sessions (%d sessions a user) for %s", n, row.listPerUser, row.lstDur)
 	b.age()
-	row.list, err = sc.m.measure(func() (sample, error) { return sc.lo.run(target{addr, "/v1/sessions", tf}, row.lstDur) })
+	row.list, err = sc.m.measure(func() (sample, error) { return sc.lo.run(target{addr, "/v1/sessions", tf, true}, row.lstDur) })
 	return row, err
 }
 
