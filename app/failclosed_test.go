@@ -243,16 +243,17 @@ func (c *agoClock) set(ago time.Duration) { c.ago.Store(int64(ago)) }
 // Redis out of memory, with a session whose use is due to be recorded (older
 // than the touch interval): the read shows it live, so its requests are
 // served; the refused write is counted, logged once, and never answered 503.
+// The first touch refused is a plain write (its use was recorded before, by
+// the script), the later ones the script's.
 func TestRedisOutOfMemoryServesSessionsDueATouch(t *testing.T) {
 	t.Parallel()
 	rs, client := ownRedis(t, "sets maxmemory")
 	clock := &agoClock{}
-	clock.set(2 * time.Minute) // past the touch interval, a minute by default
+	clock.set(4 * time.Minute) // two touch intervals (a minute by default) and more
 	e := newEnv(t, envOpts{Client: client, Now: clock.now, Env: map[string]string{"METRICS_ADDR": "127.0.0.1:0"}})
 	u := e.createUser("erin", "password123", "")
 	tok, sid := e.login("erin", "password123")
 	other, _ := e.login("erin", "password123")
-	clock.set(0)
 	seen := func() int64 { // the last use recorded, in the hash or the use hash
 		n, _ := rs.Do(t, "HGET", e.Keys.Session(u.ID, sid), keys.SessLastSeen).AsInt64()
 		v, _ := rs.Do(t, "HGET", e.Keys.SessionUses(u.ID), sid).ToString()
@@ -260,6 +261,17 @@ func TestRedisOutOfMemoryServesSessionsDueATouch(t *testing.T) {
 		m, _ := strconv.ParseInt(ms, 10, 64)
 		return max(n, m)
 	}
+	clock.set(2 * time.Minute)
+	if r := e.do("GET", "/v1/me", tok, nil); r.Status != 200 {
+		t.Fatalf("GET /v1/me: %d %s", r.Status, r.Body)
+	}
+	if err := e.Sessions.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if plain, scripted := e.Sessions.Touches(); plain != 0 || scripted != 1 {
+		t.Fatalf("the first touch: %d plain, %d by script; want the script's", plain, scripted)
+	}
+	clock.set(0) // due again, and this replica knows its use was recorded
 	before := seen()
 	rs.Do(t, "CONFIG", "SET", "maxmemory", "1")
 	t.Cleanup(func() { rs.Do(t, "CONFIG", "SET", "maxmemory", "0") })
@@ -278,6 +290,12 @@ func TestRedisOutOfMemoryServesSessionsDueATouch(t *testing.T) {
 	m := scrapeMetrics(t, e)
 	if v := sample(m, "sessiond_session_touches_refused_total"); v == "" || v == "0" {
 		t.Errorf("refused touches counted %q, want at least 1", v)
+	}
+	if v := sample(m, `sessiond_session_touches_total{write="plain"}`); v != "0" {
+		t.Errorf("plain touches written at maxmemory: %q, want 0", v)
+	}
+	if v := sample(m, `sessiond_session_touches_total{write="script"}`); v != "1" {
+		t.Errorf("touches written by script: %q, want the one before maxmemory", v)
 	}
 	if n := strings.Count(e.Logs.String(), "Redis is out of memory"); n != 1 {
 		t.Errorf("%d log lines about refused touches for 21 requests, want 1:\n%s", n, e.Logs.String())

@@ -56,6 +56,17 @@ if #gone > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   for i = 1, #gone, 500 do redis.call('HDEL', KEYS[5], unpack(gone, i, math.min(i + 499, #gone))) end
 end
+-- A use record can outlast its session: a touch written without a script
+-- (sessions/touches.go) that lands just after the session's revocation.
+-- Once the records outnumber the sessions, those of sessions no longer in
+-- the index go, so such strays never outnumber a user's sessions for long.
+if redis.call('HLEN', KEYS[5]) > redis.call('ZCARD', KEYS[2]) then
+  local stray = {}
+  for _, id in ipairs(redis.call('HKEYS', KEYS[5])) do
+    if not redis.call('ZSCORE', KEYS[2], id) then stray[#stray + 1] = id end
+  end
+  for i = 1, #stray, 500 do redis.call('HDEL', KEYS[5], unpack(stray, i, math.min(i + 499, #stray))) end
+end
 
 local out = {'OK'}
 if max > 0 then

@@ -52,7 +52,7 @@ var fields = map[string]string{
 	"SessCreated": keys.SessCreated, "SessRefresh": keys.SessRefresh, "SessRefreshPrev": keys.SessRefreshPrev,
 	"SessRefreshSpent": keys.SessRefreshSpent, "SessRefreshGen": keys.SessRefreshGen, "SessDPoPKey": keys.SessDPoPKey,
 	"UserTOTP": keys.UserTOTP, "UserTOTPPending": keys.UserTOTPPending, "UserTOTPStep": keys.UserTOTPStep,
-	"SessAAL": keys.SessAAL, "SessAMR": keys.SessAMR, "SessAuthTime": keys.SessAuthTime,
+	"SessHashExpires": keys.SessHashExpires, "SessAAL": keys.SessAAL, "SessAMR": keys.SessAMR, "SessAuthTime": keys.SessAuthTime,
 }
 
 //go:embed *.lua lib/*.lua

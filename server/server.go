@@ -337,6 +337,7 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 	if err != nil {
 		return err
 	}
+	s.Metrics.Touches(s.Sessions.Touches)
 	if cfg.RedisURL != "" {
 		if err := redisx.CheckEvictionPolicy(ctx, s.Client, cfg.RedisTimeout); errors.Is(err, redisx.ErrEvictionPolicy) {
 			return fmt.Errorf("refusing to serve: %w", err)

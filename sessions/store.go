@@ -200,6 +200,8 @@ type Store struct {
 	// memory, touches are not tried again before then, so a full Redis does
 	// not cost every request of an old session a round trip that fails.
 	touchPausedUntil atomic.Int64
+	// plainTouches and scriptTouches count the uses recorded (touches.go).
+	plainTouches, scriptTouches atomic.Int64
 	// refusedLog and failedLog keep the log lines about refused touches
 	// (out of memory) and failed ones (anything else) to one a minute each.
 	refusedLog, failedLog logEvery
@@ -297,7 +299,8 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 	}
 	args := append([]string{cv, ms(now), ms(expiry), strconv.Itoa(s.o.MaxPerUser), s.k.SessionPrefix(uid), sess.ID,
 		keys.SessDevice, m.DeviceName, keys.SessPlatform, m.Platform, keys.SessUserAgent, m.UserAgent, keys.SessIP, m.IP,
-		keys.SessCreated, secs(now), keys.SessLastSeen, ms(now), keys.SessExpires, secs(sess.ExpiresAt)},
+		keys.SessCreated, secs(now), keys.SessLastSeen, ms(now), keys.SessExpires, secs(sess.ExpiresAt),
+		keys.SessHashExpires, ms(expiry)},
 		append(append(refresh, assuranceFields(sess.Assurance)...), audit.SpecEvicting(now, signIn, evict))...)
 	ks := []string{s.k.User(uid), s.k.SessionIndex(uid), s.k.Session(uid, sess.ID), s.k.Events(uid), s.k.SessionUses(uid)}
 	if m.Refresh && m.Proof != nil {
@@ -342,7 +345,7 @@ func (s *Store) Create(ctx context.Context, uid, cv string, m Meta) (Session, er
 // the hash is not needed on every request, and a smaller read makes a
 // smaller cache entry with less to decode.
 var useFields = []string{keys.SessLastSeen, keys.SessExpires, keys.SessRole,
-	keys.SessCreated, keys.SessAAL, keys.SessAMR, keys.SessAuthTime}
+	keys.SessCreated, keys.SessAAL, keys.SessAMR, keys.SessAuthTime, keys.SessHashExpires}
 
 // assuranceFields are the session hash fields that store a's assurance:
 // none for a password sign-in's.
@@ -414,11 +417,12 @@ func deviceDetail(m Meta) string {
 // use.
 func (s *Store) Use(ctx context.Context, uid, sid, ip string) (acc Access, err error) {
 	now := s.o.Now()
-	seen, acc, err := s.live(ctx, uid, sid, now)
-	if err != nil || now.Sub(seen) < s.touch {
+	l, acc, err := s.live(ctx, uid, sid, now)
+	if err != nil || now.Sub(l.seen) < s.touch {
 		return acc, err
 	}
-	if last := s.used.last(uid, sid); now.Sub(time.UnixMilli(last)) < s.touch {
+	last := s.used.last(uid, sid)
+	if now.Sub(time.UnixMilli(last)) < s.touch {
 		return acc, nil // recorded since the hash was written
 	}
 	if time.Now().UnixNano() < s.touchPausedUntil.Load() {
@@ -426,9 +430,12 @@ func (s *Store) Use(ctx context.Context, uid, sid, ip string) (acc Access, err e
 	}
 	// Noted before it is written, so the requests until then queue no other.
 	s.used.note(uid, sid, now.UnixMilli())
+	// A session whose use this replica knows was recorded, and whose hash
+	// outlives its new end, needs only its use record written (touches.go).
 	// Copies: the request's strings may be views of its buffers, which
 	// are reused once it is answered.
-	if !s.touches.add(touchReq{uid: strings.Clone(uid), sid: strings.Clone(sid), ip: strings.Clone(ip), now: now}) {
+	r := touchReq{uid: strings.Clone(uid), sid: strings.Clone(sid), ip: strings.Clone(ip), now: now, ends: l.ends, plain: last != 0 && l.quiet}
+	if !s.touches.add(r) {
 		s.used.forget(uid, sid)
 		s.touchFailed(1, errTouchQueueFull)
 	}
@@ -461,41 +468,57 @@ func (s *Store) Check(ctx context.Context, uid, sid string) (Access, error) {
 	return acc, err
 }
 
+// liveness is what a session check learns of a session's use.
+type liveness struct {
+	// seen is when it was last used, as far as the read knows.
+	seen time.Time
+	// ends is when it would end were its use recorded now (unix ms): the
+	// idle timeout from now, or its absolute end.
+	ends int64
+	// quiet: its hash outlives ends, so recording use now need not
+	// rewrite it.
+	quiet bool
+}
+
 // live reads what Use and Check need of a session, through the client-side
 // cache: ErrNotFound unless it exists, belongs to uid and has neither idled
-// out nor reached its end at now; else when it was last used, and the role
-// and assurance it holds.
-func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (lastSeen time.Time, acc Access, err error) {
+// out nor reached its end at now; else its liveness, and the role and
+// assurance it holds.
+func (s *Store) live(ctx context.Context, uid, sid string, now time.Time) (l liveness, acc Access, err error) {
 	if s.revokedHere(uid, sid) {
-		return time.Time{}, Access{}, ErrNotFound
+		return liveness{}, Access{}, ErrNotFound
 	}
 	vals, from, err := redisx.CachedHMGet(ctx, s.c, s.o.Liveness, now, s.k.Session(uid, sid), useFields, s.cacheTTL, s.o.Timeout)
 	s.o.Metrics.CacheRead(from)
 	if err != nil {
-		return time.Time{}, Access{}, err
+		return liveness{}, Access{}, err
 	}
 	if vals[1].IsNil() {
-		return time.Time{}, Access{}, ErrNotFound
+		return liveness{}, Access{}, ErrNotFound
 	}
 	seenMS, _ := vals[0].AsInt64()
 	expires, _ := vals[1].AsInt64()
 	acc.Role, _ = vals[2].ToString()
-	lastSeen = time.UnixMilli(seenMS)
+	lastSeen := time.UnixMilli(seenMS)
 	if !s.alive(lastSeen, time.Unix(expires, 0), now) {
 		// The hash holds its use as of its last rewrite, and outlives the
 		// session's end by the slack; the use hash has the last recorded use.
 		// Only a session unused here for about the idle timeout gets here.
 		ls, _, err := s.useFromRedis(ctx, uid, sid)
 		if err != nil {
-			return time.Time{}, Access{}, err
+			return liveness{}, Access{}, err
 		}
 		if lastSeen = time.UnixMilli(max(seenMS, ls)); !s.alive(lastSeen, time.Unix(expires, 0), now) {
-			return time.Time{}, Access{}, ErrNotFound
+			return liveness{}, Access{}, ErrNotFound
 		}
 	}
 	created, _ := vals[3].AsInt64()
 	acc.Assurance = s.raisedHere(uid, sid, assuranceOf(created, optional(vals[4]), optional(vals[5]), optional(vals[6])))
-	return lastSeen, acc, nil
+	// A hash from before its expiry was kept in it reads as 0: not quiet.
+	hashEnds, _ := vals[7].AsInt64()
+	l.seen, l.ends = lastSeen, min(now.Add(s.o.IdleTimeout).UnixMilli(), expires*1000)
+	l.quiet = hashEnds >= l.ends
+	return l, acc, nil
 }
 
 // List returns a user's live sessions, most recently used first. The use

@@ -2,6 +2,7 @@ package sessions_test
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -262,5 +263,141 @@ func TestUseRecordsGoWithTheirSessions(t *testing.T) {
 	}
 	if f.exists(f.usesKey(f.uid)) {
 		t.Fatal("the deleted account's use hash stayed")
+	}
+}
+
+// pexpiretime is when key expires, unix ms (Redis's PEXPIRETIME: -1 for no
+// expiry, -2 for no key).
+func (f *fixture) pexpiretime(key string) int64 {
+	f.t.Helper()
+	ms, err := f.c.Do(context.Background(), f.c.B().Pexpiretime().Key(key).Build()).AsInt64()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return ms
+}
+
+// A touch writes the use record alone (a plain write, no script) while the
+// session hash outlives the session's new end; the first one a replica
+// writes for a session, and the one that would leave the hash expiring
+// before the session, run touch.lua, which then makes the hash live an idle
+// timeout and its slack from that use. Each makes the use hash live as long
+// as the session, including one the plain write has to make again, and the
+// session stays live for the idle timeout from its last use.
+func TestTouchIsAPlainWriteUntilTheHashMustLiveLonger(t *testing.T) {
+	t.Parallel()
+	const idle, life = time.Hour, time.Hour + 15*time.Minute // touch interval 1m, slack 15m
+	f := newFixture(t, sessions.Options{IdleTimeout: idle})
+	ctx := context.Background()
+	s := f.create(f.uid)
+	login := f.clock.Now().Truncate(time.Millisecond)
+	hashField := func(field string) string {
+		t.Helper()
+		v, err := f.c.Do(ctx, f.c.B().Hget().Key(f.sessKey(f.uid, s.ID)).Field(field).Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	ms := func(at time.Time) string { return strconv.FormatInt(at.UnixMilli(), 10) }
+	touch := func(after time.Duration, ip string, plain, scripted int64) time.Time {
+		t.Helper()
+		f.clock.Add(after)
+		now := f.clock.Now().Truncate(time.Millisecond)
+		if _, err := f.s.Use(ctx, f.uid, s.ID, ip); err != nil {
+			t.Fatal(err)
+		}
+		f.flush()
+		if got, want := f.use(f.uid, s.ID), ms(now)+" "+ip; got != want {
+			t.Fatalf("use recorded %q, want %q", got, want)
+		}
+		if got, want := f.pexpiretime(f.usesKey(f.uid)), now.Add(idle).UnixMilli(); got != want {
+			t.Fatalf("the use hash expires at %d, want the idle timeout from the use, %d", got, want)
+		}
+		if p, sc := f.s.Touches(); p != plain || sc != scripted {
+			t.Fatalf("touches written: %d plain, %d by script; want %d and %d", p, sc, plain, scripted)
+		}
+		return now
+	}
+	hashLives := func(from time.Time) {
+		t.Helper()
+		want := from.Add(life).UnixMilli()
+		if got := f.pexpiretime(f.sessKey(f.uid, s.ID)); got != want {
+			t.Fatalf("the session hash expires at %d, want %d", got, want)
+		}
+		if got := hashField(keys.SessHashExpires); got != strconv.FormatInt(want, 10) {
+			t.Fatalf("the session hash says it expires at %s, want %d", got, want)
+		}
+	}
+	hashLives(login)
+	touch(2*time.Minute, "10.0.0.1", 0, 1) // the first this replica writes: the script
+	touch(2*time.Minute, "10.0.0.2", 1, 1) // known recorded, the hash outlives the new end
+	if got := hashField(keys.SessLastSeen); got != ms(login) {
+		t.Fatalf("the plain touch rewrote the session hash: last seen %s, want the login's %s", got, ms(login))
+	}
+	hashLives(login)
+	// 16 minutes after login the new end (76 m) is past the hash's (75 m).
+	slid := touch(12*time.Minute, "10.0.0.3", 1, 2)
+	hashLives(slid)
+	if got := hashField(keys.SessLastSeen); got != ms(slid) {
+		t.Fatalf("the touch that slid the hash left its last seen at %s, want %s", got, ms(slid))
+	}
+	// A use hash that went (say, with every other session) is made again, with an expiry.
+	if err := f.c.Do(ctx, f.c.B().Del().Key(f.usesKey(f.uid)).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	touch(2*time.Minute, "10.0.0.4", 2, 2)
+	// Live 59 minutes after its last use (read from the use hash: the hash
+	// shows a use 61 minutes ago), not 61.
+	f.clock.Add(59 * time.Minute)
+	if _, err := f.s.Check(ctx, f.uid, s.ID); err != nil {
+		t.Fatalf("59 minutes after its last use: %v", err)
+	}
+	f.clock.Add(2 * time.Minute)
+	if _, err := f.s.Check(ctx, f.uid, s.ID); !errors.Is(err, sessions.ErrNotFound) {
+		t.Fatalf("61 minutes after its last use: %v, want not found", err)
+	}
+}
+
+// A plain touch that lands after its session was revoked on another replica
+// (a race of milliseconds in service) does not bring it back: it writes the
+// use record alone, never the session hash or index, and the stray record
+// goes at the user's next sign-in. On the replica that revoked it, the
+// touch writes nothing.
+func TestALateTouchDoesNotResurrectARevokedSession(t *testing.T) {
+	t.Parallel()
+	a, b := twoReplicas(t)
+	ctx := context.Background()
+	there, here := a.create(a.uid), a.create(a.uid)
+	if err := b.Revoke(ctx, a.uid, there.ID, audit.Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.s.Revoke(ctx, a.uid, here.ID, audit.Actor{}); err != nil {
+		t.Fatal(err)
+	}
+	a.s.WritePlainTouch(a.uid, there.ID, "10.0.0.1", a.clock.Now())
+	a.s.WritePlainTouch(a.uid, here.ID, "10.0.0.1", a.clock.Now())
+	if a.use(a.uid, there.ID) == "" {
+		t.Fatal("the late touch wrote no use record: this test no longer tests what it says")
+	}
+	if got := a.use(a.uid, here.ID); got != "" {
+		t.Fatalf("a touch of a session revoked on the same replica wrote %q", got)
+	}
+	for name, st := range map[string]*sessions.Store{"a": a.s, "b": b} {
+		for _, s := range []sessions.Session{there, here} {
+			if _, err := st.Use(ctx, a.uid, s.ID, "x"); !errors.Is(err, sessions.ErrNotFound) {
+				t.Errorf("replica %s: a revoked session after a late touch: %v, want not found", name, err)
+			}
+		}
+	}
+	if a.exists(a.sessKey(a.uid, there.ID)) {
+		t.Fatal("the late touch made the session hash again")
+	}
+	if list, err := a.s.List(ctx, a.uid); err != nil || len(list) != 0 {
+		t.Fatalf("listed after the late touch: %v, %v; want none", list, err)
+	}
+	a.create(a.uid)
+	if got := a.use(a.uid, there.ID); got != "" {
+		t.Fatalf("the stray use record %q stayed past the next sign-in", got)
 	}
 }

@@ -18,12 +18,24 @@ import (
 // touch once per touch interval; with a million sessions each asked for less
 // often than that, nearly every request is due one. So a request that finds
 // its session due only notes it, and answers: the touches are written in
-// batches (one pipeline of scripts, as many as queued within touchGather
-// and while the last batch was in flight), into the user's use hash beside
-// the session hash (touch.lua), so they do not invalidate anyone's cached
-// read of the session hash either. What decides access is the read;
-// a touch that fails costs the session only its last-use record, and its
-// next request tries again.
+// batches (one pipeline, as many as queued within touchGather and while the
+// last batch was in flight), into the user's use hash beside the session
+// hash, so they do not invalidate anyone's cached read of the session hash
+// either. What decides access is the read; a touch that fails costs the
+// session only its last-use record, and its next request tries again.
+//
+// Most touches are plain writes: the use record, and the use hash's expiry
+// moved on (HSET, PEXPIREAT NX, PEXPIREAT GT), a few µs of Redis's time.
+// touch.lua, four times the cost, is kept for the touches that need its
+// checks: the first this replica writes for a session (another replica may
+// have recorded a later use, which the script keeps and reports, so the
+// replicas of a session in use write about once an interval between them,
+// not once each), and any that must rewrite the session hash to make it
+// outlive the session's new end (once per slack). A plain write never
+// touches the session hash or its index, so it cannot resurrect a revoked
+// session either; landing just after a revocation, it leaves a use record
+// without a session, which goes with the use hash or at the user's next
+// sign-in (create.lua).
 
 // maxQueuedTouches bounds the touches waiting to be written: a Redis that
 // does not answer cannot make the queue grow past it. Only requests with a
@@ -41,6 +53,10 @@ const (
 type touchReq struct {
 	uid, sid, ip string
 	now          time.Time
+	// ends is when the session ends once this use is recorded (unix ms).
+	ends int64
+	// plain: a use record is all this touch needs written (no script).
+	plain bool
 }
 
 // toucher writes queued touches: one goroutine while any are queued, none
@@ -133,41 +149,104 @@ func (t *toucher) wait(ctx context.Context) error {
 	return nil
 }
 
-// write runs a batch of touches, one script each, in one pipeline, and
-// notes in the memo what each found.
+// write runs a batch of touches in one pipeline: the plain writes, and one
+// script for each of the rest; and notes in the memo what each found.
 func (s *Store) write(batch []touchReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
 	defer cancel()
+	var plain []touchReq
+	var cmds rueidis.Commands
+	var execs []rueidis.LuaExec
+	var scripted []touchReq
 	idle, every, slack := millis(s.o.IdleTimeout), millis(s.touch), millis(s.slack())
-	execs := make([]rueidis.LuaExec, len(batch))
-	for i, r := range batch {
-		execs[i] = rueidis.LuaExec{
-			Keys: []string{s.k.Session(r.uid, r.sid), s.k.SessionIndex(r.uid), s.k.SessionUses(r.uid)},
-			Args: []string{ms(r.now), idle, r.ip, r.sid, every, slack},
+	for _, r := range batch {
+		switch {
+		case s.revokedHere(r.uid, r.sid):
+			// Revoked here since its request: nothing to record.
+			s.used.forget(r.uid, r.sid)
+		case r.plain:
+			plain = append(plain, r)
+			use := s.k.SessionUses(r.uid)
+			// A use hash has no expiry only when this HSET made it (NX);
+			// else its expiry moves on only to a later end (GT).
+			cmds = append(cmds,
+				s.c.B().Hset().Key(use).FieldValue().FieldValue(r.sid, ms(r.now)+" "+r.ip).Build(),
+				s.c.B().Pexpireat().Key(use).MillisecondsTimestamp(r.ends).Nx().Build(),
+				s.c.B().Pexpireat().Key(use).MillisecondsTimestamp(r.ends).Gt().Build())
+		default:
+			scripted = append(scripted, r)
+			execs = append(execs, rueidis.LuaExec{
+				Keys: []string{s.k.Session(r.uid, r.sid), s.k.SessionIndex(r.uid), s.k.SessionUses(r.uid)},
+				Args: []string{ms(r.now), idle, r.ip, r.sid, every, slack},
+			})
 		}
 	}
+	// Both are sent at once; rueidis pipelines them on its connections.
+	var plainRes []rueidis.RedisResult
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if len(cmds) > 0 {
+			plainRes = s.c.DoMulti(ctx, cmds...)
+		}
+	}()
+	var scriptRes []rueidis.RedisResult
+	if len(execs) > 0 {
+		scriptRes = scripts.Touch.ExecMulti(ctx, s.c, execs...)
+	}
+	<-done
+
 	var failed int
 	var ferr error
-	for i, res := range scripts.Touch.ExecMulti(ctx, s.c, execs...) {
-		r := batch[i]
-		last, err := res.AsInt64()
-		switch {
-		case redisx.IsOOM(err):
-			// The script's first write is the one refused: nothing was written.
+	fail := func(r touchReq, err error) {
+		if redisx.IsOOM(err) {
+			// The first write is the one refused: nothing was written.
 			s.touchRefusedOOM(err)
-			s.used.forget(r.uid, r.sid)
-		case err != nil:
+		} else {
 			failed, ferr = failed+1, err
-			s.used.forget(r.uid, r.sid)
+		}
+		s.used.forget(r.uid, r.sid)
+	}
+	for i, r := range plain {
+		if err := firstErr(plainRes[3*i : 3*i+3]); err != nil {
+			fail(r, err)
+			continue
+		}
+		s.used.note(r.uid, r.sid, r.now.UnixMilli())
+		s.plainTouches.Add(1)
+	}
+	for i, r := range scripted {
+		last, err := scriptRes[i].AsInt64()
+		switch {
+		case err != nil:
+			fail(r, err)
 		case last == 0:
 			s.used.forget(r.uid, r.sid) // gone: revoked meanwhile
 		default:
 			s.used.note(r.uid, r.sid, last)
+			s.scriptTouches.Add(1)
 		}
 	}
 	if failed > 0 {
 		s.touchFailed(failed, ferr)
 	}
+}
+
+// Touches are how many uses of sessions this Store recorded: plain writes
+// of the use record alone, and touch.lua's (which includes those that found
+// a use recorded within the interval and wrote nothing).
+func (s *Store) Touches() (plain, scripted int64) {
+	return s.plainTouches.Load(), s.scriptTouches.Load()
+}
+
+// firstErr is the first error among results, nil if none.
+func firstErr(res []rueidis.RedisResult) error {
+	for _, r := range res {
+		if err := r.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // touchFailed counts touches that failed for another reason than memory and
@@ -208,12 +287,13 @@ func (s *Store) slack() time.Duration { return s.o.IdleTimeout / 4 }
 // knows was recorded (written by its touch, or found by one): a session's
 // hash holds its use only as of its last rewrite, so without the memo each
 // of its requests would find it due. It decides only whether to queue a
-// touch, never whether a session is live. Every request due by its hash
-// asks it, so it is one lookup in a table of 64-byte buckets (a cache
-// line) of four sessions each, found by a keyed 64-bit hash of the session
-// and told apart by all of it; a session that finds its bucket full takes
-// the place of the one used longest ago. Nothing in it is a pointer, so
-// the garbage collector never scans it, whatever its size.
+// touch, and whether that can be a plain write, never whether a session is
+// live. Every request due by its hash asks it, so it is one lookup in a
+// table of 64-byte buckets (a cache line) of four sessions each, found by a
+// keyed 64-bit hash of the session and told apart by all of it; a session
+// that finds its bucket full takes the place of the one used longest ago.
+// Nothing in it is a pointer, so the garbage collector never scans it,
+// whatever its size.
 type useMemo struct {
 	seed    maphash.Seed
 	mask    uint64

@@ -191,6 +191,10 @@ const (
 	SessCreated   = "ca" // created at, unix seconds (fits listpack's 4-byte integers)
 	SessLastSeen  = "ls" // last seen at, unix ms (the idle timeout may be short)
 	SessExpires   = "ea" // absolute end, unix seconds (it is the JWT's exp)
+	// SessHashExpires is when the hash itself expires (unix ms), set with
+	// its expiry (create, slide): a touch that would not outlive it need
+	// not rewrite the hash (sessions/touches.go).
+	SessHashExpires = "he"
 	// SessRole is the account's role unless it is the default, kept current
 	// by the scripts so a request needs no account read.
 	SessRole = "rl"

@@ -241,6 +241,30 @@ func (m *Metrics) CacheRead(from redisx.Source) {
 	}
 }
 
+// Touches exports how many uses of sessions were recorded (written, not
+// queued), by how, read at each scrape from the store's own counts.
+func (m *Metrics) Touches(read func() (plain, scripted int64)) {
+	if m != nil {
+		m.reg.MustRegister(touches{read})
+	}
+}
+
+var touchesWritten = prometheus.NewDesc("sessiond_session_touches_total",
+	"Uses of live sessions recorded in Redis, by how: plain (the use record alone, a few commands) or script (touch.lua: the first this replica records for a session, or one that must also make the session hash outlive the session's new end).",
+	[]string{"write"}, nil)
+
+type touches struct {
+	read func() (plain, scripted int64)
+}
+
+func (touches) Describe(ch chan<- *prometheus.Desc) { ch <- touchesWritten }
+
+func (c touches) Collect(ch chan<- prometheus.Metric) {
+	plain, scripted := c.read()
+	ch <- prometheus.MustNewConstMetric(touchesWritten, prometheus.CounterValue, float64(plain), "plain")
+	ch <- prometheus.MustNewConstMetric(touchesWritten, prometheus.CounterValue, float64(scripted), "script")
+}
+
 // TokenCacheStats are the verified-token cache's counts.
 type TokenCacheStats struct {
 	Hits, Misses uint64
