@@ -151,7 +151,7 @@ func loadSessions(b *bench) (ours, bare *tokenFile, err error) {
 // reverse in odd ones, so a slow moment of the machine, or a trend over the
 // run, falls on all of them alike. It returns runs[path][side][round].
 func loadRounds(b *bench, lo loader, sides []side) ([][][]sample, error) {
-	m := newMeter(b.rs)
+	m := newMeter(b)
 	defer m.Close()
 	rounds, d := b.o.rounds, b.o.dur/time.Duration(b.o.rounds)
 	runs := make([][][]sample, len(paths))

@@ -31,9 +31,8 @@ type sample struct {
 	// others is the share of the machine's CPU other processes took; -1
 	// when it could not be read.
 	others float64
-	// touches are the scripts Redis ran (on the hot path only the touch
-	// script runs); reads the client-side cache misses (each a CLIENT
-	// CACHING YES before its read).
+	// touches are the uses of sessions the replicas recorded; reads the
+	// client-side cache misses (each a CLIENT CACHING YES before its read).
 	touches, reads int64
 }
 

@@ -10,32 +10,41 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-
-	"github.com/sessiond/sessiond/internal/redistest"
 )
 
 // meter reads, around each load run, the CPU this process used, the CPU the
-// Redis node(s) used and the commands they ran, and the CPU the whole
-// machine used, so a run can tell what the Redis side of a request costs
-// (outside this process), how many requests touched a session or missed the
-// client-side cache, and whether something else on the machine was busy
-// while it ran.
+// Redis node(s) used and the commands they ran, the uses of sessions the
+// replicas recorded, and the CPU the whole machine used, so a run can tell
+// what the Redis side of a request costs (outside this process), how many
+// requests touched a session or missed the client-side cache, and whether
+// something else on the machine was busy while it ran.
 type meter struct {
-	redis rueidis.Client // nil: Redis is not read
+	redis    rueidis.Client // nil: Redis is not read
+	replicas []*replica
 }
 
 type cpuSample struct {
 	proc, redis, machine time.Duration
 	machineOK            bool
-	scripts, caching     int64
+	touches, caching     int64
 }
 
-func newMeter(rs *redistest.Server) *meter {
-	c, err := rueidis.NewClient(rs.Options())
+func newMeter(b *bench) *meter {
+	c, err := rueidis.NewClient(b.rs.Options())
 	if err != nil {
-		return &meter{}
+		return &meter{replicas: b.replicas}
 	}
-	return &meter{redis: c}
+	return &meter{redis: c, replicas: b.replicas}
+}
+
+// touches are the uses of sessions the replicas recorded, plain or scripted.
+func (m *meter) touches() int64 {
+	var n int64
+	for _, r := range m.replicas {
+		plain, scripted := r.srv.Sessions.Touches()
+		n += plain + scripted
+	}
+	return n
 }
 
 func (m *meter) Close() {
@@ -46,7 +55,7 @@ func (m *meter) Close() {
 
 func (m *meter) sample() cpuSample {
 	s := cpuSample{proc: processCPU(), redis: m.redisCPU()}
-	s.scripts, s.caching = m.commands()
+	s.touches, s.caching = m.touches(), m.cacheMisses()
 	s.machine, s.machineOK = machineBusy()
 	return s
 }
@@ -63,7 +72,7 @@ func (m *meter) measure(f func() (sample, error)) (sample, error) {
 	}
 	r.cpu = b.proc - a.proc
 	r.redisCPU = b.redis - a.redis
-	r.touches, r.reads = b.scripts-a.scripts, b.caching-a.caching
+	r.touches, r.reads = b.touches-a.touches, b.caching-a.caching
 	r.others = -1
 	if a.machineOK && b.machineOK && r.seconds > 0 {
 		other := max((b.machine-a.machine)-r.cpu-r.redisCPU-r.loadCPU, 0)
@@ -72,11 +81,11 @@ func (m *meter) measure(f func() (sample, error)) (sample, error) {
 	return r, nil
 }
 
-// commands sums, over every node, the scripts Redis ran (EVALSHA and EVAL
-// calls) and the CLIENT CACHING calls, one per client-side cache miss.
-func (m *meter) commands() (scripts, caching int64) {
+// cacheMisses sums, over every node, the CLIENT CACHING calls: one per
+// client-side cache miss.
+func (m *meter) cacheMisses() (caching int64) {
 	if m.redis == nil {
-		return 0, 0
+		return 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -86,20 +95,12 @@ func (m *meter) commands() (scripts, caching int64) {
 			continue
 		}
 		for _, line := range strings.Split(info, "\r\n") {
-			name, stats, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
-			if !ok {
-				continue
-			}
-			calls := statField(stats, "calls")
-			switch name {
-			case "evalsha", "eval":
-				scripts += calls
-			case "client|caching":
-				caching += calls
+			if stats, ok := strings.CutPrefix(line, "cmdstat_client|caching:"); ok {
+				caching += statField(stats, "calls")
 			}
 		}
 	}
-	return scripts, caching
+	return caching
 }
 
 // statField is the integer field of an INFO line's "a=1,b=2" value.

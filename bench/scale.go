@@ -90,7 +90,7 @@ func runScale(b *bench) error {
 		return err
 	}
 	defer ts.close()
-	m := newMeter(b.rs)
+	m := newMeter(b)
 	defer m.Close()
 	heap0, rss0 := memory()
 	header(o.out, b, lo, "the cost as the sessions grow")
