@@ -2,10 +2,12 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -393,4 +395,44 @@ func useOf(v string) (int64, string) {
 	ms, ip, _ := strings.Cut(v, " ")
 	ls, _ := strconv.ParseInt(ms, 10, 64)
 	return ls, ip
+}
+
+// logEvery lets a repeated failure be logged at most once per
+// touchRefusedLogEvery, with how many happened since the last line.
+type logEvery struct{ since, logged atomic.Int64 }
+
+// add counts n more, and says whether a line is due and how many it reports.
+func (l *logEvery) add(n int64) (int64, bool) {
+	now := time.Now().UnixNano()
+	l.since.Add(n)
+	last := l.logged.Load()
+	if now-last < int64(touchRefusedLogEvery) || !l.logged.CompareAndSwap(last, now) {
+		return 0, false
+	}
+	return l.since.Swap(0), true
+}
+
+// After an out-of-memory refusal, touches pause for touchPause; the refusals
+// are logged at most once per touchRefusedLogEvery.
+const (
+	touchPause           = time.Second
+	touchRefusedLogEvery = time.Minute
+)
+
+var errTouchQueueFull = errors.New("more touches waiting than the queue holds")
+
+// touchRefusedOOM counts a touch Redis refused for want of memory, pauses
+// touches, and logs the refusals at most once per touchRefusedLogEvery.
+func (s *Store) touchRefusedOOM(err error) {
+	s.o.Metrics.TouchRefused()
+	s.touchPausedUntil.Store(time.Now().UnixNano() + int64(touchPause))
+	if s.o.Log == nil {
+		return
+	}
+	n, due := s.refusedLog.add(1)
+	if !due {
+		return
+	}
+	s.o.Log.Warn("Redis is out of memory (maxmemory): requests are served, but sessions' use is not recorded, so sessions in use idle out from their last recorded use",
+		"refused_touches", n, "err", err)
 }
