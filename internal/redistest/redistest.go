@@ -24,6 +24,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/internal/flatcache"
 )
 
 // RequireEnv, when "1", makes a missing redis-server a failure instead of a
@@ -228,6 +230,8 @@ func (s *Server) Options() rueidis.ClientOption {
 	if !s.Real {
 		o.DisableCache = true
 	}
+	// The client-side cache the service ships (redisx.NewClient).
+	o.NewCacheStoreFn = flatcache.New
 	return o
 }
 
