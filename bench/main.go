@@ -126,7 +126,7 @@ func parseFlags(args []string) (opts, error) {
 		o.env[k] = v
 		return nil
 	})
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the load rounds (servers and the in-process load); with -scale, of the whole run; with -touch steady, of the largest size's measured rounds")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the load rounds (servers and the in-process load); with -scale, of the whole run; with -touch steady, of the largest size's measured rounds, and each smaller size's in this path with \".<size>\" added")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

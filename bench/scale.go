@@ -269,14 +269,17 @@ func (sc *scaler) steady(t target, n int) (sample, []float64, error) {
 		return sample{}, nil, err
 	}
 	d := max(o.dur/time.Duration(o.rounds), time.Second)
-	if n == o.scale[len(o.scale)-1] {
-		// The profile of a steady run is of the largest size's measured rounds.
-		stop, err := startProfile(o.cpuProfile)
-		if err != nil {
-			return sample{}, nil, err
-		}
-		defer stop()
+	// The profile of a steady run is of the measured rounds, a file a size
+	// (the largest's at the path given), so that sizes can be compared.
+	path := o.cpuProfile
+	if path != "" && n != o.scale[len(o.scale)-1] {
+		path = fmt.Sprintf("%s.%d", path, n)
 	}
+	stop, err := startProfile(path)
+	if err != nil {
+		return sample{}, nil, err
+	}
+	defer stop()
 	var rounds []sample
 	for i := range o.rounds {
 		progress("%d sessions: GET /v1/me over random tokens, round %d of %d (%s)", n, i+1, o.rounds, d)
