@@ -180,6 +180,11 @@ type Options struct {
 // ago (redisx.Liveness): a replica cut off from Redis, or behind a slow
 // link, stops answering from it within that, whatever REDIS_TIMEOUT is, and
 // its reads go to Redis (401 if they come back, 503 if they cannot).
+// sessionReadBytes is what a session's read costs the client-side cache
+// (internal/flatcache): 280 bytes of ring (its key, the HMGET and the reply)
+// and its slot in the index.
+const sessionReadBytes = 320
+
 const (
 	cacheHeartbeat  = 50 * time.Millisecond
 	cacheProofBound = 200 * time.Millisecond
@@ -330,9 +335,9 @@ func (s *Server) wire(ctx context.Context, now func() time.Time) error {
 		MaxPerUser: cfg.MaxSessionsPerUser, Timeout: cfg.RedisTimeout,
 		WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout, Now: now, Audit: s.Audit, Metrics: s.Metrics,
 		Log: s.Log, RefreshKeys: s.Tokens.DeriveKeys(sessions.RefreshKeyPurpose), ReuseGrace: cfg.RefreshReuseGrace, Liveness: s.Liveness,
-		// As many sessions as the client-side cache holds reads of (about
-		// 1 KiB each), each remembered in a few tens of bytes.
-		UsedSessions: cfg.ClientCacheMB << 10,
+		// As many sessions as the client-side cache holds reads of, each
+		// remembered in a few tens of bytes.
+		UsedSessions: cfg.ClientCacheMB << 20 / sessionReadBytes,
 	})
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/maphash"
+	"runtime"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ const minShard = 8 << 10
 type Store struct {
 	seed   maphash.Seed
 	shards [shards]shard
+	arena  *arena
 
 	mu      sync.Mutex // guards flights and closed
 	flights map[flightKey]*flight
@@ -89,12 +91,38 @@ func (f *flight) Wait(ctx context.Context) (rueidis.RedisMessage, error) {
 // New is a rueidis.NewCacheStoreFn.
 func New(opt rueidis.CacheStoreOption) rueidis.CacheStore {
 	size := max(opt.CacheSizeEachConn/shards, minShard) &^ 7
-	s := &Store{seed: maphash.MakeSeed(), flights: map[flightKey]*flight{}}
+	s := &Store{seed: maphash.MakeSeed(), flights: map[flightKey]*flight{}, arena: &arena{}}
+	mem, err := mapRing(size * shards)
+	if err != nil {
+		// No memory to map: no cache, every read a round trip (a nil ring
+		// keeps nothing), rather than no connection.
+		mem = nil
+	}
+	s.arena.mem = mem
 	for i := range s.shards {
 		s.shards[i].index = map[uint64]uint32{}
-		s.shards[i].ring = make([]byte, size)
+		if mem != nil {
+			s.shards[i].ring = mem[i*size : (i+1)*size : (i+1)*size]
+		}
 	}
+	// Close unmaps the ring; this is for a store dropped without one.
+	runtime.AddCleanup(s, func(a *arena) { a.free() }, s.arena)
 	return s
+}
+
+// arena is the rings' memory, unmapped once.
+type arena struct {
+	mu  sync.Mutex
+	mem []byte
+}
+
+func (a *arena) free() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mem != nil {
+		unmapRing(a.mem)
+		a.mem = nil
+	}
 }
 
 func (s *Store) hash(key string) uint64 {
@@ -188,8 +216,9 @@ func (s *Store) Close(err error) {
 	s.flights, s.closed = map[flightKey]*flight{}, true
 	s.mu.Unlock()
 	for i := range s.shards {
-		s.shards[i].flush()
+		s.shards[i].close()
 	}
+	s.arena.free()
 	for _, f := range flights {
 		f.err = err
 		close(f.ch)
@@ -219,12 +248,15 @@ func (sh *shard) get(h uint64, key, cmd string, now int64) []byte {
 // one too large for the ring is not kept.
 func (sh *shard) put(h uint64, key, cmd string, xat int64, val []byte) {
 	n := uint64(header+len(key)+len(cmd)+len(val)+7) &^ 7
-	size := uint64(len(sh.ring))
-	if n > size/4 || len(key) > 0xffff || len(cmd) > 0xffff {
+	if len(key) > 0xffff || len(cmd) > 0xffff {
 		return
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	size := uint64(len(sh.ring))
+	if n > size/4 { // or no ring: closed
+		return
+	}
 	if rest := size - sh.head%size; rest < n {
 		// An entry never wraps: the rest of the ring is skipped, marked as
 		// a dead entry of that size.
@@ -283,6 +315,15 @@ func (sh *shard) drop(h uint64, key string) {
 		delete(sh.index, h)
 		put64(e[16:], 0)
 	}
+}
+
+// close empties the shard and lets go of its ring, which is unmapped next.
+func (sh *shard) close() {
+	sh.mu.Lock()
+	clear(sh.index)
+	sh.ring = nil
+	sh.head, sh.tail = 0, 0
+	sh.mu.Unlock()
 }
 
 func (sh *shard) flush() {

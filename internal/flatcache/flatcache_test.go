@@ -357,3 +357,29 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A store's bound is memory it may use, not memory it takes: a CLIENT_CACHE_MB
+// of a gigabyte costs neither the Go heap nor, until reads fill it, the
+// process's memory.
+func TestTheBoundIsNotTakenUpFront(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the ring is mapped outside the Go heap on Linux only")
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapSys
+	}
+	before := heap()
+	s := flatcache.New(rueidis.CacheStoreOption{CacheSizeEachConn: 1 << 30})
+	rs := replies(t, 1)
+	fill(t, s, 0, rs[0], time.Now())
+	if grew := int64(heap()) - int64(before); grew > 64<<20 {
+		t.Fatalf("a 1 GiB store grew the Go heap by %d MiB", grew>>20)
+	}
+	if lookup(t, s, 0, time.Now()) != "0" {
+		t.Fatal("the reply is not there")
+	}
+	s.Close(errors.New("done"))
+}
