@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"hash/maphash"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -37,8 +36,8 @@ const cacheShards = 64
 
 // entryOverhead is what an entry costs besides its token and its claims' strings:
 // the entry itself, its slot in the shard's map, and the allocator's
-// rounding of the two strings.
-const entryOverhead = int64(unsafe.Sizeof(entry{})) + 96
+// rounding of its string.
+const entryOverhead = int64(unsafe.Sizeof(entry{})) + 64
 
 type cache struct {
 	seed   maphash.Seed
@@ -56,12 +55,25 @@ type shard struct {
 	_ [64]byte
 }
 
+// entry is a verified token: two objects for the garbage collector to mark
+// (the entry and its one string, where the claims' strings and times made
+// five), since a million of them are marked on every collection.
 type entry struct {
-	key        uint64
-	token      string
-	v          verified
-	size       int64
-	prev, next *entry
+	key uint64
+	// s is the token, then the claims' user ID, session ID and username:
+	// one allocation, sliced on a hit.
+	s                 string
+	tok, uid, sid     int32 // lengths of the first three parts of s
+	iat, exp, created int64 // the claims' times, unix ns
+	from, until       int64 // when it verifies (see verified), unix ns
+	size              int64
+	prev, next        *entry
+}
+
+func (e *entry) claims() Claims {
+	u, d := int(e.tok), int(e.tok+e.uid)
+	return Claims{UserID: e.s[u:d], SessionID: e.s[d : d+int(e.sid)], Username: e.s[d+int(e.sid):],
+		IssuedAt: time.Unix(0, e.iat), ExpiresAt: time.Unix(0, e.exp), AccountCreatedAt: time.Unix(0, e.created)}
 }
 
 func newCache(maxBytes int64) *cache {
@@ -87,12 +99,13 @@ func (c *cache) get(token string, now time.Time) (Claims, bool) {
 	s := c.shard(h)
 	s.mu.Lock()
 	e := s.m[h]
-	if e == nil || !sameToken(e.token, token) || now.Before(e.v.from) {
+	t := now.UnixNano()
+	if e == nil || !sameToken(e.s[:e.tok], token) || t < e.from {
 		s.misses++
 		s.mu.Unlock()
 		return Claims{}, false
 	}
-	if !now.Before(e.v.until) {
+	if t >= e.until {
 		// Expired for good: it will never answer again.
 		s.remove(e)
 		s.misses++
@@ -104,7 +117,7 @@ func (c *cache) get(token string, now time.Time) (Claims, bool) {
 		s.unlink(e)
 		s.pushFront(e)
 	}
-	claims := e.v.claims
+	claims := e.claims()
 	s.mu.Unlock()
 	return claims, true
 }
@@ -120,8 +133,17 @@ func (c *cache) put(token string, v *verified) {
 	if size > s.limit {
 		return
 	}
-	// A copy: the caller's string may be a view of a request buffer.
-	e := &entry{key: h, token: strings.Clone(token), v: *v, size: size}
+	cl := v.claims
+	for _, t := range []time.Time{cl.IssuedAt, cl.ExpiresAt, cl.AccountCreatedAt, v.from, v.until} {
+		if !time.Unix(0, t.UnixNano()).Equal(t) {
+			return // past what unix ns hold (years 1678 to 2262): not kept
+		}
+	}
+	// A copy too: the caller's token may be a view of a request buffer.
+	e := &entry{key: h, s: token + cl.UserID + cl.SessionID + cl.Username,
+		tok: int32(len(token)), uid: int32(len(cl.UserID)), sid: int32(len(cl.SessionID)),
+		iat: cl.IssuedAt.UnixNano(), exp: cl.ExpiresAt.UnixNano(), created: cl.AccountCreatedAt.UnixNano(),
+		from: v.from.UnixNano(), until: v.until.UnixNano(), size: size}
 	s.mu.Lock()
 	if old := s.m[h]; old != nil {
 		s.remove(old) // the same token verified twice at once, or a collision

@@ -229,6 +229,44 @@ func TestCacheByteBound(t *testing.T) {
 	}
 }
 
+// An entry is two objects for the garbage collector (itself and one string
+// holding the token and the claims' strings): a million-token cache is
+// marked on every collection, and each object is a cache miss to mark.
+func TestCacheEntriesAreFewObjects(t *testing.T) {
+	const n = 20_000
+	tk := cached(t, 256<<20)
+	now := time.Now()
+	toks := make([]string, n)
+	for i := range toks {
+		toks[i] = signAt(t, tk, fmt.Sprintf("6f1c7a2e-1111-4222-8333-%012d", i), now, time.Hour)
+	}
+	objects := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapObjects
+	}
+	before := objects()
+	for _, tok := range toks {
+		if _, err := tk.VerifyAt(tok, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := objects()
+	if st := tk.CacheStats(); st.Entries != n {
+		t.Fatalf("%d entries, want %d", st.Entries, n)
+	}
+	if per := float64(after-before) / n; per > 2.5 {
+		t.Fatalf("%.2f heap objects an entry, want 2 (and the maps' few)", per)
+	}
+	for _, tok := range toks[:10] {
+		if c, err := tk.VerifyAt(tok, now); err != nil || !strings.HasPrefix(c.SessionID, "6f1c7a2e-") || c.Username != "alice@example.com" {
+			t.Fatalf("a hit answered %+v, %v", c, err)
+		}
+	}
+	runtime.KeepAlive(toks)
+}
+
 // The least recently used entries go first: a token in use survives a
 // stream of others many times the bound.
 func TestCacheKeepsWhatIsUsed(t *testing.T) {
