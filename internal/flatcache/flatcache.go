@@ -1,12 +1,12 @@
 // Package flatcache is a rueidis.CacheStore, the client-side cache of one
 // Redis connection, that keeps its entries where the garbage collector does
 // not look: each read is its key, command and reply marshalled
-// (RedisMessage.CacheMarshal) into a byte ring, found through a map from a
-// keyed 64-bit hash of the key to the entry's offset. Neither holds a
-// pointer, so a million cached session reads are a few large objects for the
-// collector, not tens of millions of small ones: rueidis's own store keeps,
-// per read, a map of its own, a list element, a channel and the reply's
-// strings, about 1 KiB and twenty objects that every collection marks.
+// (RedisMessage.CacheMarshal) into a byte ring mapped outside the Go heap
+// (on Linux), found through a map from a keyed 64-bit hash of the key to the
+// entry's offset, which holds no pointer. So a million cached session reads
+// are nothing for the collector to mark: rueidis's own store keeps, per
+// read, a map of its own, a list element, a channel and the reply's strings,
+// about 1 KiB and more than ten objects that every collection marks.
 //
 // It keeps rueidis's semantics: a miss is one read in flight that later
 // callers wait for (single flight); a reply is kept until the client-side TTL

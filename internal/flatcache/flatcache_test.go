@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -382,4 +385,72 @@ func TestTheBoundIsNotTakenUpFront(t *testing.T) {
 		t.Fatal("the reply is not there")
 	}
 	s.Close(errors.New("done"))
+}
+
+// A session read as the service makes it (sessions.useFields: eight
+// two-letter fields, four of them set, under a key of the default layout)
+// costs 280 bytes of ring: the figure the README's plan and the use memo's
+// sizing (server.sessionReadBytes, 320 with the index) are made of.
+func TestASessionReadIs280Bytes(t *testing.T) {
+	srv.RequireReal(t, "client-side caching needs CLIENT TRACKING")
+	var stores []rueidis.CacheStore
+	opt := srv.Options()
+	opt.PipelineMultiplex = -1
+	opt.NewCacheStoreFn = func(o rueidis.CacheStoreOption) rueidis.CacheStore {
+		st := flatcache.New(o)
+		stores = append(stores, st)
+		return st
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	key := "sessiond:sess:{0b7c6f4e-2a61-4a53-9d43-0c5b3d2f8e11}:5d2e7c1a-9b3f-4e2d-8a6c-1f0e9d8c7b6a"
+	ms, sec := strconv.FormatInt(time.Now().UnixMilli(), 10), strconv.FormatInt(time.Now().Unix(), 10)
+	if err := c.Do(ctx, c.B().Hset().Key(key).FieldValue().FieldValue("ls", ms).FieldValue("ea", sec).
+		FieldValue("ca", sec).FieldValue("he", ms).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, c.B().Expire().Key(key).Seconds(3600).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DoCache(ctx, c.B().Hmget().Key(key).Field("ls", "ea", "rl", "ca", "al", "am", "at", "he").Cache(), time.Minute).Error(); err != nil {
+		t.Fatal(err)
+	}
+	var used uint64
+	for _, st := range stores {
+		used += flatcache.RingBytes(st)
+	}
+	if used != 280 {
+		t.Fatalf("a session read took %d bytes of ring; the plan and the memo's sizing say 280", used)
+	}
+}
+
+// rss is this process's resident anonymous memory, from /proc.
+func rss(t *testing.T) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Skip("no RssAnon")
+	return 0
+}
+
+// The kernel commits the ring's pages as entries are written, not when the
+// store is made: a 1 GiB bound costs little until reads fill it.
+func TestTheRingIsCommittedAsItFills(t *testing.T) {
+	before := rss(t)
+	s := flatcache.New(rueidis.CacheStoreOption{CacheSizeEachConn: 1 << 30})
+	defer s.Close(nil)
+	if grew := rss(t) - before; grew > 64<<20 {
+		t.Fatalf("a 1 GiB store took %d MiB of memory before holding anything", grew>>20)
+	}
 }
