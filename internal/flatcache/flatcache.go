@@ -93,10 +93,14 @@ func New(opt rueidis.CacheStoreOption) rueidis.CacheStore {
 	size := max(opt.CacheSizeEachConn/shards, minShard) &^ 7
 	s := &Store{seed: maphash.MakeSeed(), flights: map[flightKey]*flight{}, arena: &arena{}}
 	mem, err := mapRing(size * shards)
+	for err != nil && size > minShard {
+		// Refused (strict overcommit, and a bound past what is free): a
+		// smaller cache rather than none.
+		size = max(size/2, minShard) &^ 7
+		mem, err = mapRing(size * shards)
+	}
 	if err != nil {
-		// No memory to map: no cache, every read a round trip (a nil ring
-		// keeps nothing), rather than no connection.
-		mem = nil
+		mem = nil // none at all: a nil ring keeps nothing, every read a round trip
 	}
 	s.arena.mem = mem
 	for i := range s.shards {

@@ -454,3 +454,21 @@ func TestTheRingIsCommittedAsItFills(t *testing.T) {
 		t.Fatalf("a 1 GiB store took %d MiB of memory before holding anything", grew>>20)
 	}
 }
+
+// A bound past the machine's memory is taken as a bound, not refused: the
+// store still caches (CLIENT_CACHE_MB goes up to a terabyte).
+func TestABoundPastMemoryStillCaches(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the ring is mapped on Linux only")
+	}
+	if mode, _ := os.ReadFile("/proc/sys/vm/overcommit_memory"); strings.TrimSpace(string(mode)) == "2" {
+		t.Skip("strict overcommit (vm.overcommit_memory=2) refuses any mapping past memory")
+	}
+	rs := replies(t, 1)
+	s := flatcache.New(rueidis.CacheStoreOption{CacheSizeEachConn: 1 << 40})
+	defer s.Close(nil)
+	fill(t, s, 0, rs[0], time.Now())
+	if lookup(t, s, 0, time.Now()) != "0" {
+		t.Fatal("a 1 TiB store cached nothing")
+	}
+}
