@@ -180,15 +180,15 @@ type Options struct {
 // ago (redisx.Liveness): a replica cut off from Redis, or behind a slow
 // link, stops answering from it within that, whatever REDIS_TIMEOUT is, and
 // its reads go to Redis (401 if they come back, 503 if they cannot).
-// sessionReadBytes is what a session's read costs the client-side cache
-// (internal/flatcache): 280 bytes of ring (its key, the HMGET and the reply)
-// and its slot in the index.
-const sessionReadBytes = 320
-
 const (
 	cacheHeartbeat  = 50 * time.Millisecond
 	cacheProofBound = 200 * time.Millisecond
 )
+
+// sessionReadBytes is what a session's read costs the client-side cache
+// (internal/flatcache): 280 bytes of ring (its key, the HMGET and the reply)
+// and its slot in the index.
+const sessionReadBytes = 320
 
 // openRedis connects to REDIS_URL, or starts the embedded store when it is
 // unset. The Liveness gates the client-side cache (nil for the embedded
