@@ -243,7 +243,9 @@ func TestBoundedOldestGoFirst(t *testing.T) {
 
 // A reply a caller holds stays intact when the ring's memory is reused.
 func TestHeldReplyIsACopy(t *testing.T) {
-	rs := replies(t, 2000)
+	// 20,000 replies of about 80 bytes through 128 KiB (16 shards of 8 KiB):
+	// key-0's shard is written over many times, whatever shard it hashes to.
+	rs := replies(t, 20000)
 	s := flatcache.New(rueidis.CacheStoreOption{CacheSizeEachConn: 128 << 10})
 	now := time.Now()
 	fill(t, s, 0, rs[0], now)
