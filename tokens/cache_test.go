@@ -195,9 +195,7 @@ func TestCacheByteBound(t *testing.T) {
 	const limit = 1 << 20
 	tk := cached(t, limit)
 	now := time.Now()
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
+	before := afterGC()
 	var last string
 	for i := range 100_000 {
 		last = signAt(t, tk, fmt.Sprintf("6f1c7a2e-1111-4222-8333-%012d", i), now, time.Hour)
@@ -210,8 +208,7 @@ func TestCacheByteBound(t *testing.T) {
 			}
 		}
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
+	after := afterGC()
 	st := tk.CacheStats()
 	if st.Bytes > st.MaxBytes || st.Entries < 500 {
 		t.Fatalf("after 100,000 tokens: %+v", st)
@@ -240,19 +237,13 @@ func TestCacheEntriesAreFewObjects(t *testing.T) {
 	for i := range toks {
 		toks[i] = signAt(t, tk, fmt.Sprintf("6f1c7a2e-1111-4222-8333-%012d", i), now, time.Hour)
 	}
-	objects := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapObjects
-	}
-	before := objects()
+	before := afterGC().HeapObjects
 	for _, tok := range toks {
 		if _, err := tk.VerifyAt(tok, now); err != nil {
 			t.Fatal(err)
 		}
 	}
-	after := objects()
+	after := afterGC().HeapObjects
 	if st := tk.CacheStats(); st.Entries != n {
 		t.Fatalf("%d entries, want %d", st.Entries, n)
 	}
@@ -265,6 +256,14 @@ func TestCacheEntriesAreFewObjects(t *testing.T) {
 		}
 	}
 	runtime.KeepAlive(toks)
+}
+
+// afterGC is the heap's figures once a collection has run.
+func afterGC() runtime.MemStats {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m
 }
 
 // The least recently used entries go first: a token in use survives a

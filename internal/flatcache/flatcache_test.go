@@ -301,17 +301,11 @@ func TestRepliesAreNotObjects(t *testing.T) {
 	rs := replies(t, 1)
 	s := flatcache.New(rueidis.CacheStoreOption{CacheSizeEachConn: 64 << 20})
 	now := time.Now()
-	objects := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapObjects
-	}
-	before := objects()
+	before := afterGC().HeapObjects
 	for i := range n {
 		fill(t, s, i, rs[0], now)
 	}
-	grew := int64(objects()) - int64(before)
+	grew := int64(afterGC().HeapObjects) - int64(before)
 	if grew > n/100 {
 		t.Fatalf("%d replies kept added %d heap objects; want a handful", n, grew)
 	}
@@ -356,6 +350,14 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
+// afterGC is the heap's figures once a collection has run.
+func afterGC() runtime.MemStats {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -370,17 +372,11 @@ func TestTheBoundIsNotTakenUpFront(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the ring is mapped outside the Go heap on Linux only")
 	}
-	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapSys
-	}
-	before := heap()
+	before := afterGC().HeapSys
 	s := flatcache.New(rueidis.CacheStoreOption{CacheSizeEachConn: 1 << 30})
 	rs := replies(t, 1)
 	fill(t, s, 0, rs[0], time.Now())
-	if grew := int64(heap()) - int64(before); grew > 64<<20 {
+	if grew := int64(afterGC().HeapSys) - int64(before); grew > 64<<20 {
 		t.Fatalf("a 1 GiB store grew the Go heap by %d MiB", grew>>20)
 	}
 	if lookup(t, s, 0, time.Now()) != "0" {
