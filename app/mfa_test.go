@@ -66,7 +66,8 @@ func wrongCode(t *testing.T, secret string, at time.Time) string {
 // authenticator is an authenticator app: it shows the code of a time step
 // no code was accepted for yet. A step is accepted once and only within one
 // step of the server's clock, so it takes the earliest step still allowed
-// after the last one it showed, and waits for the clock to move on when none
+// after the last one it showed (and still allowed a few seconds on, by when
+// the server has checked it), and waits for the clock to move on when none
 // is left (after three codes within 30 s). Tokens are checked against the
 // real time, so tests do not move the clock to get fresh steps.
 type authenticator struct {
@@ -80,8 +81,16 @@ func (c *clock) offset() time.Duration { c.mu.Lock(); defer c.mu.Unlock(); retur
 func (a *authenticator) next(t *testing.T) string {
 	t.Helper()
 	for {
-		now := a.clk.Now().Unix() / 30
-		step := max(a.last+1, now-1)
+		at := a.clk.Now()
+		now := at.Unix() / 30
+		// The step before this one is allowed only until this one ends:
+		// within 5 s of that, the server could read its clock past it, so
+		// the earliest step is this one.
+		lowest := now - 1
+		if time.Unix((now+1)*30, 0).Sub(at) < 5*time.Second {
+			lowest = now
+		}
+		step := max(a.last+1, lowest)
 		if step <= now+1 {
 			a.last = step
 			return codeAt(t, a.secret, time.Unix(step*30, 0))
