@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -72,4 +73,33 @@ func TestTouchQueueIsBounded(t *testing.T) {
 	if q.add(touchReq{sid: "one more"}) {
 		t.Fatalf("a touch past the bound of %d was queued", maxQueuedTouches)
 	}
+}
+
+// The memo's table is outside the Go heap: sized for 4 million sessions (a
+// 128 MB table), it adds nothing to what the collector manages, and what it
+// holds stays right.
+func TestUseMemoIsOutsideTheHeap(t *testing.T) {
+	before := heapSys()
+	m := newUseMemo(4 << 20)
+	if grew := int64(heapSys()) - int64(before); grew > 16<<20 {
+		t.Fatalf("a memo of %d buckets grew the Go heap by %d bytes", len(m.buckets), grew)
+	}
+	if len(m.buckets) != 2<<20 {
+		t.Fatalf("%d buckets, want 2,097,152 (two slots a session, a power of two)", len(m.buckets))
+	}
+	for i := range 1000 {
+		m.note("u", strconv.Itoa(i), int64(i+1))
+	}
+	for i := range 1000 {
+		if got := m.last("u", strconv.Itoa(i)); got != int64(i+1) {
+			t.Fatalf("session %d: %d", i, got)
+		}
+	}
+}
+
+func heapSys() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapSys
 }

@@ -26,11 +26,12 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/maphash"
-	"runtime"
 	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/sessiond/sessiond/internal/offheap"
 )
 
 // shards spread the lock: hits take a shard's read lock, the connection's
@@ -50,7 +51,7 @@ const minShard = 8 << 10
 type Store struct {
 	seed   maphash.Seed
 	shards [shards]shard
-	arena  *arena
+	arena  *offheap.Region
 
 	mu      sync.Mutex // guards flights and closed
 	flights map[flightKey]*flight
@@ -91,42 +92,21 @@ func (f *flight) Wait(ctx context.Context) (rueidis.RedisMessage, error) {
 // New is a rueidis.NewCacheStoreFn.
 func New(opt rueidis.CacheStoreOption) rueidis.CacheStore {
 	size := max(opt.CacheSizeEachConn/shards, minShard) &^ 7
-	s := &Store{seed: maphash.MakeSeed(), flights: map[flightKey]*flight{}, arena: &arena{}}
-	mem, err := mapRing(size * shards)
-	for err != nil && size > minShard {
-		// Refused (strict overcommit, and a bound past what is free): a
-		// smaller cache rather than none.
-		size = max(size/2, minShard) &^ 7
-		mem, err = mapRing(size * shards)
-	}
-	if err != nil {
-		mem = nil // none at all: a nil ring keeps nothing, every read a round trip
-	}
-	s.arena.mem = mem
+	s := &Store{seed: maphash.MakeSeed(), flights: map[flightKey]*flight{}}
+	// Refused (strict overcommit, and a bound past what is free): a smaller
+	// cache rather than none; refused even at the least, none at all (a nil
+	// ring keeps nothing, every read a round trip). Close unmaps the rings,
+	// and the collector a store dropped without one.
+	s.arena = offheap.MapAtMost(s, size*shards, minShard*shards)
+	mem := s.arena.Bytes()
+	size = len(mem) / shards &^ 7
 	for i := range s.shards {
 		s.shards[i].index = map[uint64]uint32{}
 		if mem != nil {
 			s.shards[i].ring = mem[i*size : (i+1)*size : (i+1)*size]
 		}
 	}
-	// Close unmaps the ring; this is for a store dropped without one.
-	runtime.AddCleanup(s, func(a *arena) { a.free() }, s.arena)
 	return s
-}
-
-// arena is the rings' memory, unmapped once.
-type arena struct {
-	mu  sync.Mutex
-	mem []byte
-}
-
-func (a *arena) free() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.mem != nil {
-		unmapRing(a.mem)
-		a.mem = nil
-	}
 }
 
 func (s *Store) hash(key string) uint64 {
@@ -222,7 +202,7 @@ func (s *Store) Close(err error) {
 	for i := range s.shards {
 		s.shards[i].close()
 	}
-	s.arena.free()
+	s.arena.Free()
 	for _, f := range flights {
 		f.err = err
 		close(f.ch)
