@@ -4,8 +4,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	mathrand "math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/sessiond/sessiond/tokens"
 )
@@ -93,5 +96,33 @@ func benchVerify(b *testing.B, tk *tokens.Tokens) {
 		if _, err := tk.VerifyAt(tok, now); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Hits over a million tokens in random order, as a million clients send
+// them: the lookup as the cache outgrows the CPU's caches and TLB.
+func BenchmarkVerifyCachedMillion(b *testing.B) {
+	const n = 1_000_000
+	tk, _ := tokens.New(tokens.Keyring{Secret: secret}, "sessiond", "sessiond", tokens.WithCache(1<<30))
+	now := time.Now()
+	toks := make([]string, n)
+	for i := range toks {
+		toks[i], _ = tk.Sign(tokens.Claims{SessionID: uuid.NewString(), UserID: uuid.NewString(),
+			IssuedAt: now, ExpiresAt: now.Add(time.Hour), Username: fmt.Sprintf("user%07d", i), AccountCreatedAt: now.Add(-24 * time.Hour)})
+		if _, err := tk.VerifyAt(toks[i], now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if st := tk.CacheStats(); st.Entries != n {
+		b.Fatalf("the cache holds %d of %d tokens", st.Entries, n)
+	}
+	order := mathrand.Perm(n)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := tk.VerifyAt(toks[order[i%n]], now); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
