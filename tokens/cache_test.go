@@ -279,6 +279,31 @@ func TestCacheBoundIsNotTakenUpFront(t *testing.T) {
 	}
 }
 
+// The README's figure: the default TOKEN_CACHE_MB=32 holds about 51,000
+// tokens of sessiond's (a 12-character username), an entry taking about 660
+// bytes of the bound.
+func TestCacheDefaultHoldsAbout51000Tokens(t *testing.T) {
+	tk := cached(t, 32<<20)
+	now := time.Now()
+	var tokLen int
+	for i := range 60_000 {
+		tok, err := tk.Sign(tokens.Claims{SessionID: fmt.Sprintf("6f1c7a2e-1111-4222-8333-%012d", i), UserID: fmt.Sprintf("7f1c7a2e-1111-4222-8333-%012d", i),
+			IssuedAt: now, ExpiresAt: now.Add(time.Hour), Username: fmt.Sprintf("user%08d", i), AccountCreatedAt: now.Add(-time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tk.VerifyAt(tok, now); err != nil {
+			t.Fatal(err)
+		}
+		tokLen = len(tok)
+	}
+	st := tk.CacheStats()
+	t.Logf("%d-byte tokens: %d entries, %d bytes counted, %d bytes of the bound each", tokLen, st.Entries, st.Bytes, st.MaxBytes/int64(st.Entries))
+	if st.Entries < 49_000 || st.Entries > 53_000 || st.Bytes > st.MaxBytes {
+		t.Fatalf("32 MB holds %d tokens (%+v), the README says about 51,000", st.Entries, st)
+	}
+}
+
 // afterGC is the heap's figures once a collection has run.
 func afterGC() runtime.MemStats {
 	runtime.GC()
