@@ -206,13 +206,11 @@ func (c *cache) put(token string, v *verified) {
 	h := maphash.String(c.seed, token)
 	s := c.shard(h)
 	cl := v.claims
+	// Tokens are at most maxTokenLen, so data cannot overflow 32 bits.
 	data := len(token) + len(cl.UserID) + len(cl.SessionID) + len(cl.Username)
-	if data > int(s.biggest) {
-		return // also every token of a shard without a ring
-	}
 	size := (recordHeader + uint32(data) + 7) &^ 7
 	if size > s.biggest {
-		return
+		return // also every token of a shard without a ring (biggest 0)
 	}
 	for _, t := range []time.Time{cl.IssuedAt, cl.ExpiresAt, cl.AccountCreatedAt, v.from, v.until} {
 		if !time.Unix(0, t.UnixNano()).Equal(t) {

@@ -226,8 +226,8 @@ func TestCacheByteBound(t *testing.T) {
 	}
 }
 
-// An entry is no object at all for the garbage collector: its record is in
-// a ring outside the heap and its index slot in a map of integers. A
+// An entry is no object at all for the garbage collector: its record and
+// its index slot are in memory mapped outside the heap. A
 // million-token cache was marked on every collection (two objects an entry
 // before this, five before that), and each object is a cache miss to mark.
 func TestCacheEntriesAreNotHeapObjects(t *testing.T) {
